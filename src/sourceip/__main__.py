@@ -1,0 +1,3 @@
+from sourceip.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""sourceip.net."""
