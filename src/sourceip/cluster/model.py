@@ -1,0 +1,384 @@
+"""Frozen, validated values for the parts of a cluster that decide a packet's path.
+
+Every value validates on construction and raises ``ValidationError`` naming the field; nothing
+half-valid is ever stored. Field paths are the Kubernetes API's (``spec.ports[0].nodePort``) so
+that ``sources`` can point at the line of the manifest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sourceip.errors import ValidationError
+from sourceip.net.addr import PROTOCOLS, IPAddress, IPNetwork
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
+TrafficPolicy = Literal["Cluster", "Local"]
+DetectLocalMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", ""]
+ProxyMode = Literal["iptables", "nftables"]
+
+
+def _check(cond: bool, field_path: str, message: str) -> None:
+    if not cond:
+        raise ValidationError(message, field=field_path)
+
+
+def _port_ok(value: int, field_path: str, *, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    _check(
+        isinstance(value, int) and low <= value <= 65535,
+        field_path,
+        f"{value} is outside {low}-65535",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    """A node: its addresses (InternalIP first), pod CIDRs and labels."""
+
+    name: str
+    internal_ips: tuple[IPAddress, ...] = ()
+    external_ips: tuple[IPAddress, ...] = ()
+    pod_cidrs: tuple[IPNetwork, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "metadata.name", "a node needs a name")
+
+    @property
+    def zone(self) -> str:
+        return self.labels.get(ZONE_LABEL, "")
+
+    @property
+    def addresses(self) -> tuple[IPAddress, ...]:
+        """Every address the node owns, InternalIPs first."""
+        return self.internal_ips + self.external_ips
+
+    def primary_ip(self, version: int = 4) -> IPAddress | None:
+        """The first InternalIP of that family (kube-proxy's primary node IP)."""
+        for ip in self.internal_ips:
+            if ip.version == version:
+                return ip
+        return None
+
+    def pod_cidr(self, version: int = 4) -> IPNetwork | None:
+        for net in self.pod_cidrs:
+            if net.version == version:
+                return net
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerPort:
+    """A port a container declares (named ports are what targetPort names refer to)."""
+
+    container_port: int
+    name: str = ""
+    protocol: str = "tcp"
+    host_port: int | None = None
+
+    def __post_init__(self) -> None:
+        _port_ok(self.container_port, "containerPort")
+        _check(self.protocol in PROTOCOLS, "protocol", f"{self.protocol!r} is not TCP/UDP/SCTP")
+        if self.host_port is not None:
+            _port_ok(self.host_port, "hostPort")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pod:
+    """A pod: where it runs, its IP(s), labels and the ports its containers declare."""
+
+    namespace: str
+    name: str
+    node_name: str = ""
+    ips: tuple[IPAddress, ...] = ()
+    host_network: bool = False
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    ports: tuple[ContainerPort, ...] = ()
+    phase: str = "Running"
+    ready: bool = True
+    terminating: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ip(self) -> IPAddress | None:
+        return self.ips[0] if self.ips else None
+
+    def port_named(self, name: str, protocol: str) -> ContainerPort | None:
+        for p in self.ports:
+            if p.name == name and p.protocol == protocol:
+                return p
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServicePort:
+    """One port of a Service; ``target_port`` is a number or a container port name."""
+
+    port: int
+    name: str = ""
+    protocol: str = "tcp"
+    target_port: int | str = 0
+    node_port: int | None = None
+
+    def __post_init__(self) -> None:
+        _port_ok(self.port, "port")
+        _check(self.protocol in PROTOCOLS, "protocol", f"{self.protocol!r} is not TCP/UDP/SCTP")
+        if isinstance(self.target_port, int):
+            _port_ok(self.target_port, "targetPort", allow_zero=True)
+        else:
+            _check(bool(self.target_port), "targetPort", "an empty port name")
+        if self.node_port is not None:
+            _port_ok(self.node_port, "nodePort")
+
+    @property
+    def effective_target(self) -> int | str:
+        """targetPort, defaulting to port as the API server does."""
+        return self.target_port if self.target_port else self.port
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadBalancerIngress:
+    """One entry of status.loadBalancer.ingress."""
+
+    ip: IPAddress | None = None
+    hostname: str = ""
+    ip_mode: Literal["VIP", "Proxy"] = "VIP"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Service:
+    """A Service with every field that changes the path of a packet."""
+
+    namespace: str
+    name: str
+    type: ServiceType = "ClusterIP"
+    cluster_ips: tuple[IPAddress, ...] = ()
+    headless: bool = False
+    ports: tuple[ServicePort, ...] = ()
+    selector: dict[str, str] | None = field(default=None, hash=False)
+    external_ips: tuple[IPAddress, ...] = ()
+    load_balancer_ip: IPAddress | None = None
+    lb_ingress: tuple[LoadBalancerIngress, ...] = ()
+    external_traffic_policy: TrafficPolicy = "Cluster"
+    internal_traffic_policy: TrafficPolicy = "Cluster"
+    health_check_node_port: int | None = None
+    lb_source_ranges: tuple[IPNetwork, ...] = ()
+    session_affinity: Literal["None", "ClientIP"] = "None"
+    affinity_timeout: int = 10800
+    allocate_lb_node_ports: bool = True
+    ip_families: tuple[str, ...] = ()
+    external_name: str = ""
+    annotations: dict[str, str] = field(default_factory=dict, hash=False)
+    # Written by EndpointSlice controller semantics: whether `type` was given explicitly
+    # (ExternalPolicyLocal needs type exactly ClusterIP/NodePort/LoadBalancer).
+    type_set: bool = True
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "metadata.name", "a Service needs a name")
+        names = [p.name for p in self.ports]
+        if len(self.ports) > 1:
+            _check(all(names), "spec.ports", "every port needs a name when there are several")
+        _check(len(set(names)) == len(names), "spec.ports", "port names must be unique")
+        if self.health_check_node_port is not None:
+            _port_ok(self.health_check_node_port, "spec.healthCheckNodePort")
+        _check(
+            0 < self.affinity_timeout <= 86400,
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+            f"{self.affinity_timeout} is outside 1-86400",
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def lb_ips(self) -> tuple[IPAddress, ...]:
+        """LoadBalancer ingress IPs kube-proxy programs (ipMode VIP only; Proxy is left alone)."""
+        if self.type != "LoadBalancer":
+            return ()
+        return tuple(i.ip for i in self.lb_ingress if i.ip is not None and i.ip_mode == "VIP")
+
+    @property
+    def all_lb_ips(self) -> tuple[IPAddress, ...]:
+        if self.type != "LoadBalancer":
+            return ()
+        return tuple(i.ip for i in self.lb_ingress if i.ip is not None)
+
+    @property
+    def proxied(self) -> bool:
+        """kube-proxy handles this Service (not headless, not ExternalName)."""
+        return self.type != "ExternalName" and not self.headless and bool(self.cluster_ips)
+
+    @property
+    def externally_accessible_by_type(self) -> bool:
+        """apiservice.ExternallyAccessible: LoadBalancer, NodePort, or exactly ClusterIP with
+        externalIPs (an unset type does not count)."""
+        if self.type in ("LoadBalancer", "NodePort"):
+            return True
+        return self.type == "ClusterIP" and self.type_set and bool(self.external_ips)
+
+    @property
+    def external_policy_local(self) -> bool:
+        """apiservice.ExternalPolicyLocal."""
+        return self.externally_accessible_by_type and self.external_traffic_policy == "Local"
+
+    @property
+    def internal_policy_local(self) -> bool:
+        return self.internal_traffic_policy == "Local"
+
+    @property
+    def needs_health_check(self) -> bool:
+        """apiservice.NeedsHealthCheck: LoadBalancer with ETP Local."""
+        return self.type == "LoadBalancer" and self.external_policy_local
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    """One endpoint of an EndpointSlice; ``None`` conditions mean unset (kube-proxy reads an unset
+    ready/serving as true)."""
+
+    addresses: tuple[IPAddress, ...]
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+    node_name: str = ""
+    zone: str = ""
+    hint_zones: tuple[str, ...] = ()
+    hint_nodes: tuple[str, ...] = ()
+    target_ref: str = ""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.addresses), "addresses", "an endpoint needs at least one address")
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready is None or self.ready
+
+    @property
+    def is_serving(self) -> bool:
+        return self.serving is None or self.serving
+
+    @property
+    def is_terminating(self) -> bool:
+        return bool(self.terminating)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointPort:
+    port: int
+    name: str = ""
+    protocol: str = "tcp"
+
+    def __post_init__(self) -> None:
+        _port_ok(self.port, "port")
+        _check(self.protocol in PROTOCOLS, "protocol", f"{self.protocol!r} is not TCP/UDP/SCTP")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointSlice:
+    """An EndpointSlice (discovery.k8s.io/v1) of a Service."""
+
+    namespace: str
+    name: str
+    service_name: str
+    address_type: Literal["IPv4", "IPv6", "FQDN"] = "IPv4"
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+    derived: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngressPath:
+    host: str
+    path: str
+    service_name: str
+    service_port: int | str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ingress:
+    """An Ingress, kept for the L7 step (routes from host/path to a Service port)."""
+
+    namespace: str
+    name: str
+    ingress_class: str = ""
+    paths: tuple[IngressPath, ...] = ()
+    lb_ips: tuple[IPAddress, ...] = ()
+    annotations: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KubeProxyConfig:
+    """The fields of KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) that change rules.
+
+    Defaults are kube-proxy's. ``cluster_cidrs`` is ``clusterCIDR`` split on commas.
+    """
+
+    mode: ProxyMode = "iptables"
+    cluster_cidrs: tuple[IPNetwork, ...] = ()
+    detect_local_mode: DetectLocalMode = ""
+    bridge_interface: str = ""
+    interface_name_prefix: str = ""
+    masquerade_all: bool = False
+    masquerade_bit: int = 14
+    localhost_node_ports: bool = True
+    node_port_addresses: tuple[str, ...] = ()  # CIDRs, or the special value "primary"
+    conntrack_tcp_be_liberal: bool = False
+    hostname_override: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("iptables", "nftables"), "mode",
+               f"{self.mode!r}: sourceip models the iptables and nftables modes")
+        _check(0 <= self.masquerade_bit <= 31, "iptables.masqueradeBit",
+               f"{self.masquerade_bit} is outside 0-31")
+        for i, cidr in enumerate(self.node_port_addresses):
+            if cidr == "primary":
+                continue
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValidationError(
+                    f"{cidr!r} is not a CIDR", field=f"nodePortAddresses[{i}]"
+                ) from None
+
+    @property
+    def effective_detect_local_mode(self) -> str:
+        """kube-proxy's default: ClusterCIDR (it is a no-op detector without a clusterCIDR)."""
+        return self.detect_local_mode or "ClusterCIDR"
+
+    @property
+    def masquerade_mark(self) -> int:
+        return 1 << self.masquerade_bit
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkProfile:
+    """How the CNI wires pods (sourceip's own kind, ``sourceip.dev/v1alpha1 NetworkProfile``).
+
+    * ``pod_attach``: ``bridge`` (pods on a bridge whose address is ``bridge_gateway`` — by default
+      the first address of the node's pod CIDR) or ``routed`` (a veth per pod, routes via the
+      node; the node answers with its own address).
+    * ``inter_node``: ``direct`` (routes to other nodes' pod CIDRs via their node IPs) or
+      ``tunnel`` (an overlay device ``tunnel_device`` whose address is the pod CIDR's network
+      address, as flannel does).
+    * ``egress_masquerade``: the CNI masquerades pod traffic to destinations outside
+      ``pod_cidrs`` (flannel/calico natOutgoing).
+    """
+
+    name: str = "default"
+    pod_attach: Literal["bridge", "routed"] = "bridge"
+    bridge_name: str = "cni0"
+    inter_node: Literal["direct", "tunnel"] = "direct"
+    tunnel_device: str = "flannel.1"
+    node_interface: str = "eth0"
+    egress_masquerade: bool = False
+    pod_cidrs: tuple[IPNetwork, ...] = ()
+    service_cidrs: tuple[IPNetwork, ...] = ()
