@@ -64,7 +64,9 @@ def test_nft_names() -> None:
     assert nft_service_port_chain_name_base("ns1", "svc1", "tcp", "p80") == (
         "ULMVA6XW-ns1/svc1/tcp/p80"
     )
-    assert nft_service_chain_name("ns1", "svc1", "tcp", "p80") == "service-ULMVA6XW-ns1/svc1/tcp/p80"
+    assert nft_service_chain_name("ns1", "svc1", "tcp", "p80") == (
+        "service-ULMVA6XW-ns1/svc1/tcp/p80"
+    )
     assert nft_endpoint_chain_name_base("ns1", "svc1", "tcp", "p80", "10.180.0.1:80") == (
         "5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"
     )
