@@ -1,0 +1,72 @@
+"""Golden test: our nftables ruleset for the inputs of kube-proxy's TestOverallNFTablesRules
+equals upstream's expected transaction, compared as upstream's assertNFTablesTransactionEqual
+does (sorted lines; blank lines and comments ignored)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from test_nftables_fixtures import TEST_NODE, overall_cluster
+
+from sourceip.kubeproxy.nftables import build_nftables_ruleset
+from sourceip.netfilter import render
+from sourceip.netfilter.render_nft import render_nft
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def golden_lines(name: str) -> list[str]:
+    """The meaningful lines of a golden file (no blanks, no ``#`` comments)."""
+    out = []
+    for line in (GOLDEN / name).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def script_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def overall_script() -> str:
+    cluster = overall_cluster()
+    rs = build_nftables_ruleset(cluster, cluster.node(TEST_NODE), cluster.kube_proxy)
+    return render_nft(rs)
+
+
+def test_overall_matches_upstream_line_for_line() -> None:
+    want = Counter(golden_lines("nftables_overall.txt"))
+    got = Counter(script_lines(overall_script()))
+    missing = sorted((want - got).elements())
+    extra = sorted((got - want).elements())
+    assert not missing and not extra, (
+        "missing (in upstream, not ours):\n  " + "\n  ".join(missing)
+        + "\nextra (ours, not upstream):\n  " + "\n  ".join(extra)
+    )
+
+
+def test_overall_has_no_duplicate_lines() -> None:
+    lines = script_lines(overall_script())
+    assert len(lines) == len(set(lines))
+
+
+def test_render_dispatch_is_render_nft() -> None:
+    cluster = overall_cluster()
+    rs = build_nftables_ruleset(cluster, cluster.node(TEST_NODE), cluster.kube_proxy)
+    assert render(rs) == render_nft(rs)
+
+
+def test_golden_is_sensitive_to_a_changed_service() -> None:
+    """The comparison can fail: one changed ClusterIP is reported."""
+    from dataclasses import replace
+
+    cluster = overall_cluster()
+    svcs = list(cluster.services)
+    svcs[0] = replace(svcs[0], cluster_ips=(svcs[1].cluster_ips[0].__class__("172.30.0.99"),))
+    changed = cluster.with_(services=tuple(svcs))
+    rs = build_nftables_ruleset(changed, changed.node(TEST_NODE), changed.kube_proxy)
+    got = Counter(script_lines(render_nft(rs)))
+    want = Counter(golden_lines("nftables_overall.txt"))
+    assert want - got and got - want
