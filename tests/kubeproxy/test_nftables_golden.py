@@ -70,3 +70,60 @@ def test_golden_is_sensitive_to_a_changed_service() -> None:
     got = Counter(script_lines(render_nft(rs)))
     want = Counter(golden_lines("nftables_overall.txt"))
     assert want - got and got - want
+
+
+# ----------------------------------------------------------------------------- further dumps
+
+def _check(cluster_name: str, cluster: object, golden: str) -> None:
+    from sourceip.cluster import Cluster
+
+    assert isinstance(cluster, Cluster)
+    rs = build_nftables_ruleset(cluster, cluster.node(TEST_NODE), cluster.kube_proxy)
+    want = Counter(golden_lines("nftables_baserules.txt") + golden_lines(golden))
+    got = Counter(script_lines(render_nft(rs)))
+    missing = sorted((want - got).elements())
+    extra = sorted((got - want).elements())
+    assert not missing and not extra, (
+        f"{cluster_name}: missing:\n  " + "\n  ".join(missing)
+        + "\nextra:\n  " + "\n  ".join(extra)
+    )
+
+
+def test_sync_proxy_rules_startup_state() -> None:
+    from test_nftables_fixtures import ep, eps, fake_cluster, svc
+
+    cluster = fake_cluster(
+        [svc("ns1", "svc1", "172.30.0.41"),
+         svc("ns2", "svc2", "172.30.0.42", port=8080, port_name="p8080"),
+         svc("ns3", "svc3", "172.30.0.43")],
+        [eps("ns1", "svc1", ep("10.0.1.1"), ep("10.0.1.2")),
+         eps("ns2", "svc2", ep("10.0.2.1"), port=8080, port_name="p8080")],
+    )
+    _check("TestSyncProxyRulesStartup", cluster, "nftables_startup.txt")
+
+
+def test_sync_proxy_rules_repeated_state() -> None:
+    from test_nftables_fixtures import ep, eps, fake_cluster, svc
+
+    cluster = fake_cluster(
+        [svc("ns1", "svc1", "172.30.0.41"), svc("ns3", "svc3", "172.30.0.43"),
+         svc("ns4", "svc4", "172.30.0.44")],
+        [eps("ns1", "svc1", ep("10.0.1.1")),
+         eps("ns3", "svc3", ep("10.0.3.2"), ep("10.0.3.3")),
+         eps("ns4", "svc4", ep("10.0.4.1"))],
+    )
+    _check("TestSyncProxyRulesRepeated", cluster, "nftables_repeated.txt")
+
+
+def test_bad_ips_state() -> None:
+    import ipaddress
+
+    from test_nftables_fixtures import ep, eps, fake_cluster, svc
+
+    cluster = fake_cluster(
+        [svc("ns1", "svc1", "172.30.0.41", type="LoadBalancer", node_port=3001,
+             lb=("1.2.3.4",), external_ips=(ipaddress.ip_address("192.168.99.22"),),
+             lb_source_ranges=(ipaddress.ip_network("203.0.113.0/25"),))],
+        [eps("ns1", "svc1", ep("10.180.0.1"))],
+    )
+    _check("TestBadIPs", cluster, "nftables_badips.txt")
