@@ -17,7 +17,7 @@ class PrefixMap(Generic[V]):
 
     __slots__ = ("_tables", "_lengths", "_networks")
 
-    def __init__(self, items: Iterable[tuple[IPNetwork | str, V]] = ()) -> None:
+    def __init__(self, items: Iterable[tuple[IPNetwork | IPAddress | str, V]] = ()) -> None:
         # (version, prefixlen) -> {network int: value}
         self._tables: dict[tuple[int, int], dict[int, V]] = {}
         self._lengths: dict[int, list[int]] = {4: [], 6: []}
@@ -25,10 +25,12 @@ class PrefixMap(Generic[V]):
         for net, value in items:
             self.add(net, value)
 
-    def add(self, net: IPNetwork | str, value: V) -> None:
-        """Add (or replace) ``net`` with ``value``."""
+    def add(self, net: IPNetwork | IPAddress | str, value: V) -> None:
+        """Add (or replace) ``net`` (an address is a host prefix) with ``value``."""
         if isinstance(net, str):
             net = parse_network(net)
+        elif not isinstance(net, IPNetwork.__args__):  # type: ignore[attr-defined]
+            net = parse_network(str(net))
         key = (net.version, net.prefixlen)
         table = self._tables.get(key)
         if table is None:
@@ -82,10 +84,10 @@ class PrefixSet:
 
     __slots__ = ("_map",)
 
-    def __init__(self, networks: Iterable[IPNetwork | str] = ()) -> None:
+    def __init__(self, networks: Iterable[IPNetwork | IPAddress | str] = ()) -> None:
         self._map: PrefixMap[bool] = PrefixMap((n, True) for n in networks)
 
-    def add(self, net: IPNetwork | str) -> None:
+    def add(self, net: IPNetwork | IPAddress | str) -> None:
         self._map.add(net, True)
 
     def __contains__(self, addr: object) -> bool:

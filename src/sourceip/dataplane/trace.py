@@ -1,0 +1,155 @@
+"""The one trace shape behind every answer: ``Trace`` -> ``Outcome``s -> ``Hop``s -> ``Step``s.
+
+Tables, diagrams and JSON are renderings of these objects; ``str(trace)`` is the story of the
+packet and is tested verbatim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+from sourceip.net.addr import IPAddress
+from sourceip.net.packet import FiveTuple
+from sourceip.netfilter.evaluate import Step
+
+Disposition = Literal["delivered", "dropped", "rejected", "passed"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hop:
+    """What one host did to the packet: hooks traversed, rules matched, tuple in and out."""
+
+    at: str
+    node: str | None
+    packet_in: FiveTuple
+    packet_out: FiveTuple | None
+    iif: str | None = None
+    oif: str | None = None
+    hooks: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """One way the connection can end, with its probability."""
+
+    probability: Fraction
+    disposition: Disposition
+    endpoint: str | None
+    endpoint_name: str | None
+    masquerade: bool
+    seen_source: IPAddress | None
+    hops: tuple[Hop, ...]
+    snat_node: str | None = None
+    snat_iface: str | None = None
+    snat_step: Step | None = None
+    dnat_node: str | None = None
+    dnat_step: Step | None = None
+    drop_step: Step | None = None
+    reply_ok: bool | None = None
+    reply: str = ""
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of docs/json.md."""
+        return {
+            "probability": float(self.probability),
+            "disposition": self.disposition,
+            "endpoint": self.endpoint,
+            "endpoint_name": self.endpoint_name,
+            "masquerade": self.masquerade,
+            "seen_source": str(self.seen_source) if self.seen_source is not None else None,
+            "snat": None if self.snat_node is None else {
+                "node": self.snat_node, "interface": self.snat_iface,
+                "rule": self.snat_step.text if self.snat_step else None,
+            },
+            "dnat": None if self.dnat_node is None else {
+                "node": self.dnat_node,
+                "rule": self.dnat_step.text if self.dnat_step else None,
+            },
+            "reply": {"ok": self.reply_ok, "detail": self.reply},
+            "notes": list(self.notes),
+            "hops": [hop_to_dict(h) for h in self.hops],
+        }
+
+
+def step_to_dict(s: Step) -> dict[str, Any]:
+    return {
+        "table": s.table, "chain": s.chain, "index": s.index, "rule": s.text,
+        "effect": s.effect,
+        "rewrites": [{"field": f, "old": o, "new": n} for f, o, n in s.rewrites],
+    }
+
+
+def hop_to_dict(h: Hop) -> dict[str, Any]:
+    return {
+        "at": h.at, "node": h.node, "in": str(h.packet_in),
+        "out": str(h.packet_out) if h.packet_out is not None else None,
+        "iif": h.iif, "oif": h.oif, "hooks": list(h.hooks),
+        "steps": [step_to_dict(s) for s in h.steps], "note": h.note,
+    }
+
+
+def fmt_prob(p: Fraction) -> str:
+    if p == 1:
+        return "100%"
+    pct = float(p) * 100
+    return f"{pct:.1f}%" if pct >= 0.1 else f"{pct:.3g}%"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trace:
+    """Every outcome of one connection from ``source`` to ``target``."""
+
+    source: str
+    target: str
+    original: FiveTuple
+    outcomes: tuple[Outcome, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "flow": {
+                "proto": self.original.proto,
+                "src": str(self.original.src), "sport": self.original.sport,
+                "dst": str(self.original.dst), "dport": self.original.dport,
+            },
+            "outcomes": [o.to_dict() for o in self.outcomes],
+            "notes": list(self.notes),
+        }
+
+    def __str__(self) -> str:
+        lines = [f"{self.source} -> {self.target}: {self.original}"]
+        for n, o in enumerate(self.outcomes, 1):
+            head = f"outcome {n} ({fmt_prob(o.probability)}): {o.disposition}"
+            if o.disposition == "delivered":
+                head += f" to {o.endpoint_name or o.endpoint} ({o.endpoint})"
+                head += f", seen source {o.seen_source}"
+                head += " (masqueraded)" if o.masquerade else ""
+            lines.append(head)
+            for h in o.hops:
+                arrow = f"  at {h.at}: {h.packet_in}"
+                if h.packet_out is not None and h.packet_out != h.packet_in:
+                    arrow += f" => {h.packet_out}"
+                if h.iif or h.oif:
+                    arrow += f" [in {h.iif or '-'}, out {h.oif or '-'}]"
+                lines.append(arrow)
+                for s in h.steps:
+                    rw = "".join(f"; {f} {o_} -> {n_}" for f, o_, n_ in s.rewrites)
+                    lines.append(f"    {s.table}/{s.chain}: {s.effect}{rw}")
+                    if s.rule is not None:
+                        lines.append(f"      {s.text}")
+                if h.note:
+                    lines.append(f"    {h.note}")
+            if o.reply:
+                lines.append(f"  reply: {o.reply}")
+            for note in o.notes:
+                lines.append(f"  note: {note}")
+        for note in self.notes:
+            lines.append(f"note: {note}")
+        return "\n".join(lines)

@@ -1,0 +1,521 @@
+"""The multi-node tracer: a connection's first packet through every node it crosses.
+
+On each node the packet goes through the hooks in kernel order — nat/filter PREROUTING (or
+OUTPUT for a packet the node itself sends), the routing decision, filter INPUT or FORWARD, nat
+POSTROUTING — evaluating the node's own ruleset (the one ``sourceip rules`` prints and the lab
+loads). Every rewrite is recorded as a conntrack entry of that node, and the reply is walked
+back through the nodes it actually crosses, un-NATed by each entry it meets, to check it returns
+to the client as the tuple the client expects (asymmetric return paths are reported).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
+from sourceip.errors import LookupFailed, TraceError
+from sourceip.kubeproxy import build_ruleset
+from sourceip.net.addr import IPAddress, parse_ip
+from sourceip.net.packet import FiveTuple, Packet
+from sourceip.netfilter.evaluate import Branch, Evaluator, Step
+from sourceip.netfilter.ir import Ruleset
+from sourceip.dataplane.topology import Route, Topology
+from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
+
+DEFAULT_EXTERNAL_IP = "203.0.113.10"
+CLIENT_SPORT = 40000
+MAX_NODES = 8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Start:
+    """Where a connection begins: a pod, a node itself, or an external client."""
+
+    kind: str  # "pod" | "node" | "external"
+    name: str  # "ns/name", node name, or "external"
+    ip: IPAddress | None = None  # source address (pod IP, external IP); node: chosen by routing
+    node: str | None = None  # the pod's node, or the node itself
+    pod: Pod | None = None
+
+    def describe(self) -> str:
+        if self.kind == "pod":
+            return f"pod/{self.name}"
+        if self.kind == "node":
+            return f"node/{self.name}"
+        return f"external {self.ip}"
+
+
+@dataclass(slots=True)
+class _Walk:
+    prob: Fraction
+    hops: list[Hop] = field(default_factory=list)
+    ct: list[tuple[str, FiveTuple, FiveTuple]] = field(default_factory=list)
+    masq: bool = False
+    snat_node: str | None = None
+    snat_iface: str | None = None
+    snat_step: Step | None = None
+    dnat_node: str | None = None
+    dnat_step: Step | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def fork(self, p: Fraction) -> _Walk:
+        return _Walk(self.prob * p, list(self.hops), list(self.ct), self.masq, self.snat_node,
+                     self.snat_iface, self.snat_step, self.dnat_node, self.dnat_step,
+                     list(self.notes))
+
+
+class Tracer:
+    """Traces connections through a cluster. Rulesets are built per node on first use (or
+    taken from ``rulesets``, e.g. parsed from a real node's dump)."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        config: KubeProxyConfig | None = None,
+        *,
+        rulesets: dict[str, Ruleset] | None = None,
+        external_ip: str = DEFAULT_EXTERNAL_IP,
+    ) -> None:
+        self.cluster = cluster
+        self.config = config if config is not None else cluster.kube_proxy
+        self.topo = Topology(cluster)
+        self._rulesets = dict(rulesets or {})
+        self._evals: dict[str, Evaluator] = {}
+        self.external_ip = parse_ip(external_ip)
+
+    # ------------------------------------------------------------------ rulesets
+    def ruleset(self, node: str) -> Ruleset:
+        rs = self._rulesets.get(node)
+        if rs is None:
+            rs = self._rulesets[node] = build_ruleset(self.cluster, node, self.config)
+        return rs
+
+    def evaluator(self, node: str) -> Evaluator:
+        ev = self._evals.get(node)
+        if ev is None:
+            if node not in self.topo.nets:
+                raise LookupFailed(f"no node named {node!r} with an address")
+            ev = self._evals[node] = Evaluator(self.ruleset(node),
+                                               self.topo.net(node).local_addresses())
+        return ev
+
+    # ------------------------------------------------------------------ vantage points
+    def start(self, spec: str) -> Start:
+        """Parse ``pod/NS/NAME``, ``pod/NAME``, ``node/NAME``, ``external`` or ``external=IP``."""
+        if spec.startswith("pod/"):
+            pod = self.cluster.pod(spec[4:])
+            if pod.host_network:
+                return Start(kind="node", name=pod.node_name, node=pod.node_name, pod=pod)
+            if pod.ip is None:
+                raise TraceError(f"pod {pod.key} has no IP")
+            if pod.node_name not in self.topo.nets:
+                raise TraceError(f"pod {pod.key} runs on unknown node {pod.node_name!r}")
+            return Start(kind="pod", name=pod.key, ip=pod.ip, node=pod.node_name, pod=pod)
+        if spec.startswith("node/"):
+            node = self.cluster.node(spec[5:]).name
+            return Start(kind="node", name=node, node=node)
+        if spec == "external" or spec.startswith("external="):
+            ip = parse_ip(spec.split("=", 1)[1]) if "=" in spec else self.external_ip
+            if self.topo.pod_node(ip) is not None or self.topo.node_owning(ip) is not None:
+                raise TraceError(f"external client {ip} is inside the cluster's addresses")
+            return Start(kind="external", name="external", ip=ip)
+        raise TraceError(f"--from {spec!r}: expected pod/NS/NAME, node/NAME or external[=IP]")
+
+    def target(self, spec: str, proto: str | None = None) -> tuple[IPAddress, int, str, str]:
+        """Parse ``svc/NS/NAME[:PORT]``, ``IP:PORT``, ``[IPv6]:PORT`` or ``node/NAME:PORT`` into
+        (ip, port, proto, description)."""
+        if spec.startswith("svc/"):
+            body, port_s = (spec[4:].rsplit(":", 1) + [""])[:2] if ":" in spec else (spec[4:], "")
+            svc = self.cluster.service(body)
+            if not svc.proxied:
+                raise TraceError(f"Service {svc.key} is not proxied by kube-proxy "
+                                 f"({'headless' if svc.headless else svc.type})")
+            sp = _pick_port(svc, port_s, proto)
+            return svc.cluster_ips[0], sp.port, sp.protocol, f"svc/{svc.key}:{sp.port}"
+        if spec.startswith("node/"):
+            name, _, port_s = spec[5:].partition(":")
+            node = self.cluster.node(name)
+            if not port_s.isdigit():
+                raise TraceError(f"--to {spec!r}: expected node/NAME:PORT")
+            ip = self.topo.net(node.name).ip
+            return ip, int(port_s), proto or "tcp", f"node/{name}:{port_s}"
+        host, sep, port_s = spec.rpartition(":")
+        if not sep or not port_s.isdigit():
+            raise TraceError(f"--to {spec!r}: expected svc/NS/NAME[:PORT], IP:PORT or "
+                             "node/NAME:PORT")
+        ip = parse_ip(host.strip("[]"))
+        return ip, int(port_s), proto or "tcp", spec
+
+    # ------------------------------------------------------------------ public tracing
+    def trace(self, source: str, target: str, *, proto: str | None = None,
+              via: str | None = None) -> Trace:
+        """Trace ``source`` -> ``target`` (CLI forms, see ``start`` and ``target``)."""
+        start = self.start(source)
+        ip, port, proto_, desc = self.target(target, proto)
+        return self.trace_flow(start, ip, port, proto_, via=via, target_desc=desc)
+
+    def trace_flow(self, start: Start, dst: IPAddress, dport: int, proto: str = "tcp", *,
+                   via: str | None = None, target_desc: str | None = None) -> Trace:
+        """Every outcome of a connection from ``start`` to ``dst``:``dport``."""
+        desc = target_desc or _hp(dst, dport)
+        notes: list[str] = []
+        outcomes: list[Outcome] = []
+        if start.kind == "pod":
+            assert start.ip is not None and start.node is not None
+            t = FiveTuple(proto=proto, src=start.ip, sport=CLIENT_SPORT, dst=dst, dport=dport)
+            w = _Walk(Fraction(1))
+            net = self.topo.net(start.node)
+            iif = net.pod_iface(start.pod)
+            w.hops.append(Hop(at=f"pod {start.name}", node=None, packet_in=t, packet_out=t,
+                              oif="eth0", note=f"leaves the pod to node {start.node} via {iif}"))
+            outcomes += self._at_node(start.node, Packet(tuple=t, iif=iif), False, w, t, start)
+        elif start.kind == "node":
+            assert start.node is not None
+            src = self.topo.route(start.node, dst).src
+            if self.topo.is_local(start.node, dst):
+                src = dst
+            t = FiveTuple(proto=proto, src=src, sport=CLIENT_SPORT, dst=dst, dport=dport)
+            w = _Walk(Fraction(1))
+            outcomes += self._at_node(start.node, Packet(tuple=t), True, w, t, start)
+        else:
+            assert start.ip is not None
+            t = FiveTuple(proto=proto, src=start.ip, sport=CLIENT_SPORT, dst=dst, dport=dport)
+            for node, p, how in self._entry_nodes(dst, dport, proto, via):
+                w = _Walk(p)
+                w.hops.append(Hop(at=f"external {start.ip}", node=None, packet_in=t,
+                                  packet_out=t, note=how))
+                pkt = Packet(tuple=t, iif=self.topo.net(node).iface)
+                outcomes += self._at_node(node, pkt, False, w, t, start)
+            if via is None and self._is_lb_ip(dst):
+                notes.append("the load balancer forwards to nodes as its health checks allow; "
+                             "use --via NODE to pick one")
+        return Trace(source=start.describe(), target=desc, original=t,
+                     outcomes=tuple(_merge(outcomes)), notes=tuple(notes))
+
+    def trace_node(self, node: str, src: str, dst: str, dport: int, proto: str = "tcp",
+                   *, sport: int = CLIENT_SPORT) -> Trace:
+        """One node's rules alone, as kube-proxy's packet-flow tests evaluate them: a source that
+        is one of the node's addresses or loopback starts in OUTPUT, any other in PREROUTING."""
+        ev = self.evaluator(node)
+        s, d = parse_ip(src), parse_ip(dst)
+        t = FiveTuple(proto=proto, src=s, sport=sport, dst=d, dport=dport)
+        local_origin = self.topo.is_local(node, s)
+        iif = None
+        if not local_origin:
+            owner = self.topo.pod_node(s)
+            net = self.topo.net(node)
+            iif = net.pod_iface(owner[1]) if owner and owner[0] == node else net.iface
+        pkt = Packet(tuple=t, iif=iif)
+        outcomes: list[Outcome] = []
+        first = "output" if local_origin else "prerouting"
+        for b1 in ev.run_hook(first, pkt):
+            if b1.disposition != "accept":
+                outcomes.append(self._single(node, t, [b1], b1.disposition, None))
+                continue
+            route = self.topo.route(node, b1.packet.tuple.dst)
+            hooks = ["postrouting", "input"] if local_origin else (
+                ["input"] if route.kind == "local" else ["forward", "postrouting"])
+            if local_origin and route.kind != "local":
+                hooks = ["postrouting"]
+            for chain_of in self._run_hooks(ev, hooks, b1, route):
+                last = chain_of[-1]
+                disp = last.disposition if last.disposition != "accept" else "accept"
+                outcomes.append(self._single(node, t, chain_of, disp, route))
+        return Trace(source=f"{src} (node {node}, {first})", target=_hp(d, dport), original=t,
+                     outcomes=tuple(_merge(outcomes)))
+
+    # ------------------------------------------------------------------ internals
+    def _is_lb_ip(self, ip: IPAddress) -> bool:
+        return any(ip in s.all_lb_ips for s in self.cluster.services)
+
+    def _entry_nodes(self, dst: IPAddress, dport: int, proto: str, via: str | None
+                     ) -> list[tuple[str, Fraction, str]]:
+        """Which node(s) an external packet for ``dst`` enters, with probabilities."""
+        owner = self.topo.node_owning(dst)
+        if owner is not None:
+            return [(owner, Fraction(1), f"sent to node {owner}'s address")]
+        if via is not None:
+            self.cluster.node(via)
+            return [(via, Fraction(1), f"routed to node {via}")]
+        nodes = sorted(self.topo.nets)
+        for svc in self.cluster.services:
+            if dst in svc.all_lb_ips:
+                healthy = nodes
+                if svc.needs_health_check:
+                    healthy = [n for n in nodes if _has_local_ready(self.cluster, svc, n)]
+                    if not healthy:
+                        healthy = nodes
+                p = Fraction(1, len(healthy))
+                kind = "health-checked " if svc.needs_health_check else ""
+                return [(n, p, f"a forwarding load balancer ({kind}keeps the client address) "
+                               f"sends it to node {n}") for n in healthy]
+        if not nodes:
+            raise TraceError("the cluster has no node with an address")
+        p = Fraction(1, len(nodes))
+        return [(n, p, f"routed to node {n}") for n in nodes]
+
+    def _run_hooks(self, ev: Evaluator, hooks: list[str], b: Branch, route: Route
+                   ) -> list[list[Branch]]:
+        """Continue branch ``b`` through ``hooks``; returns chains of branches (one per path)."""
+        paths: list[list[Branch]] = [[b]]
+        for hook in hooks:
+            nxt: list[list[Branch]] = []
+            for path in paths:
+                last = path[-1]
+                if last.disposition != "accept":
+                    nxt.append(path)
+                    continue
+                pkt = last.packet
+                if hook == "postrouting":
+                    pkt = pkt.with_(oif=route.oif)
+                ct = ["NEW"] + (["DNAT"] if any(x.dnat for x in path) else [])
+                for b2 in ev.run_hook(hook, pkt, ct_state=ct):
+                    nxt.append(path + [b2])
+            paths = nxt
+        return paths
+
+    def _single(self, node: str, t: FiveTuple, path: list[Branch], disp: str,
+                route: Route | None) -> Outcome:
+        prob = Fraction(1)
+        steps: list[Step] = []
+        masq = False
+        snat: IPAddress | None = None
+        for b in path:
+            prob *= b.probability
+            steps.extend(b.steps)
+            masq = masq or b.masquerade
+            snat = b.snat_to or snat
+        final = path[-1].packet.tuple
+        dnat = any(b.dnat for b in path)
+        seen = final.src
+        if masq and route is not None:
+            seen = route.src
+        elif snat is not None:
+            seen = snat
+        d: Disposition
+        if disp == "drop":
+            d = "dropped"
+        elif disp == "reject":
+            d = "rejected"
+        else:
+            d = "delivered" if dnat else "passed"
+        return Outcome(
+            probability=prob, disposition=d,
+            endpoint=_hp(final.dst, final.dport) if d == "delivered" else None,
+            endpoint_name=None, masquerade=masq,
+            seen_source=seen if d in ("delivered", "passed") else None,
+            hops=(Hop(at=f"node {node}", node=node, packet_in=t, packet_out=final,
+                      iif=path[0].packet.iif, oif=route.oif if route else None,
+                      steps=tuple(steps)),),
+            drop_step=steps[-1] if d in ("dropped", "rejected") and steps else None,
+            notes=tuple(_branch_notes(path)),
+        )
+
+    def _at_node(self, node: str, pkt: Packet, local_origin: bool, w: _Walk,
+                 original: FiveTuple, start: Start, depth: int = 0) -> list[Outcome]:
+        if depth >= MAX_NODES:
+            w.notes.append("routing loop: more than 8 nodes crossed")
+            return [self._finish(w, "dropped", pkt.tuple, None, original, start)]
+        ev = self.evaluator(node)
+        first = "output" if local_origin else "prerouting"
+        out: list[Outcome] = []
+        for b1 in ev.run_hook(first, pkt):
+            if b1.disposition != "accept":
+                w1 = w.fork(b1.probability)
+                self._record(w1, node, pkt, [b1], None, local_origin)
+                out.append(self._finish(w1, _disp(b1.disposition), pkt.tuple, None, original,
+                                        start))
+                continue
+            route = self.topo.route(node, b1.packet.tuple.dst)
+            if local_origin:
+                hooks = ["postrouting", "input"] if route.kind == "local" else ["postrouting"]
+            else:
+                hooks = ["input"] if route.kind == "local" else ["forward", "postrouting"]
+            for path in self._run_hooks(ev, hooks, b1, route):
+                p = Fraction(1)
+                for b in path:
+                    p *= b.probability
+                w2 = w.fork(p)
+                last = path[-1]
+                out_tuple = self._record(w2, node, pkt, path, route, local_origin)
+                if last.disposition != "accept":
+                    out.append(self._finish(w2, _disp(last.disposition), out_tuple, None,
+                                            original, start))
+                    continue
+                if route.kind == "node" and route.next_node is not None:
+                    nxt = Packet(tuple=out_tuple, iif=route.arrive_iif)
+                    out += self._at_node(route.next_node, nxt, False, w2, original, start,
+                                         depth + 1)
+                else:
+                    out.append(self._finish(w2, "delivered", out_tuple, route, original, start,
+                                            at_node=node))
+        return out
+
+    def _record(self, w: _Walk, node: str, pkt: Packet, path: list[Branch],
+                route: Route | None, local_origin: bool) -> FiveTuple:
+        """Add the node's hop to the walk; record NAT in conntrack; return the tuple leaving."""
+        steps: list[Step] = []
+        final = path[-1].packet.tuple
+        hooks: list[str] = ["output" if local_origin else "prerouting"]
+        for b in path:
+            steps.extend(b.steps)
+            if b.dnat and w.dnat_node is None:
+                w.dnat_node = node
+                w.dnat_step = next((s for s in reversed(b.steps) if s.effect.startswith("DNAT")),
+                                   None)
+            if (b.masquerade or b.snat_to is not None) and route is not None:
+                new_src = b.snat_to if b.snat_to is not None else route.src
+                final = FiveTuple(proto=final.proto, src=new_src, sport=final.sport,
+                                  dst=final.dst, dport=final.dport)
+                w.masq = True
+                w.snat_node, w.snat_iface = node, route.oif
+                w.snat_step = next((s for s in reversed(b.steps)
+                                    if s.effect in ("MASQUERADE",) or s.effect.startswith("SNAT")),
+                                   None)
+            for note in _branch_notes([b]):
+                if note not in w.notes:
+                    w.notes.append(note)
+        if route is not None:
+            if local_origin:
+                hooks += ["postrouting", "input"] if route.kind == "local" else ["postrouting"]
+            else:
+                hooks += ["input"] if route.kind == "local" else ["forward", "postrouting"]
+        if final != pkt.tuple:
+            w.ct.append((node, pkt.tuple, final))
+        note = ""
+        if route is not None and path[-1].disposition == "accept":
+            note = {
+                "local": f"delivered to a socket on node {node}",
+                "pod": f"delivered to a local pod via {route.oif}",
+                "node": f"routed to node {route.next_node} via {route.oif}",
+                "external": f"leaves the cluster via {route.oif}",
+            }[route.kind]
+        w.hops.append(Hop(at=f"node {node}", node=node, packet_in=pkt.tuple, packet_out=final,
+                          iif=pkt.iif, oif=route.oif if route else None,
+                          hooks=tuple(hooks[:len(path)]), steps=tuple(steps), note=note))
+        return final
+
+    def _finish(self, w: _Walk, disp: Disposition, final: FiveTuple, route: Route | None,
+                original: FiveTuple, start: Start, at_node: str | None = None) -> Outcome:
+        endpoint = endpoint_name = None
+        seen: IPAddress | None = None
+        reply_ok: bool | None = None
+        reply = ""
+        drop_step = None
+        if disp in ("dropped", "rejected"):
+            last_hop = w.hops[-1] if w.hops else None
+            drop_step = last_hop.steps[-1] if last_hop and last_hop.steps else None
+        else:
+            assert route is not None
+            seen = final.src
+            dnat = w.dnat_node is not None
+            if route.kind == "external" and not dnat:
+                disp = "passed"
+            elif not dnat:
+                disp = "passed"
+            if route.kind != "external" or dnat:
+                endpoint = _hp(final.dst, final.dport)
+                endpoint_name = self._endpoint_name(final.dst, final.dport, route, at_node)
+            reply_ok, reply = self._reply(w, final, route, at_node, original, start)
+        return Outcome(
+            probability=w.prob, disposition=disp, endpoint=endpoint,
+            endpoint_name=endpoint_name, masquerade=w.masq, seen_source=seen,
+            hops=tuple(w.hops), snat_node=w.snat_node, snat_iface=w.snat_iface,
+            snat_step=w.snat_step, dnat_node=w.dnat_node, dnat_step=w.dnat_step,
+            drop_step=drop_step, reply_ok=reply_ok, reply=reply, notes=tuple(w.notes),
+        )
+
+    def _endpoint_name(self, ip: IPAddress, port: int, route: Route, node: str | None
+                       ) -> str | None:
+        if route.kind == "pod":
+            pod = route.pod or self.cluster.pod_by_ip.get(ip)
+            return f"pod/{pod.key}" if pod else None
+        if route.kind == "local" and node is not None:
+            for p in self.cluster.pods_by_node.get(node, ()):
+                if p.host_network and any(cp.container_port == port for cp in p.ports):
+                    return f"pod/{p.key} (hostNetwork)"
+            return f"node/{node}"
+        return None
+
+    def _reply(self, w: _Walk, final: FiveTuple, route: Route, at_node: str | None,
+               original: FiveTuple, start: Start) -> tuple[bool, str]:
+        """Walk the reply back through the nodes it crosses, un-NATing with each node's
+        conntrack entries; True when it reaches the client as original.reversed()."""
+        expected = original.reversed()
+        r = final.reversed()
+        if at_node is None:
+            return False, "the reply cannot be followed (endpoint outside the cluster)"
+        loc = at_node
+        path = [loc]
+        for _ in range(MAX_NODES):
+            for node, before, after in reversed(w.ct):
+                if node == loc and r == after.reversed():
+                    r = before.reversed()
+            rt = self.topo.route(loc, r.dst)
+            if rt.kind == "node" and rt.next_node is not None:
+                loc = rt.next_node
+                path.append(loc)
+                continue
+            break
+        else:
+            return False, "the reply loops between nodes"
+        arrived = self._reaches_client(loc, rt, r, start)
+        via = " -> ".join(path)
+        if r == expected and arrived:
+            return True, f"un-NATed to {r} via {via}"
+        if r != expected:
+            return False, (f"asymmetric: the reply reaches the client as {r} but the client "
+                           f"expects {expected} (it left via {via}, bypassing the node that "
+                           "translated the request)")
+        return False, f"the reply {r} is routed via {via} and does not reach the client"
+
+    def _reaches_client(self, loc: str, rt: Route, r: FiveTuple, start: Start) -> bool:
+        if start.kind == "pod":
+            return rt.kind == "pod" and loc == start.node and r.dst == start.ip
+        if start.kind == "node":
+            return rt.kind == "local" and loc == start.node
+        return rt.kind == "external" and r.dst == start.ip
+
+
+def _disp(verdict: str) -> Disposition:
+    return "dropped" if verdict == "drop" else "rejected"
+
+
+def _branch_notes(path: list[Branch]) -> list[str]:
+    notes: list[str] = []
+    for b in path:
+        for a in b.affinity:
+            notes.append(f"session affinity ({a}): later connections from this client stick to "
+                         "the endpoint chosen here")
+        notes.extend(b.unknown)
+    return notes
+
+
+def _merge(outcomes: list[Outcome]) -> list[Outcome]:
+    """Outcomes are listed most likely first (stable for equal probabilities)."""
+    return sorted(outcomes, key=lambda o: -o.probability)
+
+
+def _pick_port(svc: Service, port_s: str, proto: str | None):  # type: ignore[no-untyped-def]
+    ports = [p for p in svc.ports if proto is None or p.protocol == proto]
+    if port_s:
+        for p in ports:
+            if str(p.port) == port_s or p.name == port_s:
+                return p
+        raise TraceError(f"Service {svc.key} has no port {port_s}")
+    if not ports:
+        raise TraceError(f"Service {svc.key} has no {proto or ''} port")
+    return ports[0]
+
+
+def _has_local_ready(cluster: Cluster, svc: Service, node: str) -> bool:
+    for es in cluster.slices_for(svc):
+        for ep in es.endpoints:
+            if ep.node_name == node and ep.is_ready:
+                return True
+    return False
+
+
+def _hp(a: IPAddress, port: int) -> str:
+    return f"[{a}]:{port}" if a.version == 6 else f"{a}:{port}"
