@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
+from sourceip.dataplane.topology import Route, Topology
+from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
 from sourceip.errors import LookupFailed, TraceError
 from sourceip.kubeproxy import build_ruleset
 from sourceip.net.addr import IPAddress, parse_ip
 from sourceip.net.packet import FiveTuple, Packet
 from sourceip.netfilter.evaluate import Branch, Evaluator, Step
 from sourceip.netfilter.ir import Ruleset
-from sourceip.dataplane.topology import Route, Topology
-from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
 
 DEFAULT_EXTERNAL_IP = "203.0.113.10"
 CLIENT_SPORT = 40000
