@@ -1,0 +1,1268 @@
+"""API-shaped dicts → cluster objects, shared by every source (files, examples, tests, live).
+
+``build_cluster`` takes ``RawObject``s (a dict plus where it came from) and returns a complete
+``Cluster`` or raises an ``InputError`` located at ``file:line`` and a field path such as
+``spec.ports[0].nodePort``; nothing half-loaded is ever returned.
+
+What it does beyond a field-by-field copy:
+
+* checks what the model cannot: IP strings, port ranges, nodePorts inside the API server's
+  ``--service-node-port-range``, a ClusterIP outside the service CIDRs, a named targetPort
+  that none of the selected pods declares, duplicate objects;
+* fills in what the API server would have allocated for a hand-written manifest (a ClusterIP
+  from the service CIDR, nodePorts and a healthCheckNodePort from the node port range), with a
+  note naming each allocation;
+* derives EndpointSlices from Pods for Services with a selector and no EndpointSlice given, as
+  the EndpointSlice controller does (``pkg/controller/endpointslice``: ``podToEndpoint``,
+  ``getEndpointPorts``, ``ShouldPodBeInEndpoints``);
+* skips (and counts in ``Cluster.skipped``) every kind that does not change a packet's path.
+
+Performance: the loader converts 150,000 pods and endpoints in a few seconds: IP strings are
+parsed once per load into a shared dict (pods and endpoints share address objects), field
+paths for messages are built only on the error path where possible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from sourceip.cluster.cluster import Cluster
+from sourceip.cluster.model import (
+    ZONE_LABEL,
+    ContainerPort,
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    Ingress,
+    IngressPath,
+    KubeProxyConfig,
+    LoadBalancerIngress,
+    NetworkProfile,
+    Node,
+    Pod,
+    Service,
+    ServicePort,
+)
+from sourceip.errors import InputError, ManifestError, ValidationError
+from sourceip.net.addr import IPAddress, IPNetwork
+
+Obj = dict[str, Any]
+PathSeg = str | int
+NodePortRange = tuple[int, int] | None
+
+DEFAULT_NODE_PORT_RANGE: tuple[int, int] = (30000, 32767)
+# kubeadm's default --service-cluster-ip-range, used only to allocate a missing ClusterIP.
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+WORKLOAD_KINDS = frozenset(
+    {"Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job", "CronJob",
+     "ReplicationController"}
+)
+_PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+_SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+_DETECT_LOCAL_MODES = ("", "ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix")
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+_PATH_TOKEN = re.compile(r'\.?([A-Za-z0-9_\-]+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]')
+
+
+# ---------------------------------------------------------------------------------------------
+# field paths
+# ---------------------------------------------------------------------------------------------
+
+def key_path(parent: str, key: str) -> str:
+    """``parent.key``, or ``parent["key.with/odd chars"]`` when the key is not a plain word."""
+    if _PLAIN_KEY.match(key):
+        return f"{parent}.{key}" if parent else key
+    escaped = key.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{parent}["{escaped}"]'
+
+
+def parse_path(text: str | None) -> list[PathSeg]:
+    """Inverse of the path notation: ``spec.ports[0].nodePort`` → ``["spec","ports",0,"nodePort"]``.
+
+    Parsing stops at the first part it cannot read (the prefix still locates a line)."""
+    out: list[PathSeg] = []
+    if not text:
+        return out
+    pos = 0
+    while pos < len(text):
+        m = _PATH_TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            break
+        if m.group(1) is not None:
+            out.append(m.group(1))
+        elif m.group(2) is not None:
+            out.append(int(m.group(2)))
+        else:
+            out.append(re.sub(r"\\(.)", r"\1", m.group(3)))
+        pos = m.end()
+    return out
+
+
+def _join(prefix: str, field: str | None) -> str:
+    if not field:
+        return prefix
+    if not prefix:
+        return field
+    return prefix + field if field.startswith("[") else f"{prefix}.{field}"
+
+
+# ---------------------------------------------------------------------------------------------
+# where an object came from
+# ---------------------------------------------------------------------------------------------
+
+class Origin(Protocol):
+    """A source of documents that can turn a path inside a document into a line number."""
+
+    name: str
+
+    def line_of(self, doc: int, path: Sequence[PathSeg]) -> int | None:
+        """1-based line of the deepest part of ``path`` present in document ``doc``."""
+
+    def block_text_line(self, doc: int, path: Sequence[PathSeg]) -> int | None:
+        """For a string value written as a YAML block scalar (``|``): the line before its first
+        text line (so text line ``n`` is at ``result + n``); otherwise None."""
+
+
+class RawObject:
+    """One Kubernetes-shaped object and where it came from (``doc``-th document of ``origin``,
+    at ``prefix`` inside it, e.g. ``("items", 3)`` for the fourth item of a ``kind: List``)."""
+
+    __slots__ = ("obj", "origin", "doc", "prefix", "source")
+
+    def __init__(
+        self,
+        obj: Obj,
+        *,
+        origin: Origin | None = None,
+        doc: int = 0,
+        prefix: tuple[PathSeg, ...] = (),
+        source: str = "<objects>",
+    ) -> None:
+        self.obj = obj
+        self.origin = origin
+        self.doc = doc
+        self.prefix = prefix
+        self.source = origin.name if origin is not None else source
+
+    def where(self, field: str | None = None) -> tuple[str, int | None]:
+        """``(file, line)`` of ``field`` (a path relative to the object)."""
+        if self.origin is None:
+            return self.source, None
+        try:
+            line = self.origin.line_of(self.doc, (*self.prefix, *parse_path(field)))
+        except Exception:  # locating is best effort; never hide the real error behind it
+            line = None
+        return self.source, line
+
+    def locate(self, exc: InputError) -> InputError:
+        """Fill in ``exc``'s file and line from its field path; returns ``exc``."""
+        file, line = self.where(exc.field)
+        exc.located(file=file, line=line)
+        return exc
+
+    def describe(self) -> str:
+        file, line = self.where()
+        return f"{file}:{line}" if line is not None else file
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind", ""))
+
+
+def expand(
+    value: Any,
+    *,
+    origin: Origin | None,
+    doc: int,
+    prefix: tuple[PathSeg, ...] = (),
+    source: str = "<objects>",
+) -> Iterator[RawObject]:
+    """The objects in one document: itself, or the items of a ``kind: List`` (and ``*List``
+    kinds as ``kubectl get -o yaml`` prints them), recursively. ``None`` (an empty document)
+    yields nothing."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raw = RawObject({}, origin=origin, doc=doc, prefix=prefix, source=source)
+        raise raw.locate(ManifestError(
+            f"expected a Kubernetes object (a mapping with apiVersion and kind), "
+            f"got {_type_name(value)}"))
+    kind = value.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raw = RawObject(value, origin=origin, doc=doc, prefix=prefix, source=source)
+        raise raw.locate(ManifestError(
+            "is required: every object needs a kind" if kind is None
+            else f"{kind!r} is not a kind", field="kind"))
+    if kind.endswith("List") and isinstance(value.get("items"), list):
+        for i, item in enumerate(value["items"]):
+            yield from expand(item, origin=origin, doc=doc, prefix=(*prefix, "items", i),
+                              source=source)
+        return
+    yield RawObject(value, origin=origin, doc=doc, prefix=prefix, source=source)
+
+
+# ---------------------------------------------------------------------------------------------
+# small typed readers (they raise ValidationError with the field path)
+# ---------------------------------------------------------------------------------------------
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, int | float):
+        return f"the number {v}"
+    return f"{v!r}"
+
+
+def _map(v: Any, field: str) -> Obj:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValidationError(f"expected a mapping, got {_type_name(v)}", field=field)
+    return v
+
+
+def _list(v: Any, field: str) -> list[Any]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ValidationError(f"expected a list, got {_type_name(v)}", field=field)
+    return v
+
+
+def _str(v: Any, field: str, default: str = "") -> str:
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise ValidationError(f"expected a string, got {_type_name(v)}", field=field)
+    return v
+
+
+def _bool(v: Any, field: str, default: bool) -> bool:
+    if v is None:
+        return default
+    if not isinstance(v, bool):
+        raise ValidationError(f"expected true or false, got {_type_name(v)}", field=field)
+    return v
+
+
+def _int(v: Any, field: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, str) and v.isdigit():
+            return int(v)
+        raise ValidationError(f"expected an integer, got {_type_name(v)}", field=field)
+    return v
+
+
+def _port(v: Any, field: str, *, allow_zero: bool = False) -> int:
+    value = _int(v, field)
+    low = 0 if allow_zero else 1
+    if not low <= value <= 65535:
+        raise ValidationError(f"{value} is outside {low}-65535", field=field)
+    return value
+
+
+def _protocol(v: Any, field: str) -> str:
+    if v is None:
+        return "tcp"
+    try:
+        return _PROTOCOLS[v]
+    except (KeyError, TypeError):
+        raise ValidationError(
+            f"{v!r} is not a protocol (TCP, UDP or SCTP)", field=field) from None
+
+
+def _str_map(v: Any, field: str) -> dict[str, str]:
+    m = _map(v, field)
+    for k, val in m.items():
+        if not isinstance(val, str) or not isinstance(k, str):
+            raise ValidationError(
+                f"expected a string, got {_type_name(val)}", field=key_path(field, str(k)))
+    return m
+
+
+def _network(v: Any, field: str) -> IPNetwork:
+    if not isinstance(v, str):
+        raise ValidationError(f"expected a CIDR string, got {_type_name(v)}", field=field)
+    try:
+        return ipaddress.ip_network(v.strip(), strict=False)
+    except ValueError:
+        raise ValidationError(f"{v!r} is not a valid CIDR", field=field) from None
+
+
+def _model(cls: Any, prefix: str, **kwargs: Any) -> Any:
+    """Construct a model value; its ValidationError's field is made absolute with ``prefix``."""
+    try:
+        return cls(**kwargs)
+    except ValidationError as exc:
+        exc.field = _join(prefix, exc.field)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# the converter
+# ---------------------------------------------------------------------------------------------
+
+class Converter:
+    """Converts single objects; holds the per-load IP cache and what it noticed (IPv6)."""
+
+    def __init__(self, *, node_port_range: NodePortRange = DEFAULT_NODE_PORT_RANGE) -> None:
+        self.node_port_range = node_port_range
+        self.saw_ipv6 = False
+        self._ips: dict[str, IPAddress] = {}
+
+    # ---- addresses ----
+    def ip(self, text: Any, field: str) -> IPAddress:
+        """The address ``text`` (parsed once per load and shared)."""
+        try:
+            return self._ips[text]
+        except (KeyError, TypeError):
+            pass
+        if not isinstance(text, str):
+            raise ValidationError(f"expected an IP address, got {_type_name(text)}", field=field)
+        try:
+            addr: IPAddress
+            if ":" in text:
+                addr = ipaddress.IPv6Address(text)
+                self.saw_ipv6 = True
+            else:
+                addr = ipaddress.IPv4Address(text)
+        except ValueError:
+            raise ValidationError(f"{text!r} is not a valid IP address", field=field) from None
+        self._ips[text] = addr
+        return addr
+
+    def network(self, text: Any, field: str) -> IPNetwork:
+        net = _network(text, field)
+        if net.version == 6:
+            self.saw_ipv6 = True
+        return net
+
+    def node_port(self, v: Any, field: str) -> int:
+        port = _port(v, field)
+        rng = self.node_port_range
+        if rng is not None and not rng[0] <= port <= rng[1]:
+            raise ValidationError(
+                f"{port} is outside the node port range {rng[0]}-{rng[1]} "
+                "(the API server's --service-node-port-range)", field=field)
+        return port
+
+    @staticmethod
+    def meta(obj: Obj, *, namespaced: bool = True) -> tuple[str, str]:
+        """(namespace, name); the namespace defaults to ``default``."""
+        meta = _map(obj.get("metadata"), "metadata")
+        name = _str(meta.get("name"), "metadata.name")
+        if not name:
+            raise ValidationError("is required", field="metadata.name")
+        ns = _str(meta.get("namespace"), "metadata.namespace") or "default" if namespaced else ""
+        return ns, name
+
+    # ---- Node ----
+    def node(self, obj: Obj) -> Node:
+        _, name = self.meta(obj, namespaced=False)
+        meta = obj["metadata"]
+        spec = _map(obj.get("spec"), "spec")
+        status = _map(obj.get("status"), "status")
+        internal: list[IPAddress] = []
+        external: list[IPAddress] = []
+        for i, a in enumerate(_list(status.get("addresses"), "status.addresses")):
+            a = _map(a, f"status.addresses[{i}]")
+            typ = a.get("type")
+            if typ == "InternalIP":
+                internal.append(self.ip(a.get("address"), f"status.addresses[{i}].address"))
+            elif typ == "ExternalIP":
+                external.append(self.ip(a.get("address"), f"status.addresses[{i}].address"))
+        cidrs_raw = spec.get("podCIDRs")
+        if cidrs_raw:
+            cidrs = tuple(self.network(c, f"spec.podCIDRs[{i}]")
+                          for i, c in enumerate(_list(cidrs_raw, "spec.podCIDRs")))
+        elif spec.get("podCIDR"):
+            cidrs = (self.network(spec["podCIDR"], "spec.podCIDR"),)
+        else:
+            cidrs = ()
+        node: Node = _model(Node, "", name=name, internal_ips=tuple(internal),
+                      external_ips=tuple(external), pod_cidrs=cidrs,
+                      labels=_str_map(meta.get("labels"), "metadata.labels"))
+        return node
+
+    # ---- Pod ----
+    def pod(self, obj: Obj, nodes: Mapping[str, Node]) -> Pod:
+        """A Pod. Without a ``status`` it is taken as Running and Ready (a hand-written pod);
+        a hostNetwork pod without a podIP gets its node's InternalIPs."""
+        ns, name = self.meta(obj)
+        meta = obj["metadata"]
+        spec = _map(obj.get("spec"), "spec")
+        status_raw = obj.get("status")
+        status = _map(status_raw, "status")
+        host_network = _bool(spec.get("hostNetwork"), "spec.hostNetwork", False)
+        node_name = _str(spec.get("nodeName"), "spec.nodeName")
+        ips: tuple[IPAddress, ...]
+        pod_ips = status.get("podIPs")
+        if pod_ips:
+            ips = tuple(
+                self.ip(_map(p, f"status.podIPs[{i}]").get("ip"), f"status.podIPs[{i}].ip")
+                for i, p in enumerate(_list(pod_ips, "status.podIPs")))
+        elif status.get("podIP"):
+            ips = (self.ip(status["podIP"], "status.podIP"),)
+        elif host_network and node_name in nodes:
+            ips = nodes[node_name].internal_ips
+        else:
+            ips = ()
+        ports: list[ContainerPort] = []
+        for ckey in ("containers", "initContainers"):
+            for ci, c in enumerate(_list(spec.get(ckey), f"spec.{ckey}")):
+                c = _map(c, f"spec.{ckey}[{ci}]")
+                if ckey == "initContainers" and c.get("restartPolicy") != "Always":
+                    continue  # only sidecar (restartable) init containers keep serving
+                for pi, p in enumerate(_list(c.get("ports"), f"spec.{ckey}[{ci}].ports")):
+                    pp = f"spec.{ckey}[{ci}].ports[{pi}]"
+                    p = _map(p, pp)
+                    hp = p.get("hostPort")
+                    ports.append(_model(
+                        ContainerPort, pp,
+                        container_port=_port(p.get("containerPort"), pp + ".containerPort"),
+                        name=_str(p.get("name"), pp + ".name"),
+                        protocol=_protocol(p.get("protocol"), pp + ".protocol"),
+                        host_port=_port(hp, pp + ".hostPort") if hp else None))
+        if status_raw is None:
+            phase, ready = "Running", True
+        else:
+            phase = _str(status.get("phase"), "status.phase", "Running")
+            ready = phase == "Running"
+            for cond in _list(status.get("conditions"), "status.conditions"):
+                if isinstance(cond, dict) and cond.get("type") == "Ready":
+                    ready = cond.get("status") == "True"
+                    break
+        return Pod(
+            namespace=ns, name=name, node_name=node_name, ips=ips, host_network=host_network,
+            labels=_str_map(meta.get("labels"), "metadata.labels"), ports=tuple(ports),
+            phase=phase, ready=ready, terminating=meta.get("deletionTimestamp") is not None)
+
+    # ---- Service ----
+    def service(self, obj: Obj) -> tuple[Service, bool]:
+        """A Service, and its ``spec.publishNotReadyAddresses`` (used to derive slices)."""
+        ns, name = self.meta(obj)
+        meta = obj["metadata"]
+        spec = _map(obj.get("spec"), "spec")
+        status = _map(obj.get("status"), "status")
+        type_raw = spec.get("type")
+        stype = _str(type_raw, "spec.type", "ClusterIP")
+        if stype not in _SERVICE_TYPES:
+            raise ValidationError(
+                f"{stype!r} is not a Service type ({', '.join(_SERVICE_TYPES)})",
+                field="spec.type")
+        cip = _str(spec.get("clusterIP"), "spec.clusterIP")
+        cips_raw = _list(spec.get("clusterIPs"), "spec.clusterIPs")
+        headless = cip == "None" or (bool(cips_raw) and cips_raw[0] == "None")
+        cluster_ips: tuple[IPAddress, ...] = ()
+        if not headless:
+            if cips_raw:
+                cluster_ips = tuple(self.ip(c, f"spec.clusterIPs[{i}]")
+                                    for i, c in enumerate(cips_raw))
+                if cip and self.ip(cip, "spec.clusterIP") != cluster_ips[0]:
+                    raise ValidationError(
+                        f"{cips_raw[0]!r} must equal spec.clusterIP {cip!r}",
+                        field="spec.clusterIPs[0]")
+            elif cip:
+                cluster_ips = (self.ip(cip, "spec.clusterIP"),)
+        ports: list[ServicePort] = []
+        for i, p in enumerate(_list(spec.get("ports"), "spec.ports")):
+            pp = f"spec.ports[{i}]"
+            p = _map(p, pp)
+            tp = p.get("targetPort")
+            target: int | str
+            if tp is None:
+                target = 0
+            elif isinstance(tp, str) and not tp.isdigit():
+                target = tp
+            else:
+                target = _port(tp, pp + ".targetPort", allow_zero=True)
+            np_raw = p.get("nodePort")
+            node_port = None
+            if np_raw is not None and np_raw != 0:
+                if stype in ("ClusterIP", "ExternalName"):
+                    raise ValidationError(
+                        f"may not be used when type is {stype}", field=pp + ".nodePort")
+                node_port = self.node_port(np_raw, pp + ".nodePort")
+            ports.append(_model(
+                ServicePort, pp, port=_port(p.get("port"), pp + ".port"),
+                name=_str(p.get("name"), pp + ".name"),
+                protocol=_protocol(p.get("protocol"), pp + ".protocol"),
+                target_port=target, node_port=node_port))
+        selector_raw = spec.get("selector")
+        selector = _str_map(selector_raw, "spec.selector") or None
+        ingress: list[LoadBalancerIngress] = []
+        lb = _map(status.get("loadBalancer"), "status.loadBalancer")
+        for i, ing in enumerate(_list(lb.get("ingress"), "status.loadBalancer.ingress")):
+            ip_ = f"status.loadBalancer.ingress[{i}]"
+            ing = _map(ing, ip_)
+            mode = _str(ing.get("ipMode"), ip_ + ".ipMode", "VIP")
+            if mode not in ("VIP", "Proxy"):
+                raise ValidationError(f"{mode!r} is not VIP or Proxy", field=ip_ + ".ipMode")
+            ingress.append(LoadBalancerIngress(
+                ip=self.ip(ing["ip"], ip_ + ".ip") if ing.get("ip") else None,
+                hostname=_str(ing.get("hostname"), ip_ + ".hostname"), ip_mode=mode))  # type: ignore[arg-type]
+        etp = _str(spec.get("externalTrafficPolicy"), "spec.externalTrafficPolicy", "Cluster")
+        if etp == "Global":  # the pre-1.14 spelling of Cluster
+            etp = "Cluster"
+        if etp not in ("Cluster", "Local"):
+            raise ValidationError(f"{etp!r} is not Cluster or Local",
+                                  field="spec.externalTrafficPolicy")
+        itp = _str(spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy", "Cluster")
+        if itp not in ("Cluster", "Local"):
+            raise ValidationError(f"{itp!r} is not Cluster or Local",
+                                  field="spec.internalTrafficPolicy")
+        hc_raw = spec.get("healthCheckNodePort")
+        hc = self.node_port(hc_raw, "spec.healthCheckNodePort") if hc_raw else None
+        # kube-proxy trims spaces around each range (proxyutil.MapCIDRsByIPFamily).
+        ranges = tuple(self.network(r, f"spec.loadBalancerSourceRanges[{i}]") for i, r in
+                       enumerate(_list(spec.get("loadBalancerSourceRanges"),
+                                       "spec.loadBalancerSourceRanges")))
+        affinity = _str(spec.get("sessionAffinity"), "spec.sessionAffinity", "None")
+        if affinity not in ("None", "ClientIP"):
+            raise ValidationError(f"{affinity!r} is not None or ClientIP",
+                                  field="spec.sessionAffinity")
+        timeout = 10800
+        sac = _map(spec.get("sessionAffinityConfig"), "spec.sessionAffinityConfig")
+        client = _map(sac.get("clientIP"), "spec.sessionAffinityConfig.clientIP")
+        if client.get("timeoutSeconds") is not None:
+            timeout = _int(client["timeoutSeconds"],
+                           "spec.sessionAffinityConfig.clientIP.timeoutSeconds")
+        families = tuple(_str(f, f"spec.ipFamilies[{i}]") for i, f in
+                         enumerate(_list(spec.get("ipFamilies"), "spec.ipFamilies")))
+        for i, fam in enumerate(families):
+            if fam not in ("IPv4", "IPv6"):
+                raise ValidationError(f"{fam!r} is not IPv4 or IPv6", field=f"spec.ipFamilies[{i}]")
+        external_name = _str(spec.get("externalName"), "spec.externalName")
+        if stype == "ExternalName" and not external_name:
+            raise ValidationError("is required for type ExternalName", field="spec.externalName")
+        lb_ip = spec.get("loadBalancerIP")
+        svc = _model(
+            Service, "", namespace=ns, name=name, type=stype, cluster_ips=cluster_ips,
+            headless=headless, ports=tuple(ports), selector=selector,
+            external_ips=tuple(self.ip(e, f"spec.externalIPs[{i}]") for i, e in
+                               enumerate(_list(spec.get("externalIPs"), "spec.externalIPs"))),
+            load_balancer_ip=self.ip(lb_ip, "spec.loadBalancerIP") if lb_ip else None,
+            lb_ingress=tuple(ingress), external_traffic_policy=etp,
+            internal_traffic_policy=itp, health_check_node_port=hc, lb_source_ranges=ranges,
+            session_affinity=affinity, affinity_timeout=timeout,
+            allocate_lb_node_ports=_bool(spec.get("allocateLoadBalancerNodePorts"),
+                                         "spec.allocateLoadBalancerNodePorts", True),
+            ip_families=families, external_name=external_name,
+            annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
+            type_set=type_raw is not None)
+        publish = _bool(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses",
+                        False)
+        return svc, publish
+
+    # ---- EndpointSlice ----
+    def endpoint_slice(self, obj: Obj) -> EndpointSlice | None:
+        """An EndpointSlice (discovery.k8s.io/v1 or v1beta1); None for FQDN slices (kube-proxy
+        ignores them)."""
+        ns, name = self.meta(obj)
+        labels = _str_map(obj["metadata"].get("labels"), "metadata.labels")
+        service_name = labels.get(SERVICE_NAME_LABEL, "")
+        if not service_name:
+            raise ValidationError(
+                f"is required: kube-proxy ignores a slice without the {SERVICE_NAME_LABEL} label",
+                field=key_path("metadata.labels", SERVICE_NAME_LABEL))
+        atype = _str(obj.get("addressType"), "addressType", "IPv4")
+        if atype == "FQDN":
+            return None
+        if atype not in ("IPv4", "IPv6"):
+            raise ValidationError(f"{atype!r} is not IPv4, IPv6 or FQDN", field="addressType")
+        want = 4 if atype == "IPv4" else 6
+        ip = self.ip
+        endpoints: list[Endpoint] = []
+        for i, ep in enumerate(_list(obj.get("endpoints"), "endpoints")):
+            if not isinstance(ep, dict):
+                raise ValidationError(f"expected a mapping, got {_type_name(ep)}",
+                                      field=f"endpoints[{i}]")
+            addrs = ep.get("addresses")
+            if not isinstance(addrs, list) or not addrs:
+                raise ValidationError("an endpoint needs at least one address",
+                                      field=f"endpoints[{i}].addresses")
+            parsed = tuple(ip(a, f"endpoints[{i}].addresses[{j}]") for j, a in enumerate(addrs))
+            for j, a in enumerate(parsed):
+                if a.version != want:
+                    raise ValidationError(f"{a} is not an {atype} address (addressType)",
+                                          field=f"endpoints[{i}].addresses[{j}]")
+            cond = ep.get("conditions") or {}
+            topo = ep.get("topology") or {}  # v1beta1
+            hints = ep.get("hints") or {}
+            ref = ep.get("targetRef")
+            target = ""
+            if isinstance(ref, dict) and ref.get("name"):
+                kind = ref.get("kind") or "Pod"
+                rns = ref.get("namespace") or ns
+                target = f"{rns}/{ref['name']}" if kind == "Pod" else f"{kind}/{rns}/{ref['name']}"
+            endpoints.append(Endpoint(
+                addresses=parsed,
+                ready=_opt_bool(cond.get("ready"), f"endpoints[{i}].conditions.ready"),
+                serving=_opt_bool(cond.get("serving"), f"endpoints[{i}].conditions.serving"),
+                terminating=_opt_bool(cond.get("terminating"),
+                                      f"endpoints[{i}].conditions.terminating"),
+                node_name=ep.get("nodeName") or topo.get("kubernetes.io/hostname") or "",
+                zone=ep.get("zone") or topo.get(ZONE_LABEL) or "",
+                hint_zones=_hint_names(hints, "forZones", i),
+                hint_nodes=_hint_names(hints, "forNodes", i),
+                target_ref=target))
+        ports: list[EndpointPort] = []
+        for i, p in enumerate(_list(obj.get("ports"), "ports")):
+            p = _map(p, f"ports[{i}]")
+            if p.get("port") is None:
+                continue  # a nil port: kube-proxy skips it (endpointslicecache.go)
+            ports.append(EndpointPort(
+                port=_port(p["port"], f"ports[{i}].port"),
+                name=_str(p.get("name"), f"ports[{i}].name"),
+                protocol=_protocol(p.get("protocol"), f"ports[{i}].protocol")))
+        return EndpointSlice(namespace=ns, name=name, service_name=service_name,
+                             address_type=atype, endpoints=tuple(endpoints),  # type: ignore[arg-type]
+                             ports=tuple(ports))
+
+    # ---- Ingress ----
+    def ingress(self, obj: Obj) -> Ingress:
+        ns, name = self.meta(obj)
+        meta = obj["metadata"]
+        spec = _map(obj.get("spec"), "spec")
+        annotations = _str_map(meta.get("annotations"), "metadata.annotations")
+        klass = _str(spec.get("ingressClassName"), "spec.ingressClassName") or annotations.get(
+            "kubernetes.io/ingress.class", "")
+        paths: list[IngressPath] = []
+
+        def backend(b: Any, field: str, host: str, path: str) -> None:
+            svc = _map(_map(b, field).get("service"), field + ".service")
+            if not svc:
+                return  # a resource backend: not a Service
+            port = _map(svc.get("port"), field + ".service.port")
+            target: int | str = (
+                _port(port["number"], field + ".service.port.number")
+                if port.get("number") is not None
+                else _str(port.get("name"), field + ".service.port.name"))
+            paths.append(IngressPath(host=host, path=path,
+                                     service_name=_str(svc.get("name"), field + ".service.name"),
+                                     service_port=target))
+
+        if spec.get("defaultBackend"):
+            backend(spec["defaultBackend"], "spec.defaultBackend", "", "")
+        for i, rule in enumerate(_list(spec.get("rules"), "spec.rules")):
+            rule = _map(rule, f"spec.rules[{i}]")
+            host = _str(rule.get("host"), f"spec.rules[{i}].host")
+            http = _map(rule.get("http"), f"spec.rules[{i}].http")
+            for j, p in enumerate(_list(http.get("paths"), f"spec.rules[{i}].http.paths")):
+                pp = f"spec.rules[{i}].http.paths[{j}]"
+                p = _map(p, pp)
+                backend(p.get("backend"), pp + ".backend", host,
+                        _str(p.get("path"), pp + ".path", "/"))
+        status = _map(obj.get("status"), "status")
+        lb = _map(status.get("loadBalancer"), "status.loadBalancer")
+        ips = tuple(
+            self.ip(ing["ip"], f"status.loadBalancer.ingress[{i}].ip")
+            for i, ing in enumerate(_list(lb.get("ingress"), "status.loadBalancer.ingress"))
+            if isinstance(ing, dict) and ing.get("ip"))
+        return Ingress(namespace=ns, name=name, ingress_class=klass, paths=tuple(paths),
+                       lb_ips=ips, annotations=annotations)
+
+    # ---- ServiceCIDR ----
+    def service_cidrs(self, obj: Obj) -> tuple[IPNetwork, ...]:
+        self.meta(obj, namespaced=False)
+        spec = _map(obj.get("spec"), "spec")
+        return tuple(self.network(c, f"spec.cidrs[{i}]")
+                     for i, c in enumerate(_list(spec.get("cidrs"), "spec.cidrs")))
+
+    # ---- KubeProxyConfiguration ----
+    def kube_proxy(self, obj: Obj) -> KubeProxyConfig:
+        """kubeproxy.config.k8s.io/v1alpha1 KubeProxyConfiguration, as kube-proxy reads it:
+        ``masqueradeAll``/``masqueradeBit`` come from the section of the mode in use
+        (``nftables.*`` in nftables mode, ``iptables.*`` otherwise; conversion.go), falling
+        back to top-level fields some versions have."""
+        mode = _str(obj.get("mode"), "mode") or "iptables"
+        section_name = "nftables" if mode == "nftables" else "iptables"
+        section = _map(obj.get(section_name), section_name)
+        ipt = _map(obj.get("iptables"), "iptables")
+        detect = _map(obj.get("detectLocal"), "detectLocal")
+        conntrack = _map(obj.get("conntrack"), "conntrack")
+        cidrs_text = _str(obj.get("clusterCIDR"), "clusterCIDR")
+        cidrs = tuple(self.network(c, "clusterCIDR")
+                      for c in cidrs_text.split(",") if c.strip())
+        dlm = _str(obj.get("detectLocalMode"), "detectLocalMode")
+        if dlm not in _DETECT_LOCAL_MODES:
+            raise ValidationError(f"{dlm!r} is not one of {', '.join(_DETECT_LOCAL_MODES[1:])}",
+                                  field="detectLocalMode")
+        masq_all = _bool(section.get("masqueradeAll"), f"{section_name}.masqueradeAll", False)
+        if not masq_all:
+            masq_all = _bool(obj.get("masqueradeAll"), "masqueradeAll", False)
+        bit_field = f"{section_name}.masqueradeBit"
+        bit_raw = section.get("masqueradeBit")
+        if bit_raw is None:
+            bit_field, bit_raw = "masqueradeBit", obj.get("masqueradeBit")
+        bit = 14 if bit_raw is None else _int(bit_raw, bit_field)
+        if not 0 <= bit <= 31:
+            raise ValidationError(f"{bit} is outside 0-31", field=bit_field)
+        npa = tuple(_str(a, f"nodePortAddresses[{i}]").strip() for i, a in
+                    enumerate(_list(obj.get("nodePortAddresses"), "nodePortAddresses")))
+        if mode not in ("iptables", "nftables"):
+            raise ValidationError(
+                f"{mode!r}: sourceip models the iptables and nftables modes", field="mode")
+        cfg: KubeProxyConfig = _model(
+            KubeProxyConfig, "", mode=mode, cluster_cidrs=cidrs, detect_local_mode=dlm,
+            bridge_interface=_str(detect.get("bridgeInterface"), "detectLocal.bridgeInterface"),
+            interface_name_prefix=_str(detect.get("interfaceNamePrefix"),
+                                       "detectLocal.interfaceNamePrefix"),
+            masquerade_all=masq_all, masquerade_bit=bit,
+            localhost_node_ports=_bool(ipt.get("localhostNodePorts"),
+                                       "iptables.localhostNodePorts", True),
+            node_port_addresses=npa,
+            conntrack_tcp_be_liberal=_bool(conntrack.get("tcpBeLiberal"),
+                                           "conntrack.tcpBeLiberal", False),
+            hostname_override=_str(obj.get("hostnameOverride"), "hostnameOverride"))
+        return cfg
+
+    # ---- NetworkProfile ----
+    def profile(self, obj: Obj) -> NetworkProfile:
+        meta = _map(obj.get("metadata"), "metadata")
+        spec = _map(obj.get("spec"), "spec")
+        base = NetworkProfile()
+        attach = _str(spec.get("podAttach"), "spec.podAttach", base.pod_attach)
+        if attach not in ("bridge", "routed"):
+            raise ValidationError(f"{attach!r} is not bridge or routed", field="spec.podAttach")
+        inter = _str(spec.get("interNode"), "spec.interNode", base.inter_node)
+        if inter not in ("direct", "tunnel"):
+            raise ValidationError(f"{inter!r} is not direct or tunnel", field="spec.interNode")
+        known = {"podAttach", "bridgeName", "interNode", "tunnelDevice", "nodeInterface",
+                 "egressMasquerade", "podCIDRs", "serviceCIDRs"}
+        for key in spec:
+            if key not in known:
+                raise ValidationError(
+                    f"unknown field (known: {', '.join(sorted(known))})",
+                    field=key_path("spec", str(key)))
+        return NetworkProfile(
+            name=_str(meta.get("name"), "metadata.name", "default") or "default",
+            pod_attach=attach,  # type: ignore[arg-type]
+            bridge_name=_str(spec.get("bridgeName"), "spec.bridgeName", base.bridge_name),
+            inter_node=inter,  # type: ignore[arg-type]
+            tunnel_device=_str(spec.get("tunnelDevice"), "spec.tunnelDevice", base.tunnel_device),
+            node_interface=_str(spec.get("nodeInterface"), "spec.nodeInterface",
+                                base.node_interface),
+            egress_masquerade=_bool(spec.get("egressMasquerade"), "spec.egressMasquerade",
+                                    base.egress_masquerade),
+            pod_cidrs=tuple(self.network(c, f"spec.podCIDRs[{i}]") for i, c in
+                            enumerate(_list(spec.get("podCIDRs"), "spec.podCIDRs"))),
+            service_cidrs=tuple(self.network(c, f"spec.serviceCIDRs[{i}]") for i, c in
+                                enumerate(_list(spec.get("serviceCIDRs"), "spec.serviceCIDRs"))))
+
+
+def _opt_bool(v: Any, field: str) -> bool | None:
+    if v is None or isinstance(v, bool):
+        return v
+    raise ValidationError(f"expected true or false, got {_type_name(v)}", field=field)
+
+
+def _hint_names(hints: Any, key: str, i: int) -> tuple[str, ...]:
+    if not hints:
+        return ()
+    items = hints.get(key) if isinstance(hints, dict) else None
+    if not items:
+        return ()
+    field = f"endpoints[{i}].hints.{key}"
+    return tuple(_str(_map(h, f"{field}[{j}]").get("name"), f"{field}[{j}].name")
+                 for j, h in enumerate(_list(items, field)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole cluster
+# ---------------------------------------------------------------------------------------------
+
+_KUBE_PROXY_API = "kubeproxy.config.k8s.io/"
+_PROFILE_API = "sourceip.dev/"
+
+
+def build_cluster(
+    raws: Iterable[RawObject],
+    *,
+    node_port_range: NodePortRange = DEFAULT_NODE_PORT_RANGE,
+    notes: Sequence[str] = (),
+) -> Cluster:
+    """Build a ``Cluster`` from objects, or raise the first ``InputError`` located at the
+    object's file, line and field path."""
+    return _Builder(node_port_range).build(raws, notes)
+
+
+def cluster_from_objects(
+    objs: Iterable[Obj],
+    *,
+    source: str = "<objects>",
+    node_port_range: NodePortRange = DEFAULT_NODE_PORT_RANGE,
+) -> Cluster:
+    """Build a ``Cluster`` from API-shaped dicts (``kind: List`` dicts are expanded). Errors
+    name ``source`` and the field path (there are no lines)."""
+    def raws() -> Iterator[RawObject]:
+        for i, obj in enumerate(objs):
+            yield from expand(obj, origin=None, doc=i, source=source)
+
+    return build_cluster(raws(), node_port_range=node_port_range)
+
+
+class _Builder:
+    def __init__(self, node_port_range: NodePortRange) -> None:
+        self.conv = Converter(node_port_range=node_port_range)
+        self.node_port_range = node_port_range
+        self.notes: list[str] = []
+        self.skipped: dict[str, int] = {}
+        self.seen: dict[tuple[str, ...], RawObject] = {}
+
+    def _unique(self, key: tuple[str, ...], raw: RawObject, what: str) -> None:
+        first = self.seen.get(key)
+        if first is not None:
+            raise raw.locate(ValidationError(
+                f"duplicate {what} (first at {first.describe()})", field="metadata.name"))
+        self.seen[key] = raw
+
+    def _skip(self, kind: str) -> None:
+        self.skipped[kind] = self.skipped.get(kind, 0) + 1
+
+    def build(self, raws: Iterable[RawObject], notes: Sequence[str]) -> Cluster:
+        self.notes.extend(notes)
+        conv = self.conv
+        by_kind: dict[str, list[RawObject]] = defaultdict(list)
+        workloads: list[RawObject] = []
+        kp_raw: RawObject | None = None
+        kp_obj: Obj | None = None
+        prof_raw: RawObject | None = None
+        for raw in raws:
+            obj = raw.obj
+            kind = obj.get("kind")
+            api = obj.get("apiVersion") or ""
+            if not isinstance(api, str):
+                raise raw.locate(ValidationError(f"expected a string, got {_type_name(api)}",
+                                                 field="apiVersion"))
+            if kind in ("Node", "Pod", "Service", "EndpointSlice", "Ingress", "ServiceCIDR"):
+                if kind == "Ingress" and not api.startswith("networking.k8s.io/"):
+                    self._skip(f"Ingress ({api})")
+                    continue
+                by_kind[kind].append(raw)  # type: ignore[index]
+            elif kind == "KubeProxyConfiguration" and (not api or api.startswith(_KUBE_PROXY_API)):
+                if kp_raw is not None:
+                    raise raw.locate(ManifestError(
+                        f"a second KubeProxyConfiguration (first at {kp_raw.describe()})",
+                        field="kind"))
+                kp_raw, kp_obj = raw, obj
+            elif kind == "NetworkProfile" and (not api or api.startswith(_PROFILE_API)):
+                if prof_raw is not None:
+                    raise raw.locate(ManifestError(
+                        f"a second NetworkProfile (first at {prof_raw.describe()})",
+                        field="kind"))
+                prof_raw = raw
+            elif kind == "ConfigMap" and _is_kube_proxy_cm(obj):
+                if kp_raw is not None:
+                    raise raw.locate(ManifestError(
+                        f"a second KubeProxyConfiguration (first at {kp_raw.describe()})",
+                        field='data["config.conf"]'))
+                kp_raw, kp_obj = raw, _embedded_kube_proxy(raw)
+            else:
+                self._skip(str(kind))
+                if kind in WORKLOAD_KINDS:
+                    workloads.append(raw)
+
+        # cluster-scoped configuration first
+        kube_proxy = KubeProxyConfig()
+        if kp_raw is not None and kp_obj is not None:
+            kube_proxy = self._convert(kp_raw, lambda: conv.kube_proxy(kp_obj), kp_obj)
+        profile = NetworkProfile()
+        if prof_raw is not None:
+            profile = self._convert(prof_raw, lambda: conv.profile(prof_raw.obj))
+        svc_cidrs: list[IPNetwork] = list(profile.service_cidrs)
+        for raw in by_kind["ServiceCIDR"]:
+            self._unique(("ServiceCIDR", str(raw.obj.get("metadata", {}).get("name"))), raw,
+                         "ServiceCIDR")
+            svc_cidrs.extend(self._convert(raw, lambda r=raw: conv.service_cidrs(r.obj)))
+        if svc_cidrs != list(profile.service_cidrs):
+            profile = dataclasses.replace(profile, service_cidrs=tuple(dict.fromkeys(svc_cidrs)))
+
+        nodes: list[Node] = []
+        for raw in by_kind["Node"]:
+            node = self._convert(raw, lambda r=raw: conv.node(r.obj))
+            self._unique(("Node", node.name), raw, f"Node {node.name}")
+            nodes.append(node)
+        node_map = {n.name: n for n in nodes}
+
+        pods: list[Pod] = []
+        for raw in by_kind["Pod"]:
+            pod = self._convert(raw, lambda r=raw: conv.pod(r.obj, node_map))
+            self._unique(("Pod", pod.namespace, pod.name), raw, f"Pod {pod.key}")
+            pods.append(pod)
+
+        services: list[Service] = []
+        svc_raw: dict[str, RawObject] = {}
+        publish: dict[str, bool] = {}
+        for raw in by_kind["Service"]:
+            svc, pub = self._convert(raw, lambda r=raw: conv.service(r.obj))
+            self._unique(("Service", svc.namespace, svc.name), raw, f"Service {svc.key}")
+            services.append(svc)
+            svc_raw[svc.key] = raw
+            publish[svc.key] = pub
+
+        slices: list[EndpointSlice] = []
+        fqdn = 0
+        for raw in by_kind["EndpointSlice"]:
+            es = self._convert(raw, lambda r=raw: conv.endpoint_slice(r.obj))
+            if es is None:
+                fqdn += 1
+                continue
+            self._unique(("EndpointSlice", es.namespace, es.name), raw,
+                         f"EndpointSlice {es.namespace}/{es.name}")
+            slices.append(es)
+        if fqdn:
+            self.skipped["EndpointSlice (FQDN)"] = fqdn
+
+        ingresses: list[Ingress] = []
+        for raw in by_kind["Ingress"]:
+            ing = self._convert(raw, lambda r=raw: conv.ingress(r.obj))
+            self._unique(("Ingress", ing.namespace, ing.name), raw,
+                         f"Ingress {ing.namespace}/{ing.name}")
+            ingresses.append(ing)
+
+        services = self._allocate(services, svc_raw, profile.service_cidrs)
+        self._check_service_cidrs(services, svc_raw, profile.service_cidrs)
+        selected = _select_pods(services, pods)
+        self._check_named_ports(services, svc_raw, selected)
+        slices.extend(self._derive(services, slices, selected, publish, node_map))
+
+        unexpanded = _workloads_without_pods(workloads, pods)
+        if unexpanded:
+            shown = ", ".join(unexpanded[:5]) + (", ..." if len(unexpanded) > 5 else "")
+            self.notes.append(
+                f"no Pods given for {len(unexpanded)} workload(s) ({shown}): pods are not "
+                "expanded from workloads; include the Pods themselves (kubectl get pods -o yaml) "
+                "or use --example")
+        if conv.saw_ipv6:
+            self.notes.append("IPv6 addresses are loaded; rules are generated for IPv4 only")
+        return Cluster(
+            nodes=tuple(nodes), pods=tuple(pods), services=tuple(services),
+            endpoint_slices=tuple(slices), ingresses=tuple(ingresses), kube_proxy=kube_proxy,
+            profile=profile, notes=tuple(self.notes), skipped=dict(sorted(self.skipped.items())))
+
+    @staticmethod
+    def _convert(raw: RawObject, fn: Any, embedded: Obj | None = None) -> Any:
+        try:
+            return fn()
+        except InputError as exc:
+            if embedded is not None and embedded is not raw.obj:
+                raise _locate_embedded(raw, exc) from None
+            raise raw.locate(exc) from None
+
+    # ---- what the API server would have allocated ----
+    def _allocate(self, services: list[Service], svc_raw: dict[str, RawObject],
+                  cidrs: Sequence[IPNetwork]) -> list[Service]:
+        used_ports = {p.node_port for s in services for p in s.ports if p.node_port}
+        used_ports.update(s.health_check_node_port for s in services if s.health_check_node_port)
+        used_ips = {ip for s in services for ip in s.cluster_ips}
+        lo, hi = self.node_port_range or DEFAULT_NODE_PORT_RANGE
+        next_port = lo
+        pool_v4 = next((c for c in cidrs if c.version == 4),
+                       ipaddress.IPv4Network(DEFAULT_SERVICE_CIDR))
+        next_ip = 10
+        allocated: list[str] = []
+        out: list[Service] = []
+
+        def take_port() -> int:
+            nonlocal next_port
+            while next_port in used_ports:
+                next_port += 1
+            if next_port > hi:
+                raise svc_raw[svc.key].locate(ValidationError(
+                    f"no free node port left in {lo}-{hi} to allocate", field="spec.ports"))
+            used_ports.add(next_port)
+            return next_port
+
+        for svc in services:
+            changes: dict[str, Any] = {}
+            if (not svc.cluster_ips and not svc.headless and svc.type != "ExternalName"
+                    and svc.ports):
+                while True:
+                    if next_ip >= pool_v4.num_addresses - 1:
+                        raise svc_raw[svc.key].locate(ValidationError(
+                            f"no free ClusterIP left in {pool_v4} to allocate",
+                            field="spec.clusterIP"))
+                    ip = pool_v4.network_address + next_ip
+                    next_ip += 1
+                    if ip not in used_ips:
+                        break
+                used_ips.add(ip)
+                changes["cluster_ips"] = (ip,)
+                allocated.append(f"ClusterIP {ip} to {svc.key}")
+            wants_np = svc.type == "NodePort" or (
+                svc.type == "LoadBalancer" and svc.allocate_lb_node_ports)
+            if wants_np and any(not p.node_port for p in svc.ports):
+                ports = []
+                for p in svc.ports:
+                    if not p.node_port:
+                        p = dataclasses.replace(p, node_port=take_port())
+                        allocated.append(f"nodePort {p.node_port} to {svc.key} port "
+                                         f"{p.name or p.port}")
+                    ports.append(p)
+                changes["ports"] = tuple(ports)
+            if svc.needs_health_check and not svc.health_check_node_port:
+                changes["health_check_node_port"] = take_port()
+                allocated.append(
+                    f"healthCheckNodePort {changes['health_check_node_port']} to {svc.key}")
+            out.append(dataclasses.replace(svc, **changes) if changes else svc)
+        if allocated:
+            shown = "; ".join(allocated[:8]) + ("; ..." if len(allocated) > 8 else "")
+            self.notes.append(
+                f"allocated what the API server would have (the manifests leave them unset): "
+                f"{shown}")
+        return out
+
+    def _check_service_cidrs(self, services: list[Service], svc_raw: dict[str, RawObject],
+                             cidrs: Sequence[IPNetwork]) -> None:
+        if not cidrs:
+            return
+        families = {c.version for c in cidrs}
+        for svc in services:
+            for i, ip in enumerate(svc.cluster_ips):
+                if ip.version in families and not any(ip in c for c in cidrs):
+                    field = f"spec.clusterIPs[{i}]" if "clusterIPs" in (
+                        svc_raw[svc.key].obj.get("spec") or {}) else "spec.clusterIP"
+                    raise svc_raw[svc.key].locate(ValidationError(
+                        f"{ip} is outside the service CIDRs "
+                        f"({', '.join(str(c) for c in cidrs)})", field=field))
+
+    def _check_named_ports(self, services: list[Service], svc_raw: dict[str, RawObject],
+                           selected: dict[str, list[Pod]]) -> None:
+        for svc in services:
+            pods = selected.get(svc.key)
+            if not pods:
+                continue
+            for i, p in enumerate(svc.ports):
+                target = p.target_port
+                if not isinstance(target, str):
+                    continue
+                if any(pod.port_named(target, p.protocol) for pod in pods):
+                    continue
+                names = ", ".join(pod.name for pod in pods[:3]) + (
+                    ", ..." if len(pods) > 3 else "")
+                raise svc_raw[svc.key].locate(ValidationError(
+                    f"no selected pod ({names}) declares a {p.protocol.upper()} container "
+                    f"port named {target!r}", field=f"spec.ports[{i}].targetPort"))
+
+    # ---- the EndpointSlice controller ----
+    def _derive(self, services: list[Service], given: list[EndpointSlice],
+                selected: dict[str, list[Pod]], publish: dict[str, bool],
+                nodes: Mapping[str, Node]) -> list[EndpointSlice]:
+        have = {f"{s.namespace}/{s.service_name}" for s in given}
+        out: list[EndpointSlice] = []
+        derived_for: list[str] = []
+        for svc in services:
+            if svc.selector is None or svc.key in have or svc.type == "ExternalName":
+                continue
+            slices = derive_slices(svc, selected.get(svc.key, []), nodes,
+                                   publish_not_ready=publish.get(svc.key, False))
+            if slices:
+                derived_for.append(svc.key)
+            out.extend(slices)
+        if derived_for:
+            shown = ", ".join(derived_for[:5]) + (", ..." if len(derived_for) > 5 else "")
+            self.notes.append(
+                f"EndpointSlices derived from Pods for {len(derived_for)} Service(s) without "
+                f"any EndpointSlice given ({shown})")
+        return out
+
+
+def _workloads_without_pods(workloads: Sequence[RawObject], pods: Sequence[Pod]) -> list[str]:
+    """``Kind ns/name`` of each skipped workload whose pod template labels match no given Pod."""
+    out: list[str] = []
+    for raw in workloads:
+        obj = raw.obj
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        ns = (meta or {}).get("namespace") or "default"
+        name = (meta or {}).get("name") or "?"
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        if obj.get("kind") == "CronJob":
+            spec = ((spec or {}).get("jobTemplate") or {}).get("spec") or {}
+        tmpl = ((spec or {}).get("template") or {}).get("metadata") or {}
+        labels = tmpl.get("labels") if isinstance(tmpl, dict) else None
+        if isinstance(labels, dict) and labels and any(
+                p.namespace == ns and all(p.labels.get(k) == v for k, v in labels.items())
+                for p in pods):
+            continue
+        out.append(f"{obj.get('kind')} {ns}/{name}")
+    return out
+
+
+def _select_pods(services: Sequence[Service], pods: Sequence[Pod]) -> dict[str, list[Pod]]:
+    """Pods matching each Service's selector in its namespace, indexed by label to stay fast."""
+    index: dict[tuple[str, str, str], list[Pod]] = defaultdict(list)
+    for pod in pods:
+        for k, v in pod.labels.items():
+            index[(pod.namespace, k, v)].append(pod)
+    out: dict[str, list[Pod]] = {}
+    for svc in services:
+        if not svc.selector or svc.type == "ExternalName":
+            continue
+        candidates = [index.get((svc.namespace, k, v), []) for k, v in svc.selector.items()]
+        smallest = min(candidates, key=len)
+        sel = svc.selector.items()
+        out[svc.key] = [p for p in smallest if all(p.labels.get(k) == v for k, v in sel)]
+    return out
+
+
+def derive_slices(svc: Service, pods: Sequence[Pod], nodes: Mapping[str, Node], *,
+                  publish_not_ready: bool = False) -> list[EndpointSlice]:
+    """EndpointSlices for ``svc`` from its selected ``pods``, as the EndpointSlice controller
+    writes them (``pkg/controller/endpointslice/utils.go`` podToEndpoint / getEndpointPorts):
+
+    * pods with an IP of the slice's family that are not Succeeded/Failed;
+    * ``serving`` = Ready (or publishNotReadyAddresses), ``terminating`` = deletionTimestamp
+      set, ``ready`` = serving and not terminating (or publishNotReadyAddresses);
+    * each Service port's targetPort resolved per pod; a named port the pod does not declare
+      (with that protocol) is left out for that pod; pods are grouped into one slice per
+      address family and resolved port set.
+    """
+    if svc.ip_families:
+        families = [4 if f == "IPv4" else 6 for f in svc.ip_families]
+    elif svc.cluster_ips:
+        families = list(dict.fromkeys(ip.version for ip in svc.cluster_ips))
+    else:
+        families = sorted({ip.version for p in pods for ip in p.ips})
+    groups: dict[tuple[int, tuple[tuple[str, str, int], ...]], list[Endpoint]] = {}
+    for pod in sorted(pods, key=lambda p: p.name):
+        if pod.phase in ("Succeeded", "Failed") or not pod.ips:
+            continue
+        ports: list[tuple[str, str, int]] = []
+        for sp in svc.ports:
+            target = sp.effective_target
+            if isinstance(target, str):
+                cp = pod.port_named(target, sp.protocol)
+                if cp is None:
+                    continue
+                target = cp.container_port
+            ports.append((sp.name, sp.protocol, target))
+        if svc.ports and not ports:
+            continue
+        serving = publish_not_ready or pod.ready
+        ready = publish_not_ready or (serving and not pod.terminating)
+        node = nodes.get(pod.node_name)
+        for fam in families:
+            addr = next((ip for ip in pod.ips if ip.version == fam), None)
+            if addr is None:
+                continue
+            groups.setdefault((fam, tuple(ports)), []).append(Endpoint(
+                addresses=(addr,), ready=ready, serving=serving, terminating=pod.terminating,
+                node_name=pod.node_name, zone=node.zone if node is not None else "",
+                target_ref=pod.key))
+    out: list[EndpointSlice] = []
+    counters: dict[int, int] = defaultdict(int)
+    for (fam, port_key), eps in groups.items():
+        n = counters[fam]
+        counters[fam] += 1
+        out.append(EndpointSlice(
+            namespace=svc.namespace, name=f"{svc.name}-derived-ipv{fam}" + (f"-{n}" if n else ""),
+            service_name=svc.name, address_type="IPv4" if fam == 4 else "IPv6",
+            endpoints=tuple(eps),
+            ports=tuple(EndpointPort(port=port, name=name, protocol=proto)
+                        for name, proto, port in port_key),
+            derived=True))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# kube-proxy's config as kubeadm stores it: ConfigMap kube-proxy, data["config.conf"]
+# ---------------------------------------------------------------------------------------------
+
+def _is_kube_proxy_cm(obj: Obj) -> bool:
+    meta = obj.get("metadata")
+    data = obj.get("data")
+    return (isinstance(meta, dict) and meta.get("name") == "kube-proxy"
+            and isinstance(data, dict) and isinstance(data.get("config.conf"), str))
+
+
+_CM_FIELD = 'data["config.conf"]'
+
+
+def _embedded_kube_proxy(raw: RawObject) -> Obj:
+    import yaml
+
+    text = raw.obj["data"]["config.conf"]
+    try:
+        value = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        err = ManifestError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}",
+                            field=_CM_FIELD)
+        if mark is not None:
+            err.line = _embedded_line(raw, mark.line + 1)
+        raise raw.locate(err) from None
+    if not isinstance(value, dict) or value.get("kind") != "KubeProxyConfiguration":
+        raise raw.locate(ManifestError("is not a KubeProxyConfiguration", field=_CM_FIELD))
+    return value
+
+
+def _embedded_line(raw: RawObject, inner: int) -> int | None:
+    if raw.origin is None:
+        return None
+    path = (*raw.prefix, "data", "config.conf")
+    try:
+        base = raw.origin.block_text_line(raw.doc, path)
+    except Exception:
+        base = None
+    if base is not None:
+        return base + inner
+    return raw.where(_CM_FIELD)[1]
+
+
+def _locate_embedded(raw: RawObject, exc: InputError) -> InputError:
+    """An error inside the embedded config: the field reads ``data["config.conf"].<path>`` and
+    the line is the line inside the ConfigMap's block scalar."""
+    import yaml
+
+    inner_field = exc.field
+    exc.field = _join(_CM_FIELD, inner_field)
+    text = raw.obj["data"]["config.conf"]
+    inner_line = None
+    try:
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        inner_line = _node_line(node, parse_path(inner_field))
+    except Exception:
+        pass
+    line = _embedded_line(raw, inner_line) if inner_line is not None else None
+    exc.located(file=raw.source, line=line if line is not None else raw.where(_CM_FIELD)[1])
+    return exc
+
+
+def _node_line(node: Any, path: Sequence[PathSeg]) -> int | None:
+    """1-based line of the deepest part of ``path`` under a composed YAML node (a mapping
+    member is located at its key)."""
+    import yaml
+
+    if node is None:
+        return None
+    line: int = node.start_mark.line + 1
+    for seg in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(seg, str):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == seg:
+                    line = k.start_mark.line + 1
+                    node = v
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(seg, int) \
+                and 0 <= seg < len(node.value):
+            node = node.value[seg]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line

@@ -1,0 +1,220 @@
+"""Read ``-f`` inputs: files, directories and ``-`` (stdin); YAML or JSON; multi-document YAML;
+``kind: List`` as ``kubectl get -o yaml|json`` prints it.
+
+Fast path: JSON is read with ``json``, YAML with PyYAML's C loader when available; no line
+numbers are tracked. Only when an error needs a line is the file read again with line tracking
+(``yaml.compose_all`` for YAML; for JSON a scanner that walks to the field, skipping values with
+``json``'s own C decoder), so errors still read ``services.yaml:14: spec.ports[0].nodePort: ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from sourceip.errors import ManifestError
+from sourceip.sources.convert import PathSeg, RawObject, _node_line, expand
+
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SUFFIXES = (".yaml", ".yml", ".json")
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+class Source:
+    """One input text (a file, stdin or a built-in example) and the line lookup for it.
+
+    The text is kept only for stdin/examples; a file is read again if an error needs a line."""
+
+    def __init__(self, name: str, *, path: Path | None = None, text: str | None = None,
+                 is_json: bool = False) -> None:
+        self.name = name
+        self.path = path
+        self.text = text
+        self.is_json = is_json
+        self._nodes: list[Any] | None = None
+        self._json_text: str | None = None
+
+    def _read(self) -> str:
+        if self.text is not None:
+            return self.text
+        assert self.path is not None
+        return _decode(self.path.read_bytes(), self.name)
+
+    # ---- Origin protocol ----
+    def line_of(self, doc: int, path: Sequence[PathSeg]) -> int | None:
+        if self.is_json:
+            if self._json_text is None:
+                self._json_text = self._read()
+            return _json_line(self._json_text, path)
+        node = self._doc_node(doc)
+        return _node_line(node, path) if node is not None else None
+
+    def block_text_line(self, doc: int, path: Sequence[PathSeg]) -> int | None:
+        if self.is_json:
+            return None
+        node = self._doc_node(doc)
+        for seg in path:
+            if isinstance(node, yaml.MappingNode) and isinstance(seg, str):
+                node = next((v for k, v in node.value
+                             if isinstance(k, yaml.ScalarNode) and k.value == seg), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(seg, int) \
+                    and 0 <= seg < len(node.value):
+                node = node.value[seg]
+            else:
+                return None
+        if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+            return int(node.start_mark.line) + 1  # the indicator's line; text starts below
+        return None
+
+    def _doc_node(self, doc: int) -> Any:
+        if self._nodes is None:
+            self._nodes = list(yaml.compose_all(self._read(), Loader=_FAST_LOADER))
+        return self._nodes[doc] if 0 <= doc < len(self._nodes) else None
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8 text (byte {exc.start})", file=name) from None
+
+
+def parse_text(text: str, name: str, *, path: Path | None = None,
+               keep_text: bool = True) -> Iterator[RawObject]:
+    """The objects in one input text. Raises ``ManifestError`` at ``name:line`` when the text
+    is not YAML/JSON or a document is not a Kubernetes object."""
+    head = text.lstrip()[:1]
+    docs: list[Any] | None = None
+    is_json = False
+    if head in ("{", "["):
+        try:
+            docs = [json.loads(text)]
+            is_json = True
+        except json.JSONDecodeError as exc:
+            if name.endswith(".json"):
+                raise ManifestError(f"invalid JSON: {exc.msg}", file=name,
+                                    line=exc.lineno) from None
+    if docs is None:
+        try:
+            docs = list(yaml.load_all(text, Loader=_FAST_LOADER))
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            problem = exc.problem or "cannot parse"
+            if exc.context:
+                problem = f"{problem} ({exc.context})"
+            raise ManifestError(f"invalid YAML: {problem}", file=name,
+                                line=mark.line + 1 if mark is not None else None) from None
+        except yaml.YAMLError as exc:
+            raise ManifestError(f"invalid YAML: {exc}", file=name) from None
+    source = Source(name, path=path, text=text if keep_text or path is None else None,
+                    is_json=is_json)
+    if is_json:
+        # a JSON array at top level: each element is an object
+        top = docs[0]
+        if isinstance(top, list):
+            for i, item in enumerate(top):
+                yield from expand(item, origin=source, doc=0, prefix=(i,))
+            return
+    for i, doc in enumerate(docs):
+        yield from expand(doc, origin=source, doc=i)
+
+
+def files_in(directory: Path) -> list[Path]:
+    """The ``*.yaml``, ``*.yml`` and ``*.json`` files directly inside ``directory``, sorted
+    (not recursive, like ``kubectl apply -f DIR``)."""
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in SUFFIXES)
+
+
+def read_inputs(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Iterator[RawObject]:
+    """Every object in ``paths`` (files, directories, ``-`` for stdin), in order."""
+    if not paths:
+        raise ManifestError("no input given (-f PATH, or --example NAME)")
+    for p in paths:
+        if p == "-":
+            import sys
+
+            stream = stdin if stdin is not None else sys.stdin
+            yield from parse_text(stream.read(), "<stdin>")
+            continue
+        path = Path(p)
+        if path.is_dir():
+            files = files_in(path)
+            if not files:
+                raise ManifestError("no .yaml, .yml or .json files in this directory", file=p)
+        elif path.exists():
+            files = [path]
+        else:
+            raise ManifestError("no such file or directory", file=p)
+        for f in files:
+            name = str(f)
+            try:
+                data = f.read_bytes()
+            except OSError as exc:
+                raise ManifestError(f"cannot read: {exc.strerror}", file=name) from None
+            yield from parse_text(_decode(data, name), name, path=f, keep_text=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON: walk to a path and return its line, using json's C decoder to skip values
+# ---------------------------------------------------------------------------------------------
+
+_DECODER = json.JSONDecoder()
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    m = _WS.match(text, pos)
+    return m.end() if m else pos
+
+
+def _json_line(text: str, path: Sequence[PathSeg]) -> int | None:
+    """1-based line of the deepest part of ``path`` present in the JSON ``text`` (an object
+    member is located at its key)."""
+    pos = _skip_ws(text, 0)
+    found = pos
+    for seg in path:
+        if pos >= len(text):
+            break
+        c = text[pos]
+        if c == "[" and isinstance(seg, int):
+            pos = _skip_ws(text, pos + 1)
+            i = 0
+            ok = True
+            while i < seg:
+                if text[pos] == "]":
+                    ok = False
+                    break
+                _, pos = _DECODER.raw_decode(text, pos)
+                pos = _skip_ws(text, pos)
+                if text[pos] == ",":
+                    pos = _skip_ws(text, pos + 1)
+                i += 1
+            if not ok or text[pos] == "]":
+                break
+            found = pos
+        elif c == "{" and isinstance(seg, str):
+            pos = _skip_ws(text, pos + 1)
+            hit = False
+            while pos < len(text) and text[pos] == '"':
+                key_pos = pos
+                key, pos = scanstring(text, pos + 1)
+                pos = _skip_ws(text, pos)
+                pos = _skip_ws(text, pos + 1)  # past ':'
+                if key == seg:
+                    found = key_pos
+                    hit = True
+                    break
+                _, pos = _DECODER.raw_decode(text, pos)
+                pos = _skip_ws(text, pos)
+                if pos < len(text) and text[pos] == ",":
+                    pos = _skip_ws(text, pos + 1)
+            if not hit:
+                break
+        else:
+            break
+    return text.count("\n", 0, found) + 1
