@@ -393,12 +393,11 @@ class RightmostTrustedRange:
         p = _CACHE.get(peer) if peer.__class__ is str else None  # type: ignore[arg-type]
         if p is None:
             p = _peer(peer)
-        if p.__class__ is not tuple:
+        if not isinstance(p, tuple):
             if not self.trust_non_ip_peer:
                 return ClientIP(None, "peer-not-ip", peer, None, name)
-        elif not trusted.contains_int(p[0], p[1]):  # type: ignore[index]
-            return ClientIP(p[2], "untrusted-peer", peer, p[3], None, None,  # type: ignore[index]
-                            name)
+        elif not trusted.contains_int(p[0], p[1]):
+            return ClientIP(p[2], "untrusted-peer", peer, p[3], None, None, name)
         if name == "x-forwarded-for":
             value = headers.get(name) if headers.__class__ is dict else _safe_get(headers, name)
             if value.__class__ is str and value:
@@ -421,12 +420,10 @@ class RightmostTrustedRange:
                 r = cache_get(tok)
                 if r is None:
                     r = parse_token_cached(tok)
-                if r.__class__ is str:
-                    return ClientIP(None, "invalid-hop", peer, None, name, last - i,
-                                    r)  # type: ignore[arg-type]
-                if not (c4 if r[0] == 4 else c6)(r[1]):  # type: ignore[index]
-                    return ClientIP(r[2], "rightmost-untrusted", peer, r[3],  # type: ignore[index]
-                                    name, last - i)
+                if isinstance(r, str):
+                    return ClientIP(None, "invalid-hop", peer, None, name, last - i, r)
+                if not (c4 if r[0] == 4 else c6)(r[1]):
+                    return ClientIP(r[2], "rightmost-untrusted", peer, r[3], name, last - i)
             return ClientIP(None, "all-trusted", peer, None, name)
         parts_or = _hops(headers, name, self.max_length, self.max_hops, peer)
         if isinstance(parts_or, ClientIP):
