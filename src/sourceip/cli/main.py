@@ -1,4 +1,4 @@
-"""Entry point: the ``sourceip`` group, lazy command loading and the one place errors map to exit codes.
+"""Entry point: the ``sourceip`` group, lazy command loading, and error -> exit code mapping.
 
 Exit codes: 0 success, 1 wrong input (message names file:line and field), 2 usage,
 3 a lab precondition is missing. No traceback unless ``--debug``.

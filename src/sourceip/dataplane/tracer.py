@@ -76,10 +76,15 @@ class Tracer:
         *,
         rulesets: dict[str, Ruleset] | None = None,
         external_ip: str = DEFAULT_EXTERNAL_IP,
+        topology: Topology | None = None,
+        rules_cluster: Cluster | None = None,
     ) -> None:
         self.cluster = cluster
         self.config = config if config is not None else cluster.kube_proxy
-        self.topo = Topology(cluster)
+        self.topo = topology if topology is not None else Topology(cluster)
+        # Rules may be built from a smaller view (e.g. one Service) for speed: kube-proxy's
+        # rules for one Service do not depend on the others.
+        self.rules_cluster = rules_cluster if rules_cluster is not None else cluster
         self._rulesets = dict(rulesets or {})
         self._evals: dict[str, Evaluator] = {}
         self.external_ip = parse_ip(external_ip)
@@ -88,7 +93,8 @@ class Tracer:
     def ruleset(self, node: str) -> Ruleset:
         rs = self._rulesets.get(node)
         if rs is None:
-            rs = self._rulesets[node] = build_ruleset(self.cluster, node, self.config)
+            rs = self._rulesets[node] = build_ruleset(
+                self.rules_cluster, self.cluster.node(node), self.config)
         return rs
 
     def evaluator(self, node: str) -> Evaluator:

@@ -1,0 +1,53 @@
+"""``sourceip explain``: for each Service, every path, what the pod sees, why, and the fix."""
+
+from __future__ import annotations
+
+import click
+
+from sourceip.cli.common import cluster_options, emit, load_from_options, output_option
+
+
+@click.command()
+@cluster_options
+@click.argument("services", nargs=-1, metavar="[SERVICE...]")
+@click.option("-n", "--namespace", default=None, help="Only Services of this namespace "
+              "(SERVICE names are looked up here too).")
+@click.option("-A", "--all-namespaces", "all_ns", is_flag=True,
+              help="Services of every namespace (the default without -n).")
+@click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
+              help="kube-proxy mode (default: the KubeProxyConfiguration's, else iptables).")
+@click.option("--diagram/--no-diagram", default=False,
+              help="Draw each path as ASCII art (client, nodes, endpoint, where SNAT happens).")
+@click.option("--external-ip", default="203.0.113.10", show_default=True,
+              help="Address of the external client used for external paths.")
+@output_option(("text", "wide", "json", "yaml"))
+def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str, ...],
+            namespace: str | None, all_ns: bool, mode: str | None, diagram: bool,
+            external_ip: str, output: str) -> None:
+    """For every path to each SERVICE (all Services by default): the source IP the pod sees,
+    whether it is the real client, the node and rule that rewrote it, and what to change."""
+    from dataclasses import replace
+
+    from sourceip.explain import Explainer
+    from sourceip.report.explain_text import render_explanations
+
+    cluster = load_from_options(filenames, example)
+    if mode is not None:
+        cluster = cluster.with_(kube_proxy=replace(cluster.kube_proxy, mode=mode))
+    names: list[str] | None = None
+    if services:
+        ns = namespace or "default"
+        names = [s if "/" in s else f"{ns}/{s}" for s in services]
+    elif namespace and not all_ns:
+        names = [s.key for s in cluster.services if s.namespace == namespace and s.proxied]
+        if not names:
+            raise click.UsageError(f"no proxied Service in namespace {namespace!r}")
+    results = Explainer(cluster, external_ip=external_ip).explain(names)
+    if output in ("json", "yaml"):
+        emit({"services": [r.to_dict() for r in results],
+              "notes": list(cluster.notes)}, output)
+        return
+    text = render_explanations(results, wide=output == "wide", diagrams=diagram)
+    for note in cluster.notes:
+        text += f"\nnote: {note}"
+    emit(text, "text")

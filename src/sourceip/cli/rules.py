@@ -1,0 +1,49 @@
+"""``sourceip rules``: the ruleset kube-proxy would install on a node."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from sourceip.cli.common import cluster_options, load_from_options
+
+
+@click.command()
+@cluster_options
+@click.option("--node", "node", metavar="NODE", help="The node whose rules to print "
+              "(default: the only node, else required).")
+@click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
+              help="kube-proxy mode (default: the KubeProxyConfiguration's, else iptables).")
+@click.option("-o", "--output", "output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True,
+              help="text: iptables-restore input or an nft -f script; json: nft -j JSON "
+                   "(nftables mode only).")
+def rules(filenames: tuple[str, ...], example: str | None, node: str | None, mode: str | None,
+          output: str) -> None:
+    """Print the rules kube-proxy would install on NODE, loadable as is by
+    `iptables-restore` (iptables mode) or `nft -f` (nftables mode)."""
+    from dataclasses import replace
+
+    from sourceip.kubeproxy import build_ruleset
+    from sourceip.netfilter import render
+
+    cluster = load_from_options(filenames, example)
+    if node is None:
+        if len(cluster.nodes) != 1:
+            names = ", ".join(n.name for n in cluster.nodes[:10]) or "none"
+            raise click.UsageError(f"--node is required (nodes: {names})")
+        node = cluster.nodes[0].name
+    cfg = cluster.kube_proxy if mode is None else replace(cluster.kube_proxy, mode=mode)
+    ruleset = build_ruleset(cluster, node, cfg)
+    if output == "json":
+        if ruleset.backend != "nftables":
+            raise click.UsageError("-o json is the nft -j format: use it with --mode nftables")
+        from sourceip.netfilter.render_nft_json import render_nft_json
+
+        click.echo(json.dumps(render_nft_json(ruleset), indent=2))
+        return
+    text = render(ruleset)
+    for note in (*cluster.notes, *ruleset.notes):
+        click.echo(f"# note: {note}", err=True)
+    click.echo(text, nl=not text.endswith("\n"))

@@ -1,0 +1,103 @@
+"""``sourceip trace``: one connection hop by hop through the rules, conntrack and routing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sourceip.cli.common import cluster_options, emit, load_from_options, output_option
+from sourceip.errors import InputError
+
+
+@click.command()
+@cluster_options
+@click.option("--from", "source", metavar="WHERE",
+              help="pod/NS/NAME | node/NAME | external[=IP]")
+@click.option("--to", "target", metavar="WHAT",
+              help="svc/NS/NAME[:PORT] | IP:PORT | node/NAME:NODEPORT")
+@click.option("--via", metavar="NODE", help="For external traffic to a LoadBalancer IP or "
+              "externalIP: the node it arrives at (default: every node the LB would use).")
+@click.option("--proto", type=click.Choice(["tcp", "udp", "sctp"]), default=None,
+              help="Protocol (default: the Service port's, else tcp).")
+@click.option("--node", metavar="NODE", help="Evaluate this node's rules alone (with --src, "
+              "--dst, --dport), as kube-proxy's packet-flow tests do.")
+@click.option("--src", metavar="IP", help="Source address for --node.")
+@click.option("--dst", metavar="IP", help="Destination address for --node.")
+@click.option("--dport", type=click.IntRange(1, 65535), help="Destination port for --node.")
+@click.option("--flows", "flows", type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSON lines of {node, src, dst, dport[, proto]}: one JSON line out each.")
+@click.option("--iptables-save", "ipt_save", type=click.Path(exists=True, dir_okay=False),
+              help="Trace through rules dumped from a real node (needs --node or "
+                   "--rules-node).")
+@click.option("--nft-json", "nft_json", type=click.Path(exists=True, dir_okay=False),
+              help="Trace through `nft -j list ruleset` output from a real node.")
+@click.option("--rules-node", metavar="NODE", help="The node the dump was taken on "
+              "(default: --node).")
+@click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
+              help="kube-proxy mode of generated rules.")
+@click.option("--external-ip", default="203.0.113.10", show_default=True,
+              help="Address of the external client for --from external.")
+@output_option(("text", "json", "yaml", "wide"))
+def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
+          target: str | None, via: str | None, proto: str | None, node: str | None,
+          src: str | None, dst: str | None, dport: int | None, flows: str | None,
+          ipt_save: str | None, nft_json: str | None, rules_node: str | None,
+          mode: str | None, external_ip: str, output: str) -> None:
+    """Follow one connection hop by hop: every rule it matches, each rewrite, every
+    load-balancing branch with its probability, and whether the reply finds its way back."""
+    from sourceip.dataplane.tracer import Tracer
+    from sourceip.report.trace_text import render_trace
+
+    cluster = load_from_options(filenames, example)
+    cfg = cluster.kube_proxy if mode is None else replace(cluster.kube_proxy, mode=mode)
+    rulesets = {}
+    if ipt_save or nft_json:
+        dump_node = rules_node or node
+        if dump_node is None:
+            raise click.UsageError("--iptables-save/--nft-json need --node or --rules-node")
+        cluster.node(dump_node)
+        if ipt_save:
+            from sourceip.netfilter.parse_iptables import parse_iptables_save
+
+            rulesets[dump_node] = parse_iptables_save(Path(ipt_save).read_text(),
+                                                      source=ipt_save)
+        else:
+            from sourceip.netfilter.parse_nft import parse_nft_json
+
+            rulesets[dump_node] = parse_nft_json(Path(nft_json or "").read_text(),
+                                                 source=nft_json or "")
+    tracer = Tracer(cluster, cfg, rulesets=rulesets, external_ip=external_ip)
+
+    if flows:
+        stream = click.open_file(flows, "r")
+        for n, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                flow: dict[str, Any] = json.loads(line)
+                result = tracer.trace_node(str(flow["node"]), str(flow["src"]),
+                                           str(flow["dst"]), int(flow["dport"]),
+                                           str(flow.get("proto", "tcp")))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"bad flow: {exc}", file=flows, line=n) from None
+            out = result.to_dict()
+            out["input"] = flow
+            click.echo(json.dumps(out))
+        return
+    if node is not None and (src or dst or dport):
+        if not (src and dst and dport):
+            raise click.UsageError("--node needs --src, --dst and --dport")
+        result = tracer.trace_node(node, src, dst, dport, proto or "tcp")
+    else:
+        if not source or not target:
+            raise click.UsageError("give --from and --to (or --node with --src/--dst/--dport, "
+                                   "or --flows FILE)")
+        result = tracer.trace(source, target, proto=proto, via=via)
+    if output in ("json", "yaml"):
+        emit(result.to_dict(), output)
+    else:
+        emit(render_trace(result, wide=output == "wide"), "text")

@@ -1,0 +1,480 @@
+"""explain: for each Service, every path that applies, what the pod sees and how to fix it.
+
+Every answer comes from a trace through the rules kube-proxy would install (``dataplane``);
+nothing here re-decides whether a packet is masqueraded. Nodes that behave the same are traced
+once: kube-proxy's rules for a Service differ between nodes only by which endpoints are local,
+so nodes are grouped by their local endpoints and one representative of each group is traced.
+Settings that would change an answer (masqueradeAll, a pod range outside clusterCIDR, a
+hostNetwork client, externalTrafficPolicy) are found by tracing the changed configuration too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sourceip.cluster import Cluster, Pod, Service, ServicePort
+from sourceip.dataplane.topology import Topology
+from sourceip.dataplane.trace import Outcome, Trace, fmt_prob
+from sourceip.dataplane.tracer import DEFAULT_EXTERNAL_IP, Start, Tracer
+from sourceip.net.addr import IPAddress, parse_ip, parse_network
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fix:
+    """A change that would give the pod the real client address, and what it costs."""
+
+    change: str
+    effect: str
+    side_effects: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"change": self.change, "effect": self.effect,
+                "side_effects": list(self.side_effects)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PathResult:
+    """One path to a Service: who connects, to what, through which nodes, and the verdict."""
+
+    kind: str  # pod-same-node | pod-other-node | node | hairpin | nodeport | loadbalancer |
+    #            external-ip | pod-to-lb
+    title: str
+    client: str
+    target: str
+    nodes: tuple[str, ...]
+    trace: Trace
+    seen: tuple[str, ...]  # "IP (what it is)" for each delivered outcome, most likely first
+    real_client: bool | None  # None: nothing is delivered
+    rewritten_by: tuple[str, ...]
+    summary: str
+    fixes: tuple[Fix, ...] = ()
+    changes: tuple[str, ...] = ()  # settings that would change this answer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "title": self.title, "client": self.client,
+            "target": self.target, "nodes": list(self.nodes), "seen": list(self.seen),
+            "real_client": self.real_client, "rewritten_by": list(self.rewritten_by),
+            "summary": self.summary, "fixes": [f.to_dict() for f in self.fixes],
+            "what_would_change_this": list(self.changes),
+            "outcomes": [o.to_dict() for o in self.trace.outcomes],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceExplanation:
+    service: str
+    type: str
+    cluster_ip: str | None
+    port: str
+    external_traffic_policy: str
+    internal_traffic_policy: str
+    paths: tuple[PathResult, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service, "type": self.type, "cluster_ip": self.cluster_ip,
+            "port": self.port, "external_traffic_policy": self.external_traffic_policy,
+            "internal_traffic_policy": self.internal_traffic_policy,
+            "paths": [p.to_dict() for p in self.paths], "notes": list(self.notes),
+        }
+
+
+@dataclass(slots=True)
+class Explainer:
+    """Explains Services of one cluster; shares routing state across Services."""
+
+    cluster: Cluster
+    external_ip: str = DEFAULT_EXTERNAL_IP
+    topo: Topology = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.topo = Topology(self.cluster)
+
+    # ------------------------------------------------------------------ entry points
+    def explain(self, names: list[str] | None = None) -> list[ServiceExplanation]:
+        """Explanations for the named Services (``ns/name`` or ``name``), or all proxied ones."""
+        if names:
+            services = [self.cluster.service(n) for n in names]
+        else:
+            services = [s for s in self.cluster.services if s.proxied]
+        out: list[ServiceExplanation] = []
+        for svc in services:
+            out.extend(self.explain_service(svc))
+        return out
+
+    def explain_service(self, svc: Service) -> list[ServiceExplanation]:
+        if not svc.proxied:
+            why = "headless" if svc.headless else (
+                "ExternalName" if svc.type == "ExternalName" else "has no ClusterIP")
+            return [ServiceExplanation(
+                service=svc.key, type=svc.type, cluster_ip=None, port="-",
+                external_traffic_policy=svc.external_traffic_policy,
+                internal_traffic_policy=svc.internal_traffic_policy, paths=(),
+                notes=(f"not proxied by kube-proxy ({why}): clients connect to pod IPs "
+                       "directly and the pod sees the client's own address",),
+            )]
+        return [self._explain_port(svc, sp) for sp in svc.ports
+                if svc.cluster_ips and svc.cluster_ips[0].version == 4]
+
+    # ------------------------------------------------------------------ per port
+    def _tracer(self, svc: Service, **cfg_changes: Any) -> Tracer:
+        sub = Cluster(nodes=self.cluster.nodes, services=(svc,),
+                      endpoint_slices=self.cluster.slices_for(svc),
+                      kube_proxy=self.cluster.kube_proxy, profile=self.cluster.profile)
+        cfg = replace(self.cluster.kube_proxy, **cfg_changes) if cfg_changes else None
+        return Tracer(self.cluster, cfg, topology=self.topo, rules_cluster=sub,
+                      external_ip=self.external_ip)
+
+    def _explain_port(self, svc: Service, sp: ServicePort) -> ServiceExplanation:
+        tracer = self._tracer(svc)
+        groups = self._node_groups(svc, sp)
+        ep_nodes = [g for g in groups if g[0]]
+        bare_nodes = [g for g in groups if not g[0]]
+        cip = svc.cluster_ips[0]
+        paths: list[PathResult] = []
+        target = f"{cip}:{sp.port}"
+        proto = sp.protocol
+
+        # pod -> ClusterIP, from a node with an endpoint and from one without
+        if ep_nodes:
+            nodes = ep_nodes[0][1]
+            start = self._client_pod(nodes[0], svc)
+            if start is not None:
+                tr = tracer.trace_flow(start, cip, sp.port, proto, target_desc=target)
+                paths.append(self._path("pod-same-node", f"pod on {nodes[0]} (a node with an "
+                                        "endpoint) -> ClusterIP", start, target, nodes, tr))
+        if bare_nodes:
+            nodes = bare_nodes[0][1]
+            start = self._client_pod(nodes[0], svc)
+            if start is not None:
+                tr = tracer.trace_flow(start, cip, sp.port, proto, target_desc=target)
+                p = self._path("pod-other-node", f"pod on {_nodes_label(nodes)} (no endpoint "
+                               "there) -> ClusterIP", start, target, nodes, tr)
+                paths.append(self._with_changes(p, svc, start, cip, sp))
+        # node itself (hostNetwork client) -> ClusterIP
+        for has_eps, nodes in groups:
+            start = Start(kind="node", name=nodes[0], node=nodes[0])
+            tr = tracer.trace_flow(start, cip, sp.port, proto, target_desc=target)
+            label = "with" if has_eps else "without"
+            paths.append(self._path("node", f"node itself / hostNetwork pod on "
+                                    f"{_nodes_label(nodes)} ({label} an endpoint) -> ClusterIP",
+                                    start, target, nodes, tr))
+        # hairpin: an endpoint pod to its own Service
+        hp = self._hairpin(svc, sp, tracer)
+        if hp is not None:
+            paths.append(hp)
+        # external -> NodePort on each group of nodes
+        if sp.node_port:
+            for _has_eps, nodes in groups:
+                node = nodes[0]
+                ip = self.topo.net(node).ip
+                start = tracer.start(f"external={self.external_ip}")
+                tr = tracer.trace_flow(start, ip, sp.node_port, proto,
+                                       target_desc=f"{node}:{sp.node_port}")
+                paths.append(self._path("nodeport", f"external -> NodePort on "
+                                        f"{_nodes_label(nodes)}", start,
+                                        f"<node IP>:{sp.node_port}", nodes, tr, svc=svc))
+        # external -> LoadBalancer IPs and externalIPs, through each group of nodes
+        vips: list[tuple[str, IPAddress]] = [("loadbalancer", ip) for ip in svc.all_lb_ips]
+        vips += [("external-ip", ip) for ip in svc.external_ips if ip.version == 4]
+        for kind, vip in vips:
+            for _has_eps, nodes in groups:
+                start = tracer.start(f"external={self.external_ip}")
+                tr = tracer.trace_flow(start, vip, sp.port, proto, via=nodes[0],
+                                       target_desc=f"{vip}:{sp.port}")
+                what = "LoadBalancer IP" if kind == "loadbalancer" else "externalIP"
+                paths.append(self._path(kind, f"external -> {what} {vip} arriving at "
+                                        f"{_nodes_label(nodes)}", start, f"{vip}:{sp.port}",
+                                        nodes, tr, svc=svc))
+        # pod -> its own Service's LoadBalancer IP (kube-proxy short-circuits the LB)
+        for vip in svc.lb_ips:
+            src_nodes = (bare_nodes or ep_nodes)[0][1]
+            start = self._client_pod(src_nodes[0], svc)
+            if start is not None:
+                tr = tracer.trace_flow(start, vip, sp.port, proto, target_desc=f"{vip}:{sp.port}")
+                paths.append(self._path("pod-to-lb", f"pod on {src_nodes[0]} -> LoadBalancer "
+                                        f"IP {vip} (in-cluster)", start, f"{vip}:{sp.port}",
+                                        src_nodes, tr, svc=svc))
+        notes = list(self.cluster.notes[:0])
+        if any(ip.version == 6 for ip in svc.cluster_ips):
+            notes.append("IPv6 ClusterIPs are listed but only IPv4 paths are traced")
+        return ServiceExplanation(
+            service=svc.key, type=svc.type, cluster_ip=str(cip),
+            port=f"{sp.name + ' ' if sp.name else ''}{sp.port}/{sp.protocol}",
+            external_traffic_policy=svc.external_traffic_policy,
+            internal_traffic_policy=svc.internal_traffic_policy,
+            paths=tuple(paths), notes=tuple(notes),
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _node_groups(self, svc: Service, sp: ServicePort) -> list[tuple[bool, list[str]]]:
+        """Nodes grouped by their local endpoints: nodes with the same local endpoint count
+        and condition behave the same; all nodes without endpoints form one group."""
+        local: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+        for es in self.cluster.slices_for(svc):
+            if not any(p.name == sp.name and p.protocol == sp.protocol for p in es.ports):
+                continue
+            for ep in es.endpoints:
+                if ep.node_name in self.topo.nets:
+                    local[ep.node_name].append((ep.is_ready, ep.is_terminating))
+        by_sig: dict[tuple[tuple[bool, bool], ...], list[str]] = defaultdict(list)
+        for node, conds in local.items():
+            by_sig[tuple(sorted(conds))].append(node)
+        groups: list[tuple[bool, list[str]]] = [(True, sorted(v)) for _, v in
+                                                sorted(by_sig.items(), key=lambda kv: kv[1])]
+        bare = sorted(n for n in self.topo.nets if n not in local)
+        if bare:
+            groups.append((False, bare))
+        return groups
+
+    def _client_pod(self, node: str, svc: Service) -> Start | None:
+        """A pod on ``node`` that is not an endpoint of ``svc`` (a synthetic one if none)."""
+        eps = {ep.addresses[0] for es in self.cluster.slices_for(svc) for ep in es.endpoints}
+        for pod in self.cluster.pods_by_node.get(node, ()):
+            if not pod.host_network and pod.ip is not None and pod.ip not in eps \
+                    and pod.ip.version == 4:
+                return Start(kind="pod", name=pod.key, ip=pod.ip, node=node, pod=pod)
+        net = self.topo.net(node)
+        if net.pod_cidr is None or net.pod_cidr.num_addresses < 8:
+            return None
+        taken = {p.ip for p in self.cluster.pods_by_node.get(node, ())}
+        for offset in range(net.pod_cidr.num_addresses - 6, 1, -1):
+            ip = net.pod_cidr.network_address + offset
+            if ip not in taken and ip not in eps:
+                pod = Pod(namespace="(any)", name=f"client-on-{node}", node_name=node, ips=(ip,))
+                return Start(kind="pod", name=f"(a pod on {node})", ip=ip, node=node, pod=pod)
+        return None
+
+    def _hairpin(self, svc: Service, sp: ServicePort, tracer: Tracer) -> PathResult | None:
+        for es in self.cluster.slices_for(svc):
+            for ep in es.endpoints:
+                if not ep.is_ready or ep.node_name not in self.topo.nets:
+                    continue
+                ip = ep.addresses[0]
+                pod = self.cluster.pod_by_ip.get(ip)
+                if ip.version != 4:
+                    continue
+                name = pod.key if pod else f"(endpoint {ip})"
+                start = Start(kind="pod", name=name, ip=ip, node=ep.node_name, pod=pod)
+                cip = svc.cluster_ips[0]
+                tr = tracer.trace_flow(start, cip, sp.port, sp.protocol,
+                                       target_desc=f"{cip}:{sp.port}")
+                return self._path("hairpin", "an endpoint pod -> its own Service (hairpin)",
+                                  start, f"{cip}:{sp.port}", [ep.node_name], tr)
+        return None
+
+    def describe_source(self, o: Outcome, client_ip: IPAddress | None,
+                        client_is_node: bool = False) -> str:
+        """``IP (what it is)`` for the address the pod saw."""
+        ip = o.seen_source
+        if ip is None:
+            return "-"
+        if client_ip is not None and ip == client_ip and not client_is_node:
+            return f"{ip} (the client)"
+        owner = self.topo.node_owning(ip)
+        if owner is not None:
+            net = self.topo.net(owner)
+            if ip == net.gateway:
+                what = f"{owner}'s bridge {net.bridge_name}"
+            elif ip == net.tunnel_addr:
+                what = f"{owner}'s tunnel {net.tunnel_device}"
+            else:
+                what = f"{owner}'s address"
+                if o.snat_iface and o.snat_node == owner:
+                    what += f" on {o.snat_iface}"
+            return f"{ip} ({what})"
+        pod = self.cluster.pod_by_ip.get(ip)
+        if pod is not None:
+            return f"{ip} (pod {pod.key})"
+        return str(ip)
+
+    def _path(self, kind: str, title: str, start: Start, target: str, nodes: list[str],
+              tr: Trace, *, svc: Service | None = None) -> PathResult:
+        client_ip = tr.original.src
+        delivered = [o for o in tr.outcomes if o.disposition == "delivered"]
+        seen: list[str] = []
+        for o in delivered:
+            d = self.describe_source(o, client_ip, start.kind == "node")
+            if d not in seen:
+                seen.append(d)
+        real: bool | None = None
+        if delivered and start.kind == "node":
+            # The caller is the node itself: any of its own addresses identifies it.
+            real = all(o.seen_source is not None
+                       and self.topo.node_owning(o.seen_source) == start.node for o in delivered)
+        elif delivered:
+            real = all(o.seen_source == client_ip for o in delivered)
+        rewritten: list[str] = []
+        for o in delivered:
+            if o.masquerade and o.snat_node:
+                rule = o.snat_step.text if o.snat_step else "MASQUERADE"
+                r = f"{o.snat_node}: {rule}"
+                if r not in rewritten:
+                    rewritten.append(r)
+        summary = self._summary(kind, tr, delivered, real)
+        fixes = self._fixes(kind, tr, delivered, real, svc, nodes)
+        return PathResult(kind=kind, title=title, client=start.describe(), target=target,
+                          nodes=tuple(nodes), trace=tr, seen=tuple(seen), real_client=real,
+                          rewritten_by=tuple(rewritten), summary=summary, fixes=tuple(fixes))
+
+    def _summary(self, kind: str, tr: Trace, delivered: list[Outcome], real: bool | None) -> str:
+        parts = []
+        for o in tr.outcomes:
+            if o.disposition == "delivered":
+                continue
+            why = f" by {o.drop_step.chain}" if o.drop_step else ""
+            parts.append(f"{fmt_prob(o.probability)} {o.disposition}{why}")
+        if not delivered:
+            return "never reaches a pod: " + ", ".join(parts)
+        if real:
+            s = "the pod sees the real client address"
+        else:
+            s = "the pod sees a rewritten address, not the client"
+        if kind == "hairpin":
+            s += " (hairpin traffic is always masqueraded so the reply returns through conntrack)"
+        if parts:
+            s += "; " + ", ".join(parts)
+        bad = [o for o in delivered if o.reply_ok is False]
+        if bad:
+            s += f"; reply problem: {bad[0].reply}"
+        return s
+
+    def _fixes(self, kind: str, tr: Trace, delivered: list[Outcome], real: bool | None,
+               svc: Service | None, nodes: list[str]) -> list[Fix]:
+        fixes: list[Fix] = []
+        external = kind in ("nodeport", "loadbalancer", "external-ip")
+        if external and svc is not None and real is False \
+                and svc.external_traffic_policy != "Local":
+            no_ep = sorted(n for n in self.topo.nets if not _has_ready_on(self.cluster, svc, n))
+            side = [
+                "nodes without a ready endpoint drop this traffic"
+                + (f" ({_nodes_label(no_ep)})" if no_ep else ""),
+                "load is spread per node, not per pod: nodes with more endpoints get no more "
+                "traffic",
+            ]
+            if svc.type == "LoadBalancer":
+                side.append("the load balancer must health-check healthCheckNodePort (kube-"
+                            "proxy answers /healthz there: 200 with local endpoints, 503 "
+                            "without) or it keeps sending to nodes that drop")
+            else:
+                side.append("clients must send to nodes that run an endpoint")
+            fixes.append(Fix(change="spec.externalTrafficPolicy: Local",
+                             effect="kube-proxy sends external traffic only to local "
+                                    "endpoints and does not masquerade it",
+                             side_effects=tuple(side)))
+            fixes.append(Fix(change="put an Ingress / L7 proxy in front (HTTP only)",
+                             effect="the client address travels in X-Forwarded-For / "
+                                    "Forwarded; the pod's peer is the proxy",
+                             side_effects=("the app must trust exactly the proxy hops in front "
+                                           "of it, or clients can forge their address "
+                                           "(sourceip.clientip)",)))
+            fixes.append(Fix(change="enable PROXY protocol on the load balancer and the app",
+                             effect="the client address is sent in a header before the data",
+                             side_effects=("both ends must switch at once; in-cluster callers "
+                                           "that bypass the LB send no header (set ipMode: "
+                                           "Proxy)",)))
+            fixes.append(Fix(change="hostNetwork: true on the server pod",
+                             effect="the pod receives connections on the node's own address "
+                                    "without kube-proxy in the path",
+                             side_effects=("port conflicts: one such pod per node and port",
+                                           "the pod shares the node's network namespace and "
+                                           "exposure")))
+        if external and svc is not None and real is None and svc.external_policy_local:
+            hc = (f" (kube-proxy answers 503 on healthCheckNodePort "
+                  f"{svc.health_check_node_port} there)" if svc.health_check_node_port else "")
+            fixes.append(Fix(change="send external traffic only to nodes with a ready endpoint"
+                                    + (": the load balancer must health-check "
+                                       "healthCheckNodePort" if svc.type == "LoadBalancer"
+                                       else ""),
+                             effect=f"{_nodes_label(nodes)} has no local endpoint and drops "
+                                    f"external traffic under externalTrafficPolicy: Local{hc}",
+                             side_effects=("or set externalTrafficPolicy: Cluster: every node "
+                                           "forwards, but the pod sees a node address",)))
+        if kind == "pod-other-node" and real is False:
+            cfg = self.cluster.kube_proxy
+            if cfg.masquerade_all:
+                fixes.append(Fix(change="kube-proxy iptables.masqueradeAll: false",
+                                 effect="pod -> ClusterIP keeps the client pod address",
+                                 side_effects=("only matters if something relied on SNAT",)))
+            else:
+                fixes.append(Fix(change="make kube-proxy's clusterCIDR (or detectLocalMode) "
+                                        "cover every pod range",
+                                 effect="pods are recognised as local traffic and not "
+                                        "masqueraded",
+                                 side_effects=("check the CNI's IP pools: all of them must be "
+                                               "inside clusterCIDR",)))
+        if kind == "pod-to-lb" and real is False:
+            fixes.append(Fix(change="call the Service's ClusterIP (or DNS name) from inside "
+                                    "the cluster",
+                             effect="pod -> ClusterIP keeps the client pod address",
+                             side_effects=("a proxying load balancer's PROXY header or TLS "
+                                           "termination is skipped in-cluster; ipMode: Proxy "
+                                           "makes kube-proxy send it to the LB instead",)))
+        if kind == "hairpin":
+            fixes.append(Fix(change="none needed: call localhost or the pod's own IP",
+                             effect="a pod reaching itself through its Service is always "
+                                    "masqueraded so that the reply returns via conntrack"))
+        return fixes
+
+    def _with_changes(self, p: PathResult, svc: Service, start: Start, cip: IPAddress,
+                      sp: ServicePort) -> PathResult:
+        """Add which settings would change a pod -> ClusterIP answer, found by tracing them."""
+        changes: list[str] = []
+        cfg = self.cluster.kube_proxy
+        target = f"{cip}:{sp.port}"
+        if not cfg.masquerade_all:
+            tr = self._tracer(svc, masquerade_all=True).trace_flow(start, cip, sp.port,
+                                                                    sp.protocol)
+            d = self._seen_of(tr)
+            if d:
+                changes.append(f"with masqueradeAll: true the pod would see {d}")
+        if cfg.cluster_cidrs and start.ip is not None:
+            other = parse_network("100.64.0.0/10" if start.ip not in parse_network(
+                "100.64.0.0/10") else "198.18.0.0/15")
+            tr = self._tracer(svc, cluster_cidrs=(other,)).trace_flow(start, cip, sp.port,
+                                                                       sp.protocol)
+            d = self._seen_of(tr)
+            if d:
+                changes.append(f"with a pod range outside clusterCIDR ({start.ip} not in "
+                               f"clusterCIDR) the pod would see {d}")
+        elif not cfg.cluster_cidrs and cfg.effective_detect_local_mode == "ClusterCIDR":
+            changes.append("kube-proxy has no clusterCIDR: it cannot tell pods from other "
+                           "sources, so off-cluster sources are not masqueraded either")
+        if start.node is not None:
+            tr = self._tracer(svc).trace_flow(Start(kind="node", name=start.node,
+                                                    node=start.node), cip, sp.port,
+                                              sp.protocol, target_desc=target)
+            d = self._seen_of(tr)
+            if d:
+                changes.append(f"a hostNetwork client on {start.node} would make the pod see "
+                               f"{d}")
+        return replace(p, changes=tuple(changes))
+
+    def _seen_of(self, tr: Trace) -> str:
+        ds = [self.describe_source(o, None) for o in tr.outcomes
+              if o.disposition == "delivered"]
+        return ", ".join(dict.fromkeys(ds))
+
+
+def _has_ready_on(cluster: Cluster, svc: Service, node: str) -> bool:
+    return any(ep.node_name == node and ep.is_ready
+               for es in cluster.slices_for(svc) for ep in es.endpoints)
+
+
+def _nodes_label(nodes: list[str] | tuple[str, ...]) -> str:
+    if len(nodes) <= 3:
+        return ", ".join(nodes)
+    return f"{nodes[0]}, {nodes[1]} and {len(nodes) - 2} more nodes"
+
+
+def explain(cluster: Cluster, services: list[str] | None = None, *,
+            external_ip: str = DEFAULT_EXTERNAL_IP) -> list[ServiceExplanation]:
+    """Explanations for ``services`` (all proxied Services when None)."""
+    return Explainer(cluster, external_ip=external_ip).explain(services)
+
+
+__all__ = ["Explainer", "Fix", "PathResult", "ServiceExplanation", "explain", "parse_ip"]

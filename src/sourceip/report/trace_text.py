@@ -1,0 +1,52 @@
+"""Text renderings of a Trace: a short story by default, every rule with ``wide``."""
+
+from __future__ import annotations
+
+from sourceip.dataplane.trace import Trace, fmt_prob
+from sourceip.netfilter.evaluate import Step
+
+_QUIET = ("jump ", "goto ", "vmap ")
+
+
+def _interesting(s: Step) -> bool:
+    return not s.effect.startswith(_QUIET) and s.effect not in ("matched", "return")
+
+
+def render_trace(trace: Trace, *, wide: bool = False) -> str:
+    """The packet's story: each outcome with its probability, the hops, and the rules that
+    rewrote, marked or stopped the packet (all matched rules with ``wide``)."""
+    if wide:
+        return str(trace)
+    lines = [f"{trace.source} -> {trace.target}: {trace.original}"]
+    for n, o in enumerate(trace.outcomes, 1):
+        head = f"outcome {n} ({fmt_prob(o.probability)}): {o.disposition.upper()}"
+        if o.disposition == "delivered":
+            head += f" to {o.endpoint_name or o.endpoint} ({o.endpoint}); the pod sees " \
+                    f"{o.seen_source}"
+            head += " (masqueraded" + (f" by {o.snat_node} on {o.snat_iface})"
+                                       if o.snat_node else ")") if o.masquerade else \
+                " (not rewritten)"
+        elif o.disposition == "passed":
+            head += f" (no service rule rewrote it; source {o.seen_source})"
+        lines.append(head)
+        for h in o.hops:
+            line = f"  {h.at}: {h.packet_in}"
+            if h.packet_out is not None and h.packet_out != h.packet_in:
+                line += f"  =>  {h.packet_out}"
+            lines.append(line)
+            for s in h.steps:
+                if _interesting(s):
+                    rw = "".join(f" ({f} {a} -> {b})" for f, a, b in s.rewrites)
+                    lines.append(f"      {s.table}/{s.chain}: {s.effect}{rw}")
+                    if s.rule is not None and s.effect.split()[0] in (
+                            "DNAT", "MASQUERADE", "SNAT", "drop", "reject"):
+                        lines.append(f"        {s.text}")
+            if h.note:
+                lines.append(f"      -> {h.note}")
+        if o.reply:
+            lines.append(f"  reply: {o.reply}")
+        for note in o.notes:
+            lines.append(f"  note: {note}")
+    for note in trace.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
