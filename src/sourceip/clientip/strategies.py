@@ -421,6 +421,8 @@ class RightmostTrustedRange:
                 if r is None:
                     r = parse_token_cached(tok)
                 if isinstance(r, str):
+                    if last == 0 and r == "empty":  # a whitespace-only header
+                        return ClientIP(None, "no-header", peer, None, name)
                     return ClientIP(None, "invalid-hop", peer, None, name, last - i, r)
                 if not (c4 if r[0] == 4 else c6)(r[1]):
                     return ClientIP(r[2], "rightmost-untrusted", peer, r[3], name, last - i)
