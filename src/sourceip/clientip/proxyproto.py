@@ -570,7 +570,7 @@ def _parse_v1(data: bytes) -> tuple[ProxyHeader, int] | NeedData:
     if end < 0:
         lf = data.find(b"\n", 0, V1_MAX_LENGTH)
         cr = data.find(b"\r", 0, V1_MAX_LENGTH)
-        if lf >= 0 or (0 <= cr < len(data) - 1):
+        if lf >= 0 or (0 <= cr < min(len(data), V1_MAX_LENGTH) - 1):
             raise _err("v1-bad-crlf", "a lone CR or LF before CRLF")
         if len(data) >= V1_MAX_LENGTH:
             raise _err("v1-too-long", f"no CRLF within the first {V1_MAX_LENGTH} bytes")
