@@ -1,0 +1,375 @@
+"""Values of the lab: what a probe is, what was predicted, what was observed, and the plan.
+
+Probe and prediction values are the interface the explain engine feeds the lab
+(``sourceip.explain.lab_predictions(cluster) -> list[Prediction]``). Plan values are what
+``lab.plan`` computes (pure) and ``lab.run`` executes; every command a plan holds is text that
+``ip -batch`` / ``bridge -batch`` accept, so the dry-run script and the real run share one truth.
+
+All values are frozen and validate on construction; a bad field raises ``ValidationError``
+naming it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sourceip.errors import ValidationError
+
+Disposition = Literal["delivered", "dropped", "rejected"]
+ObservedDisposition = Literal["delivered", "dropped", "rejected", "error"]
+DISPOSITIONS: tuple[str, ...] = ("delivered", "dropped", "rejected")
+PROBE_PROTOCOLS: tuple[str, ...] = ("tcp", "udp")
+
+_CLIENT_RE = re.compile(r"^(external|node/[^/\s]+|pod/[^/\s]+/[^/\s]+)$")
+
+
+def _check(cond: bool, field_path: str, message: str) -> None:
+    if not cond:
+        raise ValidationError(message, field=field_path)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_endpoint(text: str) -> bool:
+    """``ip:port`` (IPv4) or ``[ip]:port`` (IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return _is_ip(host)
+
+
+def endpoint_ip(endpoint: str) -> str:
+    """The address part of ``ip:port`` / ``[ip]:port``."""
+    host = endpoint.rpartition(":")[0]
+    return host[1:-1] if host.startswith("[") else host
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeSpec:
+    """One connection to make in the lab.
+
+    ``client`` is ``pod/NS/NAME``, ``node/NAME`` or ``external``. ``via_node`` names the node
+    that receives the packet on paths where the network (not the client) picks it: an external
+    client's LoadBalancer IP or externalIP (the lab's router sends it to that node). For a
+    NodePort the destination address already names the node; ``via_node`` is then descriptive.
+    """
+
+    id: str
+    client: str
+    proto: str = "tcp"
+    dst_ip: str
+    dst_port: int
+    via_node: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.id), "id", "a probe needs an id")
+        _check(
+            bool(_CLIENT_RE.match(self.client)),
+            "client",
+            f"{self.client!r} is not pod/NS/NAME, node/NAME or external",
+        )
+        _check(self.proto in PROBE_PROTOCOLS, "proto", f"{self.proto!r}: the lab probes tcp/udp")
+        _check(_is_ip(self.dst_ip), "dst_ip", f"{self.dst_ip!r} is not an IP address")
+        _check(
+            isinstance(self.dst_port, int) and 0 < self.dst_port <= 65535,
+            "dst_port",
+            f"{self.dst_port} is outside 1-65535",
+        )
+
+    @property
+    def client_kind(self) -> str:
+        """``pod``, ``node`` or ``external``."""
+        return self.client.split("/", 1)[0]
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.dst_ip}]" if ":" in self.dst_ip else self.dst_ip
+        return f"{self.proto}/{host}:{self.dst_port}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "client": self.client,
+            "proto": self.proto,
+            "dst_ip": self.dst_ip,
+            "dst_port": self.dst_port,
+            "via_node": self.via_node,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PredictedOutcome:
+    """One possible result of a probe. ``endpoint`` is ``ip:port`` of the pod (or node) that
+    answers and ``seen_source`` the source address it sees; both are ``None`` unless
+    ``disposition`` is ``delivered``."""
+
+    probability: float
+    disposition: Disposition
+    endpoint: str | None = None
+    seen_source: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.probability <= 1.0, "probability",
+               f"{self.probability} is outside 0-1")
+        _check(self.disposition in DISPOSITIONS, "disposition",
+               f"{self.disposition!r} is not one of {', '.join(DISPOSITIONS)}")
+        if self.disposition == "delivered":
+            _check(self.endpoint is not None and _is_endpoint(self.endpoint), "endpoint",
+                   f"{self.endpoint!r}: a delivered outcome needs ip:port")
+            _check(self.seen_source is not None and _is_ip(self.seen_source), "seen_source",
+                   f"{self.seen_source!r}: a delivered outcome needs the source IP seen")
+        else:
+            _check(self.endpoint is None and self.seen_source is None, "endpoint",
+                   f"a {self.disposition} outcome has no endpoint or seen_source")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "probability": self.probability,
+            "disposition": self.disposition,
+            "endpoint": self.endpoint,
+            "seen_source": self.seen_source,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prediction:
+    """What the explain engine says a probe will do: every outcome with its probability."""
+
+    spec: ProbeSpec
+    outcomes: tuple[PredictedOutcome, ...]
+
+    def __post_init__(self) -> None:
+        _check(bool(self.outcomes), "outcomes", "a prediction needs at least one outcome")
+
+    @property
+    def split(self) -> bool:
+        """More than one outcome is possible (worth probing several times)."""
+        return sum(1 for o in self.outcomes if o.probability > 0) > 1
+
+    def to_json(self) -> dict[str, object]:
+        return {"spec": self.spec.to_json(), "outcomes": [o.to_json() for o in self.outcomes]}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observation:
+    """What one real connection did. ``endpoint`` is the ``ip:port`` the answering socket was
+    bound to (after any DNAT), ``pod`` the name the echo server reported, ``seen_source`` the
+    peer address it saw. ``error`` explains an ``error`` disposition (the probe itself broke)."""
+
+    spec_id: str
+    attempt: int = 0
+    disposition: ObservedDisposition
+    seen_source: str | None = None
+    seen_port: int | None = None
+    endpoint: str | None = None
+    pod: str | None = None
+    error: str = ""
+    elapsed_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Observation:
+        """Build from one JSON line of the probe client (``lab.probe``)."""
+        seen_port = data.get("seen_port")
+        return cls(
+            spec_id=str(data["id"]),
+            attempt=int(str(data.get("attempt", 0))),
+            disposition=str(data["disposition"]),  # type: ignore[arg-type]
+            seen_source=_opt_str(data.get("seen_source")),
+            seen_port=int(str(seen_port)) if seen_port is not None else None,
+            endpoint=_opt_str(data.get("endpoint")),
+            pod=_opt_str(data.get("pod")),
+            error=str(data.get("error") or ""),
+            elapsed_ms=float(str(data.get("elapsed_ms", 0.0))),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.spec_id,
+            "attempt": self.attempt,
+            "disposition": self.disposition,
+            "seen_source": self.seen_source,
+            "seen_port": self.seen_port,
+            "endpoint": self.endpoint,
+            "pod": self.pod,
+            "error": self.error,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }
+
+    def summary(self) -> str:
+        """``10.244.1.1 at 10.244.1.5:8080 (default/server)``, ``dropped``, ``rejected``."""
+        if self.disposition == "delivered":
+            who = f" ({self.pod})" if self.pod else ""
+            return f"{self.seen_source} at {self.endpoint}{who}"
+        if self.disposition == "error":
+            return f"error: {self.error}"
+        return self.disposition
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Agreement:
+    """A prediction (or none) beside what the probes observed, and whether they agree."""
+
+    spec: ProbeSpec
+    prediction: Prediction | None
+    observations: tuple[Observation, ...]
+    agree: bool
+    reason: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "spec": self.spec.to_json(),
+            "predicted": (
+                [o.to_json() for o in self.prediction.outcomes] if self.prediction else None
+            ),
+            "observed": [o.to_json() for o in self.observations],
+            "agree": self.agree,
+            "reason": self.reason,
+        }
+
+
+# ----------------------------------------------------------------------------- the plan
+
+NamespaceRole = Literal["router", "external", "node", "pod"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabNamespace:
+    """A network namespace of the lab; ``node`` / ``pod`` say what it stands for."""
+
+    name: str
+    role: NamespaceRole
+    node: str = ""
+    pod: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Veth:
+    """A veth pair created straight into two namespaces (nothing touches the root namespace)."""
+
+    ns_a: str
+    name_a: str
+    ns_b: str
+    name_b: str
+
+    def __post_init__(self) -> None:
+        for f in ("name_a", "name_b"):
+            name = getattr(self, f)
+            _check(0 < len(name) <= 15, f, f"interface name {name!r} is longer than 15 chars")
+
+    def command(self) -> str:
+        """The ``ip`` command (without the leading ``ip``) that creates the pair."""
+        return (f"link add {self.name_a} netns {self.ns_a} type veth "
+                f"peer name {self.name_b} netns {self.ns_b}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sysctl:
+    """``/proc/sys/<path>`` = ``value``, written inside one namespace."""
+
+    path: str
+    value: str
+    optional: bool = False  # skip when the kernel lacks the knob (e.g. no br_netfilter)
+
+    @property
+    def key(self) -> str:
+        return self.path.replace("/", ".")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesetLoad:
+    """Text fed on stdin to ``argv`` run inside a namespace (``iptables-*-restore``, ``nft -f -``).
+    ``label`` says whose rules they are (``kube-proxy``, ``cni-egress-masquerade``)."""
+
+    label: str
+    argv: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NsSetup:
+    """Everything done inside one namespace, in order: ``ip`` commands (``ip -batch`` lines),
+    ``bridge`` commands, sysctls, nfacct counters, then rule loads."""
+
+    ns: str
+    ip: tuple[str, ...] = ()
+    bridge: tuple[str, ...] = ()
+    sysctls: tuple[Sysctl, ...] = ()
+    nfacct: tuple[str, ...] = ()  # counters the rules name (created before they load)
+    loads: tuple[RulesetLoad, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EchoServer:
+    """An echo server for one pod (run in the pod's namespace, or the node's for hostNetwork)."""
+
+    ns: str
+    pod: str
+    tcp_ports: tuple[int, ...] = ()
+    udp_ports: tuple[int, ...] = ()
+
+    def argv(self, python: str, runid: str, owner_pid: int | str) -> tuple[str, ...]:
+        """The command (run under ``ip netns exec``) that starts it."""
+        args = [python, "-m", "sourceip.lab.echo_server", "--run", runid, "--pod", self.pod,
+                "--owner-pid", str(owner_pid)]
+        if self.tcp_ports:
+            args += ["--tcp", ",".join(str(p) for p in self.tcp_ports)]
+        if self.udp_ports:
+            args += ["--udp", ",".join(str(p) for p in self.udp_ports)]
+        return tuple(args)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabPlan:
+    """A cluster's dataplane as namespaces, links, per-namespace setup and echo servers.
+
+    ``clients`` maps a probe client (``pod/NS/NAME``, ``node/NAME``, ``external``) to the
+    namespace it runs in; ``via_ports`` maps a node name to the source-port range an external
+    probe binds so that the router sends LoadBalancer/externalIP traffic to that node.
+    """
+
+    runid: str
+    prefix: str
+    mode: str
+    iptables_backend: str
+    namespaces: tuple[LabNamespace, ...]
+    veths: tuple[Veth, ...]
+    setups: tuple[NsSetup, ...]
+    servers: tuple[EchoServer, ...]
+    clients: tuple[tuple[str, str], ...]
+    via_ports: tuple[tuple[str, tuple[int, int]], ...]
+    external_ip: str
+    router_ip: str
+    node_subnet: str
+    rules_loaded: bool
+    notes: tuple[str, ...] = ()
+    node_ips: tuple[tuple[str, str], ...] = field(default=())
+
+    def client_ns(self, client: str) -> str | None:
+        return dict(self.clients).get(client)
+
+    def via_range(self, node: str) -> tuple[int, int] | None:
+        return dict(self.via_ports).get(node)
+
+    @property
+    def namespace_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.namespaces)

@@ -1,0 +1,656 @@
+"""Plan a cluster's dataplane as network namespaces (pure: computes commands, runs nothing).
+
+What a plan builds (``docs/lab.md`` draws it)::
+
+    ext ── router ── bridge "nodes" ── eth0 of node 1 ── cni0 / caliN ── eth0 of each pod
+                                   └── eth0 of node 2 ── ...
+
+* one namespace per node (hostNetwork pods live in it), one per pod, an external client
+  ``ext`` and a ``router`` joining the nodes' subnet and the outside;
+* node addresses: each node's InternalIP with the prefix of the smallest subnet holding them
+  all (at least a /24); the router takes a free address there as the nodes' default gateway;
+* LoadBalancer IPs, externalIPs and ClusterIPs are routed by the router to a node: the main
+  table sends them to the first node, and an external probe that binds a source port in
+  ``via_ports[node]`` is sent to that node by a policy rule (``ip rule ... sport A-B``);
+* pod attachment per ``NetworkProfile.pod_attach`` (``bridge``: a bridge whose address is the
+  first host of the node's pod CIDR, hairpin on every port as kubelet's hairpin-veth mode sets;
+  ``routed``: calico-style /32 pods behind proxy-ARP veths), inter-node routes per
+  ``inter_node`` (``direct`` or a flannel-style vxlan ``tunnel``), the CNI's egress masquerade
+  in its own nft table ``sourceip-cni`` (never mixed with kube-proxy's rules), node sysctls as a
+  kubeadm node has them, and kube-proxy's ruleset rendered by ``sourceip.netfilter.render``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from sourceip.cluster import Cluster, KubeProxyConfig, Node, Pod, service_port_endpoints
+from sourceip.errors import LabError, ValidationError
+from sourceip.lab.model import (
+    EchoServer,
+    LabNamespace,
+    LabPlan,
+    NsSetup,
+    ProbeSpec,
+    RulesetLoad,
+    Sysctl,
+    Veth,
+)
+
+RUNID_RE = re.compile(r"^[0-9a-f]{6}$")
+NS_RE = re.compile(r"^sip-([0-9a-f]{6})-")
+ROUTER_BRIDGE = "nodes"
+EXTERNAL_SUBNETS = ("192.168.100.0/24", "198.18.100.0/24", "172.31.254.0/24")
+VIA_PORT_BASE = 20000
+VIA_PORT_WIDTH = 100
+MAX_NODES = 400  # 20000 + 400 * 100 = 60000, below the ext namespace's ephemeral ports
+EXT_EPHEMERAL_PORTS = "61000 64999"
+ROUTE_TABLE_BASE = 1000
+VXLAN_ID = 1
+VXLAN_PORT = 8472  # flannel's
+CNI_TABLE = "sourceip-cni"
+IPTABLES_RESTORE = {"legacy": "iptables-legacy-restore", "nft": "iptables-nft-restore"}
+
+IPv4 = ipaddress.IPv4Address
+IPv4Net = ipaddress.IPv4Network
+
+
+def new_runid() -> str:
+    """Six random hex characters: the lab's namespaces are named ``sip-<runid>-...``."""
+    return secrets.token_hex(3)
+
+
+def ns_prefix(runid: str) -> str:
+    if not RUNID_RE.match(runid):
+        raise ValidationError(f"{runid!r} is not six hex characters", field="runid")
+    return f"sip-{runid}-"
+
+
+def _label(text: str, limit: int = 40) -> str:
+    """A namespace-name-safe rendering of a Kubernetes name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:limit] or "x"
+
+
+def _vtep_mac(index: int) -> str:
+    return f"02:53:49:{(index >> 16) & 255:02x}:{(index >> 8) & 255:02x}:{index & 255:02x}"
+
+
+def _v4_pod_cidr(node: Node) -> IPv4Net | None:
+    cidr = node.pod_cidr(4)
+    return cidr if isinstance(cidr, IPv4Net) else None
+
+
+def node_subnet(ips: Sequence[IPv4]) -> IPv4Net:
+    """The node link's subnet: the /24 holding every node IP, or the smallest common supernet
+    when they do not fit in one /24."""
+    if not ips:
+        raise LabError("the cluster has no node with an IPv4 InternalIP")
+    prefix = 24
+    while prefix > 0:
+        net = ipaddress.ip_network(f"{ips[0]}/{prefix}", strict=False)
+        assert isinstance(net, IPv4Net)
+        if all(ip in net for ip in ips):
+            return net
+        prefix -= 1
+    raise LabError("node IPs have no common IPv4 supernet")
+
+
+def _free_host(net: IPv4Net, taken: set[IPv4]) -> IPv4:
+    for host in net.hosts():
+        if host not in taken:
+            return host
+    raise LabError(f"no free address in the node subnet {net} for the router")
+
+
+def pod_ports(cluster: Cluster, pod: Pod) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """TCP and UDP ports an echo server in ``pod`` listens on: its container ports plus every
+    Service target port whose endpoint is this pod (named ports resolved by the slices)."""
+    tcp: set[int] = set()
+    udp: set[int] = set()
+    for cp in pod.ports:
+        if cp.protocol == "tcp":
+            tcp.add(cp.container_port)
+        elif cp.protocol == "udp":
+            udp.add(cp.container_port)
+    ips = set(pod.ips)
+    for svc in cluster.services:
+        for sp in svc.ports:
+            if sp.protocol not in ("tcp", "udp"):
+                continue
+            for ep in service_port_endpoints(cluster, svc, sp):
+                if ep.ip in ips and (not pod.host_network or ep.node_name in ("", pod.node_name)):
+                    (tcp if sp.protocol == "tcp" else udp).add(ep.port)
+    return tuple(sorted(tcp)), tuple(sorted(udp))
+
+
+def _pick_external(cluster: Cluster, node_net: IPv4Net) -> IPv4Net:
+    used: list[ipaddress.IPv4Network] = [node_net]
+    for n in cluster.nodes:
+        c = _v4_pod_cidr(n)
+        if c is not None:
+            used.append(c)
+    used.extend(c for c in cluster.kube_proxy.cluster_cidrs if isinstance(c, IPv4Net))
+    used.extend(c for c in cluster.profile.pod_cidrs if isinstance(c, IPv4Net))
+    vips: list[IPv4] = []
+    for svc in cluster.services:
+        vips.extend(ip for ip in svc.cluster_ips + svc.external_ips + svc.all_lb_ips
+                    if isinstance(ip, IPv4))
+    for text in EXTERNAL_SUBNETS:
+        cand = IPv4Net(text)
+        if any(cand.overlaps(u) for u in used) or any(ip in cand for ip in vips):
+            continue
+        return cand
+    raise LabError("every candidate external subnet overlaps the cluster's addresses")
+
+
+def pod_cidrs_of(cluster: Cluster) -> tuple[IPv4Net, ...]:
+    """The cluster's pod address pools: the profile's, else kube-proxy's clusterCIDR, else the
+    nodes' pod CIDRs (collapsed)."""
+    pools = [c for c in cluster.profile.pod_cidrs if isinstance(c, IPv4Net)]
+    if not pools:
+        pools = [c for c in cluster.kube_proxy.cluster_cidrs if isinstance(c, IPv4Net)]
+    if not pools:
+        pools = [c for c in (_v4_pod_cidr(n) for n in cluster.nodes) if c is not None]
+    return tuple(ipaddress.collapse_addresses(pools))
+
+
+def egress_masquerade_nft(pools: Sequence[IPv4Net]) -> str:
+    """The CNI's egress NAT (flannel ``--ip-masq`` / calico natOutgoing) as its own nft table:
+    pod → pod is left alone, pod → anything else (not multicast) is masqueraded. Its chain runs
+    after kube-proxy's (priority srcnat + 10): a connection kube-proxy already masqueraded keeps
+    that binding, as flannel's rules skip kube-proxy-marked packets."""
+    pool_set = ", ".join(str(p) for p in pools)
+    return "\n".join([
+        f"add table ip {CNI_TABLE} {{ comment \"CNI egress masquerade (sourceip lab)\" ; }}",
+        f"add chain ip {CNI_TABLE} postrouting "
+        "{ type nat hook postrouting priority 110 ; policy accept ; }",
+        f"add rule ip {CNI_TABLE} postrouting ip saddr {{ {pool_set} }} "
+        f"ip daddr {{ {pool_set} }} return comment \"pod to pod: no CNI SNAT\"",
+        f"add rule ip {CNI_TABLE} postrouting ip saddr {{ {pool_set} }} "
+        "ip daddr != 224.0.0.0/4 masquerade comment \"pod to non-pod: CNI masquerade\"",
+        "",
+    ])
+
+
+def kube_proxy_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig,
+                    iptables_backend: str) -> tuple[RulesetLoad, tuple[str, ...]]:
+    """kube-proxy's ruleset for ``node``, rendered for its tool, and the nfacct counters it
+    names (kube-proxy creates them before using them). Raises ``LabError`` when the builder or
+    renderer for that mode is not part of this build yet."""
+    try:
+        from sourceip.kubeproxy import build_ruleset
+        from sourceip.netfilter import render
+        from sourceip.netfilter.ir import Nfacct
+
+        ruleset = build_ruleset(cluster, node, cfg)
+        text = render(ruleset)
+    except ModuleNotFoundError as exc:
+        raise LabError(
+            f"kube-proxy {cfg.mode} rules are not available in this build "
+            f"({exc.name} is missing); use --no-rules for the topology alone"
+        ) from exc
+    counters: list[str] = []
+    for table in ruleset.tables:
+        for chain in table.chains:
+            for rule in chain.rules:
+                for m in rule.matches:
+                    if isinstance(m, Nfacct) and m.name not in counters:
+                        counters.append(m.name)
+    if not text.endswith("\n"):
+        text += "\n"
+    if cfg.mode == "nftables":
+        load = RulesetLoad(label="kube-proxy", argv=("nft", "-f", "-"), text=text)
+    else:
+        load = RulesetLoad(label="kube-proxy", argv=(IPTABLES_RESTORE[iptables_backend],),
+                           text=text)
+    return load, tuple(counters)
+
+
+def plan_lab(
+    cluster: Cluster,
+    *,
+    runid: str | None = None,
+    mode: str | None = None,
+    iptables_backend: str = "legacy",
+    rules: bool = True,
+) -> LabPlan:
+    """The lab for ``cluster``: namespaces, veths, per-namespace commands, rule loads and echo
+    servers. ``mode`` overrides kube-proxy's mode; ``rules=False`` plans the topology alone.
+    Raises ``ValidationError``/``LabError`` for a cluster the lab cannot build (a node without
+    an IPv4 InternalIP, an interface name over 15 characters, too many nodes)."""
+    runid = runid or new_runid()
+    prefix = ns_prefix(runid)
+    if iptables_backend not in IPTABLES_RESTORE:
+        raise ValidationError(f"{iptables_backend!r} is not legacy or nft", field="--iptables")
+    cfg = cluster.kube_proxy
+    if mode is not None and mode != cfg.mode:
+        cfg = replace(cfg, mode=mode)  # type: ignore[arg-type]
+    profile = cluster.profile
+    for fname in ("bridge_name", "tunnel_device", "node_interface"):
+        value = getattr(profile, fname)
+        if not 0 < len(value) <= 15:
+            raise ValidationError(f"interface name {value!r} must be 1-15 characters",
+                                  field=f"NetworkProfile.{fname}")
+    nodes = cluster.nodes
+    if len(nodes) > MAX_NODES:
+        raise LabError(f"the lab builds at most {MAX_NODES} nodes ({len(nodes)} given)")
+    notes: list[str] = []
+
+    node_ip: dict[str, IPv4] = {}
+    for node in nodes:
+        ip = node.primary_ip(4)
+        if not isinstance(ip, IPv4):
+            raise ValidationError(f"node {node.name!r} has no IPv4 InternalIP",
+                                  field="status.addresses")
+        node_ip[node.name] = ip
+    if len(set(node_ip.values())) != len(node_ip):
+        raise ValidationError("two nodes share an InternalIP", field="status.addresses")
+    subnet = node_subnet(list(node_ip.values()))
+    router_ip = _free_host(subnet, set(node_ip.values()))
+    ext_net = _pick_external(cluster, subnet)
+    ext_gw, ext_ip = IPv4(int(ext_net.network_address) + 1), IPv4(int(ext_net.network_address) + 2)
+    if any(n.pod_cidr(6) or n.primary_ip(6) for n in nodes):
+        notes.append("IPv6 addresses and pod CIDRs are not built (the lab is IPv4 only)")
+
+    rtr, ext = f"{prefix}rtr", f"{prefix}ext"
+    namespaces: list[LabNamespace] = [
+        LabNamespace(name=rtr, role="router"),
+        LabNamespace(name=ext, role="external"),
+    ]
+    veths: list[Veth] = [Veth(ns_a=rtr, name_a="ext0", ns_b=ext, name_b="eth0")]
+    clients: list[tuple[str, str]] = [("external", ext)]
+    node_ns: dict[str, str] = {}
+    for i, node in enumerate(nodes):
+        ns = f"{prefix}n{i}-{_label(node.name)}"
+        node_ns[node.name] = ns
+        namespaces.append(LabNamespace(name=ns, role="node", node=node.name))
+        veths.append(Veth(ns_a=rtr, name_a=f"n{i}", ns_b=ns, name_b=profile.node_interface))
+        clients.append((f"node/{node.name}", ns))
+
+    # ---- pods
+    routed = profile.pod_attach == "routed"
+    node_lines: dict[str, list[str]] = {n.name: [] for n in nodes}
+    node_ifaces: dict[str, list[str]] = {n.name: [profile.node_interface] for n in nodes}
+    node_sysctls: dict[str, list[Sysctl]] = {n.name: [] for n in nodes}
+    setups: list[NsSetup] = []
+    servers: list[EchoServer] = []
+    pods_on: dict[str, int] = {n.name: 0 for n in nodes}
+    tunnel = profile.inter_node == "tunnel"
+    pod_mtu = 1450 if tunnel else 1500
+    host_ports_taken: dict[str, set[tuple[str, int]]] = {n.name: set() for n in nodes}
+    for k, pod in enumerate(cluster.pods):
+        if pod.node_name not in node_ns:
+            notes.append(f"pod {pod.key} is not on a known node: not built")
+            continue
+        if pod.phase not in ("Running", ""):
+            notes.append(f"pod {pod.key} is {pod.phase}: not built")
+            continue
+        tcp, udp = pod_ports(cluster, pod)
+        if pod.host_network:
+            ns = node_ns[pod.node_name]
+            clients.append((f"pod/{pod.key}", ns))
+            taken = host_ports_taken[pod.node_name]
+            clash = sorted(({("tcp", p) for p in tcp} | {("udp", p) for p in udp}) & taken)
+            if clash:
+                notes.append(f"hostNetwork pod {pod.key}: ports {clash} already served on "
+                             f"{pod.node_name}: not served twice")
+            tcp = tuple(p for p in tcp if ("tcp", p) not in taken)
+            udp = tuple(p for p in udp if ("udp", p) not in taken)
+            taken.update(("tcp", p) for p in tcp)
+            taken.update(("udp", p) for p in udp)
+            if tcp or udp:
+                servers.append(EchoServer(ns=ns, pod=pod.key, tcp_ports=tcp, udp_ports=udp))
+            continue
+        ip = next((a for a in pod.ips if isinstance(a, IPv4)), None)
+        if ip is None:
+            notes.append(f"pod {pod.key} has no IPv4 address: not built")
+            continue
+        node = cluster.node(pod.node_name)
+        cidr = _v4_pod_cidr(node)
+        if not routed:
+            if cidr is None or ip not in cidr:
+                notes.append(f"pod {pod.key}: {ip} is outside {pod.node_name}'s podCIDR "
+                             f"({cidr}): not built on the bridge")
+                continue
+            if ip == cidr.network_address + 1 or ip == cidr.network_address:
+                notes.append(f"pod {pod.key}: {ip} is the bridge's own address: not built")
+                continue
+        j = pods_on[pod.node_name]
+        pods_on[pod.node_name] = j + 1
+        ns = f"{prefix}p{k}-{_label(pod.namespace + '.' + pod.name)}"
+        namespaces.append(LabNamespace(name=ns, role="pod", node=pod.node_name, pod=pod.key))
+        clients.append((f"pod/{pod.key}", ns))
+        host_if = f"{'cali' if routed else 'veth'}{j}"
+        veths.append(Veth(ns_a=node_ns[pod.node_name], name_a=host_if, ns_b=ns, name_b="eth0"))
+        node_ifaces[pod.node_name].append(host_if)
+        lines = ["link set lo up"]
+        if pod_mtu != 1500:
+            lines.append(f"link set eth0 mtu {pod_mtu}")
+        if routed:
+            lines += [
+                f"addr add {ip}/32 dev eth0",
+                "link set eth0 up",
+                "route add 169.254.1.1 dev eth0 scope link",
+                "route add default via 169.254.1.1 dev eth0 onlink",
+            ]
+            node_lines[pod.node_name] += [
+                f"link set {host_if} up",
+                f"route add {ip}/32 dev {host_if} scope link",
+            ]
+            node_sysctls[pod.node_name] += [
+                Sysctl(path=f"net/ipv4/conf/{host_if}/proxy_arp", value="1"),
+                Sysctl(path=f"net/ipv4/neigh/{host_if}/proxy_delay", value="0"),
+            ]
+        else:
+            assert cidr is not None
+            gw = cidr.network_address + 1
+            lines += [
+                f"addr add {ip}/{cidr.prefixlen} dev eth0",
+                "link set eth0 up",
+                f"route add default via {gw}",
+            ]
+            node_lines[pod.node_name] += [
+                f"link set {host_if} master {profile.bridge_name}",
+                f"link set {host_if} type bridge_slave hairpin on",
+                f"link set {host_if} up",
+            ]
+        setups.append(NsSetup(ns=ns, ip=tuple(lines)))
+        if tcp or udp:
+            servers.append(EchoServer(ns=ns, pod=pod.key, tcp_ports=tcp, udp_ports=udp))
+
+    # ---- nodes
+    pools = pod_cidrs_of(cluster)
+    localnet = cfg.mode == "iptables" and cfg.localhost_node_ports
+    node_setups: list[NsSetup] = []
+    for i, node in enumerate(nodes):
+        ip = node_ip[node.name]
+        cidr = _v4_pod_cidr(node)
+        lines = [
+            "link set lo up",
+            f"addr add {ip}/{subnet.prefixlen} dev {profile.node_interface}",
+            f"link set {profile.node_interface} up",
+            f"route add default via {router_ip}",
+        ]
+        bridge_lines: list[str] = []
+        if not routed and cidr is not None:
+            lines[1:1] = [
+                f"link add {profile.bridge_name} type bridge",
+                f"addr add {cidr.network_address + 1}/{cidr.prefixlen} dev {profile.bridge_name}",
+                f"link set {profile.bridge_name} up",
+            ]
+            node_ifaces[node.name].append(profile.bridge_name)
+        if routed and cidr is not None:
+            lines.append(f"route add blackhole {cidr}")
+        lines += node_lines[node.name]
+        if tunnel and cidr is not None:
+            dev = profile.tunnel_device
+            node_ifaces[node.name].append(dev)
+            lines += [
+                f"link add {dev} address {_vtep_mac(i)} type vxlan id {VXLAN_ID} local {ip} "
+                f"dev {profile.node_interface} dstport {VXLAN_PORT} nolearning",
+                f"addr add {cidr.network_address}/32 dev {dev}",
+                f"link set {dev} up",
+            ]
+        for j, other in enumerate(nodes):
+            ocidr = _v4_pod_cidr(other)
+            if other.name == node.name or ocidr is None:
+                continue
+            if tunnel:
+                dev = profile.tunnel_device
+                vtep = ocidr.network_address
+                lines += [
+                    f"route add {ocidr} via {vtep} dev {dev} onlink",
+                    f"neigh add {vtep} lladdr {_vtep_mac(j)} dev {dev} nud permanent",
+                ]
+                bridge_lines.append(
+                    f"fdb append {_vtep_mac(j)} dev {dev} dst {node_ip[other.name]} self permanent"
+                )
+            else:
+                lines.append(f"route add {ocidr} via {node_ip[other.name]}")
+        sysctls = [
+            Sysctl(path="net/ipv4/ip_forward", value="1"),
+            Sysctl(path="net/ipv4/conf/all/rp_filter", value="0"),
+            Sysctl(path="net/ipv4/conf/default/rp_filter", value="0"),
+        ]
+        sysctls += [Sysctl(path=f"net/ipv4/conf/{d}/rp_filter", value="0")
+                    for d in node_ifaces[node.name]]
+        if localnet:
+            sysctls.append(Sysctl(path="net/ipv4/conf/all/route_localnet", value="1"))
+        if not routed:
+            sysctls.append(Sysctl(path="net/bridge/bridge-nf-call-iptables", value="1"))
+        sysctls += node_sysctls[node.name]
+        loads: list[RulesetLoad] = []
+        counters: tuple[str, ...] = ()
+        if rules:
+            kp_load, counters = kube_proxy_load(cluster, node, cfg, iptables_backend)
+            loads.append(kp_load)
+        if profile.egress_masquerade and pools:
+            loads.append(RulesetLoad(label="cni-egress-masquerade", argv=("nft", "-f", "-"),
+                                     text=egress_masquerade_nft(pools)))
+        node_setups.append(NsSetup(ns=node_ns[node.name], ip=tuple(lines),
+                                   bridge=tuple(bridge_lines), sysctls=tuple(sysctls),
+                                   nfacct=counters, loads=tuple(loads)))
+
+    # ---- router and external client
+    vips: list[IPv4] = []
+    for svc in cluster.services:
+        for vip in svc.all_lb_ips + svc.external_ips + svc.cluster_ips:
+            if isinstance(vip, IPv4) and vip not in vips and vip not in node_ip.values():
+                vips.append(vip)
+    rlines = [
+        "link set lo up",
+        f"link add {ROUTER_BRIDGE} type bridge",
+        f"addr add {router_ip}/{subnet.prefixlen} dev {ROUTER_BRIDGE}",
+        f"link set {ROUTER_BRIDGE} up",
+    ]
+    for i, _node in enumerate(nodes):
+        rlines += [f"link set n{i} master {ROUTER_BRIDGE}", f"link set n{i} up"]
+    rlines += [f"addr add {ext_gw}/{ext_net.prefixlen} dev ext0", "link set ext0 up"]
+    via_ports: list[tuple[str, tuple[int, int]]] = []
+    if nodes:
+        first = node_ip[nodes[0].name]
+        rlines += [f"route add {vip}/32 via {first}" for vip in vips]
+        for i, node in enumerate(nodes):
+            table = ROUTE_TABLE_BASE + i
+            lo = VIA_PORT_BASE + i * VIA_PORT_WIDTH
+            hi = lo + VIA_PORT_WIDTH - 1
+            via_ports.append((node.name, (lo, hi)))
+            rlines += [f"route add {vip}/32 via {node_ip[node.name]} table {table}"
+                       for vip in vips]
+            rlines.append(f"rule add from {ext_ip} sport {lo}-{hi} lookup {table} pref {table}")
+    rsys = (
+        Sysctl(path="net/ipv4/ip_forward", value="1"),
+        Sysctl(path="net/ipv4/conf/all/rp_filter", value="0"),
+        Sysctl(path="net/ipv4/conf/default/rp_filter", value="0"),
+        Sysctl(path="net/bridge/bridge-nf-call-iptables", value="0", optional=True),
+    )
+    ext_setup = NsSetup(
+        ns=ext,
+        ip=("link set lo up", f"addr add {ext_ip}/{ext_net.prefixlen} dev eth0",
+            "link set eth0 up", f"route add default via {ext_gw}"),
+        sysctls=(Sysctl(path="net/ipv4/ip_local_port_range", value=EXT_EPHEMERAL_PORTS),),
+    )
+    all_setups = [NsSetup(ns=rtr, ip=tuple(rlines), sysctls=rsys), ext_setup,
+                  *node_setups, *setups]
+    if not rules:
+        notes.append("kube-proxy rules are not loaded (topology only)")
+    return LabPlan(
+        runid=runid,
+        prefix=prefix,
+        mode=cfg.mode,
+        iptables_backend=iptables_backend,
+        namespaces=tuple(namespaces),
+        veths=tuple(veths),
+        setups=tuple(all_setups),
+        servers=tuple(servers),
+        clients=tuple(clients),
+        via_ports=tuple(via_ports),
+        external_ip=str(ext_ip),
+        router_ip=str(router_ip),
+        node_subnet=str(subnet),
+        rules_loaded=rules,
+        notes=tuple(notes),
+        node_ips=tuple((n, str(ip)) for n, ip in node_ip.items()),
+    )
+
+
+# ----------------------------------------------------------------------------- dry run
+
+
+def _heredoc(text: str, tag: str = "SIP_EOF") -> tuple[str, str]:
+    while tag in text.splitlines():
+        tag += "_"
+    body = text if text.endswith("\n") else text + "\n"
+    return f"<<'{tag}'", body + tag
+
+
+def sysctl_line(s: Sysctl) -> str:
+    """The shell line that writes one sysctl (inside a single-quoted ``sh -c`` script)."""
+    path = f"/proc/sys/{s.path}"
+    write = f'echo "{s.value}" > {path}'
+    return f"if [ -e {path} ]; then {write}; fi" if s.optional else write
+
+
+def render_script(plan: LabPlan, *, python: str = "python3") -> str:
+    """The plan as a shell script that builds the lab, starts the echo servers, waits for
+    Enter, and tears everything down on exit (a trap), one command per line."""
+    q = shlex.quote
+    out: list[str] = [
+        "#!/bin/bash",
+        f"# sourceip lab, run {plan.runid}: kube-proxy mode {plan.mode}"
+        + (f" (iptables back end {plan.iptables_backend})" if plan.mode == "iptables" else ""),
+        "# Generated by `sourceip lab plan --dry-run`. Everything lives in network namespaces",
+        f"# named {plan.prefix}*; the root namespace is never touched.",
+        *(f"# note: {n}" for n in plan.notes),
+        "set -e",
+        f"NAMESPACES={q(' '.join(plan.namespace_names))}",
+        'PIDS=""',
+        "teardown() {",
+        "  trap - EXIT INT TERM",
+        "  set +e",
+        '  for pid in $PIDS; do kill "$pid" 2>/dev/null; done',
+        "  wait 2>/dev/null",
+        '  for ns in $NAMESPACES; do ip netns del "$ns" 2>/dev/null; done',
+        f'  echo "lab {plan.runid} torn down"',
+        "}",
+        "trap teardown EXIT",
+        "trap 'exit 130' INT TERM",
+        "",
+        "# namespaces",
+        *(f"ip netns add {q(n)}" for n in plan.namespace_names),
+        "",
+        "# veth pairs, created straight into their namespaces",
+        *(f"ip {v.command()}" for v in plan.veths),
+    ]
+    for setup in plan.setups:
+        ns = q(setup.ns)
+        out += ["", f"# {setup.ns}"]
+        out += [f"ip -n {ns} {line}" for line in setup.ip]
+        out += [f"bridge -n {ns} {line}" for line in setup.bridge]
+        if setup.sysctls:
+            out.append(f"ip netns exec {ns} sh -ec '")
+            out += [sysctl_line(s) for s in setup.sysctls]
+            out.append("'")
+        if setup.nfacct:
+            out.append(f"ip netns exec {ns} {q(python)} -m sourceip.lab.nfacct "
+                       + " ".join(q(n) for n in setup.nfacct))
+        for load in setup.loads:
+            start, body = _heredoc(load.text)
+            out += [f"# {load.label} rules",
+                    f"ip netns exec {ns} {' '.join(q(a) for a in load.argv)} {start}", body]
+    if plan.servers:
+        out += ["", "# echo servers (one per pod, every port it serves)"]
+        for srv in plan.servers:
+            argv = " ".join(q(a) for a in srv.argv(python, plan.runid, "$$")).replace(
+                q("$$"), "$$")
+            out.append(f'ip netns exec {q(srv.ns)} {argv} & PIDS="$PIDS $!"')
+    out += [
+        "",
+        f'echo "lab {plan.runid} is up ({len(plan.namespaces)} namespaces); '
+        'press Enter to tear it down"',
+        "read -r _ || true",
+        "",
+    ]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+def default_probe_specs(cluster: Cluster, plan: LabPlan | None = None) -> list[ProbeSpec]:
+    """The paths worth probing for every proxied Service port (tcp/udp), as the explain engine
+    lists them: a pod on each node → ClusterIP, each endpoint pod → its own ClusterIP
+    (hairpin), each node → ClusterIP, external → each node's NodePort, external → each
+    LoadBalancer IP and externalIP via each node. Used when no predictions are available."""
+    clients = dict(plan.clients) if plan is not None else None
+    specs: list[ProbeSpec] = []
+    seen: set[str] = set()
+
+    def add(spec_id: str, **kw: object) -> None:
+        if spec_id in seen:
+            return
+        if clients is not None and str(kw["client"]) not in clients:
+            return
+        seen.add(spec_id)
+        specs.append(ProbeSpec(id=spec_id, **kw))  # type: ignore[arg-type]
+
+    for svc in cluster.services:
+        if not svc.proxied:
+            continue
+        for sp in svc.ports:
+            if sp.protocol not in ("tcp", "udp"):
+                continue
+            eps = service_port_endpoints(cluster, svc, sp)
+            ep_ips = {ep.ip for ep in eps}
+            name = f"{svc.key}:{sp.name or sp.port}/{sp.protocol}"
+            cips = [ip for ip in svc.cluster_ips if isinstance(ip, IPv4)]
+            for cip in cips[:1]:
+                for node in cluster.nodes:
+                    client = next((p for p in cluster.pods_by_node.get(node.name, ())
+                                   if not p.host_network and p.ip is not None
+                                   and p.ip not in ep_ips), None)
+                    if client is not None:
+                        add(f"{name} pod/{client.key} -> ClusterIP",
+                            client=f"pod/{client.key}", proto=sp.protocol, dst_ip=str(cip),
+                            dst_port=sp.port,
+                            description=f"pod on {node.name} to the ClusterIP")
+                for p in cluster.pods:
+                    if not p.host_network and p.ip in ep_ips:
+                        add(f"{name} pod/{p.key} -> ClusterIP (hairpin)",
+                            client=f"pod/{p.key}", proto=sp.protocol, dst_ip=str(cip),
+                            dst_port=sp.port,
+                            description="an endpoint to its own Service (hairpin)")
+                for node in cluster.nodes:
+                    add(f"{name} node/{node.name} -> ClusterIP",
+                        client=f"node/{node.name}", proto=sp.protocol, dst_ip=str(cip),
+                        dst_port=sp.port, description=f"a process on {node.name}")
+            if sp.node_port:
+                for node in cluster.nodes:
+                    nip = node.primary_ip(4)
+                    if nip is None:
+                        continue
+                    add(f"{name} external -> {node.name}:NodePort",
+                        client="external", proto=sp.protocol, dst_ip=str(nip),
+                        dst_port=sp.node_port, via_node=node.name,
+                        description=f"external client to {node.name}'s NodePort")
+            for kind, vips in (("LoadBalancer", svc.all_lb_ips), ("externalIP", svc.external_ips)):
+                for vip in vips:
+                    if not isinstance(vip, IPv4):
+                        continue
+                    for node in cluster.nodes:
+                        add(f"{name} external -> {kind} {vip} via {node.name}",
+                            client="external", proto=sp.protocol, dst_ip=str(vip),
+                            dst_port=sp.port, via_node=node.name,
+                            description=f"external client to the {kind} through {node.name}")
+    return specs
+
+
+def namespaces_of_run(names: Iterable[str], runid: str) -> list[str]:
+    """The names among ``names`` that belong to run ``runid``."""
+    prefix = ns_prefix(runid)
+    return [n for n in names if n.startswith(prefix)]

@@ -1,0 +1,174 @@
+"""The lab's probe client: many probes at once from one namespace, one JSON line each.
+
+Run inside the client's namespace (``ip netns exec NS python -m sourceip.lab.probe``) with a
+JSON document on stdin::
+
+    {"timeout": 1.0,
+     "probes": [{"id": "...", "attempt": 0, "proto": "tcp", "dst_ip": "10.96.0.10",
+                 "dst_port": 80, "sport_range": [20000, 20099] | null}, ...]}
+
+Every probe runs in its own thread; each answers one line as soon as it is done::
+
+    {"id": "...", "attempt": 0, "disposition": "delivered", "seen_source": "10.244.2.5",
+     "seen_port": 41234, "endpoint": "10.244.1.5:8080", "pod": "default/server",
+     "elapsed_ms": 1.3}
+
+``delivered``: the echo server answered (what it saw is in the line); ``dropped``: no answer
+within ``timeout`` (TCP connect or UDP reply); ``rejected``: connection refused or an ICMP
+unreachable came back; ``error``: the probe itself failed (``error`` says how). A
+``sport_range`` binds the client socket to a source port in it (the lab's router uses the
+source port to choose the node an external packet goes to). Standard library only.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import random
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+REJECT_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES,
+                 errno.EPERM}
+
+
+def _bind(sock: socket.socket, sport_range: list[int] | None) -> None:
+    """Bind to a free port of ``sport_range`` (no SO_REUSEADDR: two probes never share one)."""
+    if not sport_range:
+        return
+    lo, hi = int(sport_range[0]), int(sport_range[1])
+    ports = list(range(lo, hi + 1))
+    random.shuffle(ports)
+    last: OSError | None = None
+    for port in ports[:50]:
+        try:
+            sock.bind(("0.0.0.0", port))
+            return
+        except OSError as exc:
+            last = exc
+    raise OSError(f"no free source port in {lo}-{hi}: {last}")
+
+
+def _parse_reply(data: bytes) -> dict[str, Any]:
+    line = data.split(b"\n", 1)[0]
+    reply = json.loads(line)
+    if not isinstance(reply, dict):
+        raise ValueError("reply is not a JSON object")
+    return reply
+
+
+def _delivered(reply: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "disposition": "delivered",
+        "seen_source": reply.get("seen_source"),
+        "seen_port": reply.get("seen_port"),
+        "endpoint": reply.get("local"),
+        "pod": reply.get("pod"),
+    }
+
+
+def _oserror(exc: OSError) -> dict[str, Any]:
+    if exc.errno in REJECT_ERRNOS or isinstance(exc, ConnectionRefusedError):
+        return {"disposition": "rejected", "error": exc.strerror or str(exc)}
+    return {"disposition": "error", "error": str(exc), "errno": exc.errno}
+
+
+def probe_tcp(dst: str, port: int, timeout: float, sport_range: list[int] | None) -> dict[str, Any]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            _bind(s, sport_range)
+            s.connect((dst, port))
+        except TimeoutError:
+            return {"disposition": "dropped"}
+        except OSError as exc:
+            return _oserror(exc)
+        buf = b""
+        try:
+            while b"\n" not in buf:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+        except TimeoutError:
+            return {"disposition": "error", "error": "connected, but no reply line"}
+        except OSError as exc:
+            return {"disposition": "error", "error": f"connected, then {exc}"}
+        try:
+            return _delivered(_parse_reply(buf))
+        except ValueError as exc:
+            return {"disposition": "error", "error": f"connected, unreadable reply: {exc}"}
+
+
+def probe_udp(dst: str, port: int, timeout: float, sport_range: list[int] | None) -> dict[str, Any]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            _bind(s, sport_range)
+            s.connect((dst, port))
+            s.send(b'{"probe": true}\n')
+            data = s.recv(4096)
+        except TimeoutError:
+            return {"disposition": "dropped"}
+        except OSError as exc:
+            return _oserror(exc)
+        try:
+            return _delivered(_parse_reply(data))
+        except ValueError as exc:
+            return {"disposition": "error", "error": f"unreadable reply: {exc}"}
+
+
+PROBERS: dict[str, Callable[[str, int, float, list[int] | None], dict[str, Any]]] = {
+    "tcp": probe_tcp,
+    "udp": probe_udp,
+}
+
+
+LOCAL_RETRY_ERRNOS = {errno.EADDRNOTAVAIL, errno.EADDRINUSE}
+
+
+def run_one(probe: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One probe; never raises (a failure is an ``error`` disposition). A local port clash
+    (the chosen source port still in use for that destination) is retried with another."""
+    t0 = time.monotonic()
+    try:
+        prober = PROBERS[str(probe.get("proto", "tcp"))]
+        for _ in range(5):
+            result = prober(str(probe["dst_ip"]), int(probe["dst_port"]), timeout,
+                            probe.get("sport_range"))
+            if result.get("errno") not in LOCAL_RETRY_ERRNOS:
+                break
+        result.pop("errno", None)
+    except Exception as exc:  # noqa: BLE001 - report, never crash the batch
+        result = {"disposition": "error", "error": f"{type(exc).__name__}: {exc}"}
+    result["id"] = probe.get("id")
+    result["attempt"] = probe.get("attempt", 0)
+    result["elapsed_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    return result
+
+
+def main() -> int:
+    request = json.load(sys.stdin)
+    probes = request.get("probes", [])
+    timeout = float(request.get("timeout", 1.0))
+    lock = threading.Lock()
+
+    def work(probe: dict[str, Any]) -> None:
+        line = json.dumps(run_one(probe, timeout))
+        with lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    if probes:
+        with ThreadPoolExecutor(max_workers=min(64, len(probes))) as pool:
+            list(pool.map(work, probes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
