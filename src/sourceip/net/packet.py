@@ -56,7 +56,14 @@ class Packet:
 
     def with_(self, **changes: object) -> Packet:
         """A copy with ``changes`` applied (fields of Packet)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        if not changes.keys() <= _PACKET_FIELDS:
+            return replace(self, **changes)  # type: ignore[arg-type]  # raises TypeError
+        return Packet(
+            tuple=changes.get("tuple", self.tuple),  # type: ignore[arg-type]
+            iif=changes.get("iif", self.iif),  # type: ignore[arg-type]
+            oif=changes.get("oif", self.oif),  # type: ignore[arg-type]
+            mark=changes.get("mark", self.mark),  # type: ignore[arg-type]
+        )
 
     @property
     def src(self) -> IPAddress:
@@ -65,3 +72,6 @@ class Packet:
     @property
     def dst(self) -> IPAddress:
         return self.tuple.dst
+
+
+_PACKET_FIELDS = frozenset({"tuple", "iif", "oif", "mark"})

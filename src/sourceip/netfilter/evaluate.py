@@ -19,6 +19,7 @@ import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
 from sourceip.net.addr import IPAddress, IPNetwork
@@ -157,9 +158,15 @@ class _Env:
 MatchFn = Callable[[Packet, _Env], bool]
 
 
+_NET_TYPES = (IPv4Network, IPv6Network)
+
+
 def _addr_in(nets: tuple[IPAddress | IPNetwork, ...]) -> Callable[[IPAddress], bool]:
-    hosts = frozenset(n for n in nets if not isinstance(n, IPNetwork.__args__))  # type: ignore[attr-defined]
-    networks = tuple(n for n in nets if isinstance(n, IPNetwork.__args__))  # type: ignore[attr-defined]
+    hosts = frozenset(n for n in nets if not isinstance(n, _NET_TYPES))
+    networks = tuple(n for n in nets if isinstance(n, _NET_TYPES))
+    if not networks and len(hosts) == 1:
+        (only,) = hosts
+        return only.__eq__  # type: ignore[return-value]
     if not networks:
         return hosts.__contains__
     if len(networks) > 8:
@@ -248,8 +255,8 @@ def _rule_key(rule: Rule) -> tuple[IPAddress, str, int] | None:
     for m in rule.matches:
         if isinstance(m, Addr) and m.field == "dst" and not m.negate and len(m.nets) == 1:
             n = m.nets[0]
-            if not isinstance(n, IPNetwork.__args__):  # type: ignore[attr-defined]
-                dst = n  # type: ignore[assignment]
+            if not isinstance(n, _NET_TYPES):
+                dst = n
         elif isinstance(m, Proto) and not m.negate:
             proto = m.proto
         elif (isinstance(m, Port) and m.field == "dport" and not m.negate and len(m.ports) == 1
