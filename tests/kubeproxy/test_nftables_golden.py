@@ -127,3 +127,30 @@ def test_bad_ips_state() -> None:
         [eps("ns1", "svc1", ep("10.180.0.1"))],
     )
     _check("TestBadIPs", cluster, "nftables_badips.txt")
+
+
+def test_fast_endpoint_chain_name_equals_names_module() -> None:
+    """The builder's faster endpoint-name hash gives names.py's text, IPv6 and truncation
+    included (cases from upstream's Test_servicePortEndpointChainNameBase)."""
+    import ipaddress
+
+    from sourceip.cluster import ProxyEndpoint
+    from sourceip.kubeproxy.names import nft_endpoint_chain_name_base
+    from sourceip.kubeproxy.nftables import _endpoint_chain_name_base
+
+    long_ns = "very-long-namespace-name-abcdefghijklmnopqrstuvwxyz0123456789xx"
+    long_name = "very-long-service-name-why-would-you-even-do-this-i-mean-really"
+    long_port = "port-443-providing-the-hypertext-transmission-protocol-with-tls"
+    cases = [
+        ("testing", "service", "tcp", "http", "10.180.0.1", 80,
+         "JO2XBXZR-testing/service/tcp/http__10.180.0.1/80"),
+        ("testing", "service", "tcp", "http", "fd80:abcd:12::a1b2:c3d4:e5f6:9999", 80,
+         "U7E2ET36-testing/service/tcp/http__fd80.abcd.12..a1b2.c3d4.e5f6.9999/80"),
+        (long_ns, long_name, "sctp", long_port, "1234:5678:9abc:def0::abcd:1234:5678", 443,
+         f"CI6C53Q3-{long_ns}/{long_name}/sctp/{long_port}__1234.5678.9abc.def0..abcd.1234..."),
+    ]
+    for ns, name, proto, port_name, addr, port, want in cases:
+        ep = ProxyEndpoint(ip=ipaddress.ip_address(addr), port=port, ready=True, serving=True,
+                           terminating=False, node_name="")
+        assert _endpoint_chain_name_base(ns, name, proto, port_name, ep) == want
+        assert nft_endpoint_chain_name_base(ns, name, proto, port_name, str(ep)) == want

@@ -110,7 +110,19 @@ def _match_proto(m: Proto, family: str) -> str:
     return f"meta l4proto {_neg(m.negate)}{m.proto}"
 
 
+_ADDR_HEAD = {
+    ("ip", "src", False): "ip saddr ", ("ip", "dst", False): "ip daddr ",
+    ("ip", "src", True): "ip saddr != ", ("ip", "dst", True): "ip daddr != ",
+    ("ip6", "src", False): "ip6 saddr ", ("ip6", "dst", False): "ip6 daddr ",
+    ("ip6", "src", True): "ip6 saddr != ", ("ip6", "dst", True): "ip6 daddr != ",
+}
+
+
 def _match_addr(m: Addr, family: str) -> str:
+    if family != "inet" and not m.braces and len(m.nets) == 1:
+        net = m.nets[0]
+        if isinstance(net, IPv4Address | IPv6Address):  # the common case: one host
+            return _ADDR_HEAD[(family, m.field, m.negate)] + str(net)
     ipx = _family_prefix(family, m.nets[0] if m.nets else None)
     field = "saddr" if m.field == "src" else "daddr"
     if m.braces or len(m.nets) != 1:
@@ -173,19 +185,20 @@ _MATCH_RENDERERS: dict[type, Callable[[Any, str], str]] = {
 
 
 def _verdict_text(v: object) -> str:
-    if isinstance(v, Jump):
-        return f"jump {v.chain}"
-    if isinstance(v, Goto):
-        return f"goto {v.chain}"
-    if isinstance(v, Return):
-        return "return"
-    if isinstance(v, Accept):
-        return "accept"
-    if isinstance(v, Drop):
-        return "drop"
-    if isinstance(v, Reject):
-        return f"reject with {v.with_}" if v.with_ else "reject"
-    raise NftRenderError(f"{v!r} is not an nft verdict")
+    fn = _VERDICT_RENDERERS.get(type(v))
+    if fn is None:
+        raise NftRenderError(f"{v!r} is not an nft verdict")
+    return fn(v)
+
+
+_VERDICT_RENDERERS: dict[type, Callable[[Any], str]] = {
+    Jump: lambda v: f"jump {v.chain}",
+    Goto: lambda v: f"goto {v.chain}",
+    Return: lambda v: "return",
+    Accept: lambda v: "accept",
+    Drop: lambda v: "drop",
+    Reject: lambda v: f"reject with {v.with_}" if v.with_ else "reject",
+}
 
 
 def _hostport(addr: IPv4Address | IPv6Address, port: int | None) -> str:
@@ -196,46 +209,69 @@ def _hostport(addr: IPv4Address | IPv6Address, port: int | None) -> str:
     return f"{addr}:{port}"
 
 
+def _act_snat(a: Snat) -> str:
+    text = f"snat to {_hostport(a.addr, a.port)}"
+    return text + " fully-random" if a.random_fully else text
+
+
+def _act_markset(a: MarkSet) -> str:
+    if a.op == "set":
+        return f"mark set {_hex(a.value)}"
+    return f"mark set mark {a.op} {_hex(a.value)}"
+
+
+def _act_numgen(a: NumgenVmap) -> str:
+    body = " , ".join(f"{i} : {_verdict_text(t)}" for i, t in enumerate(a.targets))
+    return f"numgen random mod {a.mod} vmap {{ {body} }}"
+
+
+_ACTION_RENDERERS: dict[type, Callable[[Any], str]] = {
+    **_VERDICT_RENDERERS,
+    Dnat: lambda a: "dnat to " + _hostport(a.addr, a.port),
+    Snat: _act_snat,
+    Masquerade: lambda a: "masquerade fully-random" if a.random_fully else "masquerade",
+    MarkSet: _act_markset,
+    SetUpdate: lambda a: f"update @{a.set_name} {{ " + " . ".join(a.keys) + " }",
+    Vmap: lambda a: " . ".join(a.keys) + f" vmap @{a.map_name}",
+    NumgenVmap: _act_numgen,
+    Counter: lambda a: "counter",
+    UnknownAction: lambda a: a.text,
+}
+
+
 def _action_text(a: Action, family: str) -> str:
-    if isinstance(a, Jump | Goto | Return | Accept | Drop | Reject):
-        return _verdict_text(a)
-    if isinstance(a, Dnat):
-        return f"dnat to {_hostport(a.addr, a.port)}"
-    if isinstance(a, Snat):
-        text = f"snat to {_hostport(a.addr, a.port)}"
-        return text + " fully-random" if a.random_fully else text
-    if isinstance(a, Masquerade):
-        return "masquerade fully-random" if a.random_fully else "masquerade"
-    if isinstance(a, MarkSet):
-        if a.op == "set":
-            return f"mark set {_hex(a.value)}"
-        return f"mark set mark {a.op} {_hex(a.value)}"
-    if isinstance(a, SetUpdate):
-        return f"update @{a.set_name} {{ " + " . ".join(a.keys) + " }"
-    if isinstance(a, Vmap):
-        return " . ".join(a.keys) + f" vmap @{a.map_name}"
-    if isinstance(a, NumgenVmap):
-        body = " , ".join(f"{i} : {_verdict_text(t)}" for i, t in enumerate(a.targets))
-        return f"numgen random mod {a.mod} vmap {{ {body} }}"
-    if isinstance(a, Counter):
-        return "counter"
-    if isinstance(a, UnknownAction):
-        return a.text
-    raise NftRenderError(f"{type(a).__name__} cannot be written as nft")
+    fn = _ACTION_RENDERERS.get(type(a))
+    if fn is None:
+        raise NftRenderError(f"{type(a).__name__} cannot be written as nft")
+    return fn(a)
 
 
 class _Cache:
-    """Per-family memo of rendered matches and actions (IR values are frozen and hashable)."""
+    """Memo of rendered matches and actions for one table, keyed by object identity: builders
+    share one object for a repeated match or verdict, and identity lookups avoid hashing
+    dataclasses (the ruleset being rendered keeps every object alive, so ids are stable)."""
 
-    __slots__ = ("family", "matches", "actions")
+    __slots__ = ("family", "texts", "ips")
 
     def __init__(self, family: str) -> None:
         self.family = family
-        self.matches: dict[Match, str] = {}
-        self.actions: dict[Action, str] = {}
+        self.texts: dict[int, str] = {}
+        self.ips: dict[int, str] = {}
+
+    def ip(self, a: IPv4Address | IPv6Address) -> str:
+        """``str(a)``, memoized: an endpoint's address object appears in its hairpin match and
+        its DNAT target."""
+        text = self.ips.get(id(a))
+        if text is None:
+            text = self.ips[id(a)] = str(a)
+        return text
 
     def match(self, m: Match) -> str:
-        text = self.matches.get(m)
+        text = self.texts.get(id(m))
+        if text is None and type(m) is Addr and self.family != "inet" and not m.braces \
+                and len(m.nets) == 1 and isinstance(m.nets[0], IPv4Address | IPv6Address):
+            text = _ADDR_HEAD[(self.family, m.field, m.negate)] + self.ip(m.nets[0])
+            self.texts[id(m)] = text
         if text is None:
             fn = _MATCH_RENDERERS.get(type(m))
             if fn is None:
@@ -243,19 +279,31 @@ class _Cache:
                     f"{type(m).__name__} is an iptables-only match; nft cannot express it"
                 )
             text = fn(m, self.family)
-            self.matches[m] = text
+            self.texts[id(m)] = text
         return text
 
     def action(self, a: Action) -> str:
-        text = self.actions.get(a)
+        text = self.texts.get(id(a))
+        if text is None and type(a) is Dnat and a.port is not None:
+            addr = self.ip(a.addr)
+            text = (f"dnat to [{addr}]:{a.port}" if a.addr.version == 6
+                    else f"dnat to {addr}:{a.port}")
+            self.texts[id(a)] = text
         if text is None:
             text = _action_text(a, self.family)
-            self.actions[a] = text
+            self.texts[id(a)] = text
         return text
 
     def rule(self, rule: Rule) -> str:
-        parts = [self.match(m) for m in rule.matches]
-        parts.extend(self.action(a) for a in rule.actions)
+        get = self.texts.get
+        ms = rule.matches
+        acts = rule.actions
+        if len(ms) == 1 and len(acts) == 1 and rule.comment is None:  # the common shape
+            m = ms[0]
+            a = acts[0]
+            return (get(id(m)) or self.match(m)) + " " + (get(id(a)) or self.action(a))
+        parts = [get(id(m)) or self.match(m) for m in ms]
+        parts.extend([get(id(a)) or self.action(a) for a in acts])
         if rule.comment is not None:
             parts.append("comment " + _quote(rule.comment))
         return " ".join(parts)
