@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sourceip.cluster import Cluster
+from sourceip.errors import ValidationError
 from sourceip.lab.model import (
+    DISPOSITIONS,
     Agreement,
     Observation,
     PredictedOutcome,
@@ -78,3 +81,55 @@ def compare_all(predictions: Sequence[Prediction],
         by_id.setdefault(o.spec_id, []).append(o)
     return [compare(p.spec, p, sorted(by_id.get(p.spec.id, []), key=lambda o: o.attempt))
             for p in predictions]
+
+
+class PredictionsUnavailable(Exception):
+    """The explain engine cannot predict probes in this build (the message says why)."""
+
+
+def explain_predictions(cluster: Cluster, *, external_ip: str,
+                        services: Sequence[str] | None = None
+                        ) -> tuple[list[Prediction], list[str]]:
+    """The explain engine's predictions for every path with a real client, and notes about
+    paths that cannot be checked (a disposition the lab cannot observe, such as ``passed``).
+    Uses ``sourceip.explain.lab_predictions`` when the engine provides it, else converts
+    ``sourceip.explain.probes.predicted_probes``. Raises ``PredictionsUnavailable``."""
+    try:
+        import sourceip.explain as explain
+    except ImportError as exc:  # pragma: no cover - explain is part of the package
+        raise PredictionsUnavailable(f"sourceip.explain cannot be imported: {exc}") from exc
+    direct = getattr(explain, "lab_predictions", None)
+    if direct is not None:
+        return list(direct(cluster)), []
+    try:
+        from sourceip.explain.probes import predicted_probes
+    except ImportError as exc:
+        raise PredictionsUnavailable(
+            "the explain engine provides no lab predictions in this build "
+            f"(neither sourceip.explain.lab_predictions nor explain.probes: {exc})"
+        ) from exc
+    predictions: list[Prediction] = []
+    notes: list[str] = []
+    for pp in predicted_probes(cluster, external_ip=external_ip,
+                               services=list(services) if services else None):
+        try:
+            spec = ProbeSpec(id=pp.id, client=pp.client, via_node=pp.via_node, proto=pp.proto,
+                             dst_ip=pp.dst_ip, dst_port=pp.dst_port, description=pp.description)
+        except ValidationError as exc:
+            notes.append(f"{pp.id}: not probed: {exc}")
+            continue
+        outcomes: list[PredictedOutcome] = []
+        for probability, disposition, endpoint, seen in pp.outcomes:
+            if disposition not in DISPOSITIONS:
+                notes.append(f"{pp.id}: outcome {disposition!r} cannot be observed by a probe")
+                continue
+            try:
+                outcomes.append(PredictedOutcome(
+                    probability=probability, disposition=disposition,  # type: ignore[arg-type]
+                    endpoint=endpoint if disposition == "delivered" else None,
+                    seen_source=seen if disposition == "delivered" else None))
+            except ValidationError as exc:
+                notes.append(f"{pp.id}: unusable predicted outcome: {exc}")
+        if outcomes:
+            predictions.append(Prediction(spec=spec, outcomes=tuple(outcomes)))
+    return predictions, notes

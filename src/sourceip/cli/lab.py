@@ -1,0 +1,335 @@
+"""``sourceip lab``: build the cluster in network namespaces, load kube-proxy's rules, probe
+every explain path with real connections, and compare the source IPs with the predictions.
+
+Exit codes: 0 every path agrees (or the command succeeded), 1 a disagreement or a lab failure,
+2 usage, 3 a precondition is missing (not root, a tool absent) — the message says what to
+install.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from sourceip.cli.common import cluster_options, load_from_options
+from sourceip.errors import LabError
+
+MODE = click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
+                    help="kube-proxy mode (default: the KubeProxyConfiguration's).")
+BACKEND = click.option("--iptables", "iptables_backend", type=click.Choice(["legacy", "nft"]),
+                       default="legacy", show_default=True,
+                       help="iptables back end for iptables mode (iptables-legacy-restore or "
+                            "iptables-nft-restore).")
+NO_RULES = click.option("--no-rules", is_flag=True,
+                        help="Build the topology without kube-proxy's rules.")
+
+
+def _plan(filenames: tuple[str, ...], example: str | None, mode: str | None,
+          iptables_backend: str, no_rules: bool) -> Any:
+    from sourceip.lab.plan import plan_lab
+
+    cluster = load_from_options(filenames, example)
+    return cluster, plan_lab(cluster, mode=mode, iptables_backend=iptables_backend,
+                             rules=not no_rules)
+
+
+@click.group()
+def lab() -> None:
+    """Build the cluster for real in network namespaces (root) and check the predictions."""
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _short(text: str | None, width: int) -> str:
+    text = text or ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _observed_text(observations: Any) -> str:
+    seen: list[str] = []
+    for o in observations:
+        text = o.seen_source if o.disposition == "delivered" else o.disposition
+        if o.disposition == "delivered" and o.pod:
+            text = f"{o.seen_source} ({o.pod})"
+        if o.disposition == "error":
+            text = f"error: {o.error}"
+        if text not in seen:
+            seen.append(str(text))
+    return " | ".join(seen) or "-"
+
+
+def _predicted_text(prediction: Any) -> str:
+    if prediction is None:
+        return "(no prediction)"
+    parts = []
+    for o in prediction.outcomes:
+        text = o.seen_source if o.disposition == "delivered" else o.disposition
+        if len(prediction.outcomes) > 1:
+            text = f"{text} {o.probability:.0%}"
+        parts.append(str(text))
+    return " | ".join(parts)
+
+
+def render_agreements(agreements: Any) -> str:
+    """The comparison table: one line per path, its predicted and observed source IP."""
+    rows = [("", "PATH", "CLIENT → TARGET", "PREDICTED", "OBSERVED")]
+    for a in agreements:
+        target = a.spec.target + (f" via {a.spec.via_node}" if a.spec.via_node
+                                  and a.spec.client == "external" else "")
+        rows.append((
+            "agree" if a.agree else "DISAGREE",
+            _short(a.spec.description or a.spec.id, 60),
+            _short(f"{a.spec.client} → {target}", 60),
+            _short(_predicted_text(a.prediction), 40),
+            _short(_observed_text(a.observations), 50),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    for a in agreements:
+        if not a.agree and a.reason and a.prediction is not None:
+            lines.append(f"DISAGREE {a.spec.id}: {a.reason}")
+    return "\n".join(lines)
+
+
+@lab.command()
+@cluster_options
+@MODE
+@BACKEND
+@NO_RULES
+@click.option("-o", "--output", "output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+@click.option("--dry-run", is_flag=True, help="Print the shell script that builds the lab.")
+@click.option("--keep", is_flag=True,
+              help="After probing, keep the lab up until Ctrl-C (probe it with `lab probe`).")
+@click.option("--attempts", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Probes per path when the prediction splits between endpoints.")
+@click.option("--service", "services", multiple=True, metavar="NS/NAME",
+              help="Only these Services' paths (repeatable).")
+@click.pass_context
+def run(ctx: click.Context, filenames: tuple[str, ...], example: str | None, mode: str | None,
+        iptables_backend: str, no_rules: bool, output: str, dry_run: bool, keep: bool,
+        attempts: int, services: tuple[str, ...]) -> None:
+    """Build the cluster, probe every explain path, print predicted vs observed source IPs.
+    Exit 0 only when every path agrees."""
+    from sourceip.lab.compare import (
+        PredictionsUnavailable,
+        compare,
+        compare_all,
+        explain_predictions,
+    )
+    from sourceip.lab.plan import default_probe_specs, render_script
+    from sourceip.lab.run import Lab, wait_for_signal
+
+    cluster, plan = _plan(filenames, example, mode, iptables_backend, no_rules)
+    if dry_run:
+        click.echo(render_script(plan, python=sys.executable))
+        return
+    notes = list(plan.notes)
+    try:
+        predictions, pnotes = explain_predictions(cluster, external_ip=plan.external_ip,
+                                                  services=services or None)
+        notes += pnotes
+        specs = [p.spec for p in predictions]
+    except PredictionsUnavailable as exc:
+        predictions = []
+        click.echo(f"predictions are unavailable: {exc}; showing what the lab observes",
+                   err=True)
+        specs = default_probe_specs(cluster, plan)
+        if services:
+            wanted = {s if "/" in s else f"default/{s}" for s in services}
+            specs = [s for s in specs if s.id.split(":", 1)[0] in wanted]
+    if not specs:
+        raise LabError("nothing to probe: no Service path has a client in this cluster")
+    per_spec = {p.spec.id: attempts if p.split else 1 for p in predictions}
+    lab_ = Lab(plan)
+    with lab_:
+        observations = lab_.probe(specs, attempts=per_spec or 1)
+        if predictions:
+            agreements = compare_all(predictions, observations)
+        else:
+            by_id: dict[str, list[Any]] = {}
+            for o in observations:
+                by_id.setdefault(o.spec_id, []).append(o)
+            agreements = [compare(s, None, by_id.get(s.id, [])) for s in specs]
+        notes += lab_.notes
+        _print_run(plan, lab_, agreements, notes, output)
+        if keep:
+            click.echo(f"lab {plan.runid} kept up: `sourceip lab probe --run {plan.runid} "
+                       "--from ... --to IP:PORT`; Ctrl-C to tear down", err=True)
+            try:
+                wait_for_signal()
+            except (KeyboardInterrupt, SystemExit):
+                pass
+    if not all(a.agree for a in agreements):
+        ctx.exit(1)
+
+
+def _print_run(plan: Any, lab_: Any, agreements: Any, notes: list[str], output: str) -> None:
+    agree = all(a.agree for a in agreements)
+    if output == "json":
+        click.echo(json.dumps({
+            "runid": plan.runid,
+            "mode": plan.mode,
+            "iptables": plan.iptables_backend if plan.mode == "iptables" else None,
+            "rules_loaded": plan.rules_loaded,
+            "external_ip": plan.external_ip,
+            "timings": {k: round(v, 3) for k, v in lab_.timings.items()},
+            "notes": notes,
+            "agree": agree,
+            "results": [a.to_json() for a in agreements],
+        }, indent=2))
+        return
+    t = lab_.timings
+    backend = f" ({plan.iptables_backend})" if plan.mode == "iptables" else ""
+    click.echo(f"lab {plan.runid}: {len(plan.namespaces)} namespaces, kube-proxy "
+               f"{plan.mode}{backend}"
+               + ("" if plan.rules_loaded else " NOT loaded")
+               + f", external client {plan.external_ip}, up in {t.get('up', 0):.2f}s")
+    click.echo(render_agreements(agreements))
+    for note in notes:
+        click.echo(f"note: {note}")
+    n_ok = sum(1 for a in agreements if a.agree)
+    click.echo(f"{n_ok}/{len(agreements)} paths agree")
+
+
+# ----------------------------------------------------------------------------- up / probe / down
+
+
+@lab.command()
+@cluster_options
+@MODE
+@BACKEND
+@NO_RULES
+def up(filenames: tuple[str, ...], example: str | None, mode: str | None,
+       iptables_backend: str, no_rules: bool) -> None:
+    """Build the lab and keep it up until Ctrl-C / SIGTERM / `sourceip lab down RUNID`."""
+    from sourceip.lab.run import Lab, wait_for_signal
+
+    _cluster, plan = _plan(filenames, example, mode, iptables_backend, no_rules)
+    lab_ = Lab(plan)
+    with lab_:
+        click.echo(f"lab {plan.runid} is up: {len(plan.namespaces)} namespaces in "
+                   f"{lab_.timings.get('up', 0):.2f}s; external client {plan.external_ip}")
+        for client, ns in plan.clients:
+            click.echo(f"  {client:40} {ns}")
+        for note in (*plan.notes, *lab_.notes):
+            click.echo(f"note: {note}")
+        click.echo(f"probe: sourceip lab probe --run {plan.runid} --from CLIENT --to IP:PORT")
+        click.echo(f"stop:  Ctrl-C, or sourceip lab down {plan.runid}")
+        sys.stdout.flush()
+        try:
+            wait_for_signal()
+        except (KeyboardInterrupt, SystemExit):
+            pass
+    click.echo(f"lab {plan.runid} torn down")
+
+
+def _parse_target(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter(f"{text!r} is not IP:PORT", param_hint="--to")
+    return host.strip("[]"), int(port)
+
+
+@lab.command()
+@click.option("--run", "runid", required=True, metavar="RUNID", help="A lab kept up by `lab up`.")
+@click.option("--from", "client", required=True, metavar="CLIENT",
+              help="pod/NS/NAME | node/NAME | external")
+@click.option("--to", "target", required=True, metavar="IP:PORT")
+@click.option("--proto", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True)
+@click.option("--via", "via_node", metavar="NODE",
+              help="External client: the node the router sends the packet to (LB IPs, "
+                   "externalIPs).")
+@click.option("--attempts", type=click.IntRange(1, 50), default=1, show_default=True)
+@click.option("-o", "--output", "output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def probe(runid: str, client: str, target: str, proto: str, via_node: str | None,
+          attempts: int, output: str) -> None:
+    """One real connection (or a few) from CLIENT to IP:PORT in a running lab."""
+    from sourceip.lab.model import ProbeSpec
+    from sourceip.lab.run import probe_run
+
+    ip, port = _parse_target(target)
+    spec = ProbeSpec(id="probe", client=client, proto=proto, dst_ip=ip, dst_port=port,
+                     via_node=via_node)
+    observations = probe_run(runid, [spec], attempts=attempts)
+    if output == "json":
+        for o in observations:
+            click.echo(json.dumps(o.to_json()))
+        return
+    for o in observations:
+        click.echo(f"{client} → {spec.target}: {o.summary()}  ({o.elapsed_ms:.0f} ms)")
+
+
+@lab.command()
+@click.argument("runid", required=False)
+@click.option("--all-stale", is_flag=True, help="Remove every run whose owner process is gone.")
+def down(runid: str | None, all_stale: bool) -> None:
+    """Tear down lab RUNID (asking its owner first), or every stale run."""
+    from sourceip.lab.run import clean_stale, down_run, orphan_namespaces
+
+    if bool(runid) == all_stale:
+        raise click.UsageError("give a RUNID or --all-stale")
+    if runid:
+        click.echo(down_run(runid))
+        return
+    cleaned = clean_stale()
+    click.echo(f"removed stale runs: {', '.join(cleaned)}" if cleaned else "no stale runs")
+    orphans = orphan_namespaces()
+    if orphans:
+        click.echo("namespaces that look like the lab's but no run records (left alone; "
+                   "`ip netns del NAME` if they are yours): " + ", ".join(orphans))
+
+
+@lab.command(name="list")
+def list_() -> None:
+    """The labs this machine runs (from /run/sourceip-lab)."""
+    from sourceip.lab.run import list_states
+
+    states = list_states()
+    if not states:
+        click.echo("no lab runs")
+    for s in states:
+        status = "up" if s.owner_alive else "STALE"
+        click.echo(f"{s.runid}  {status:5}  owner {s.owner_pid}  {len(s.namespaces)} namespaces  "
+                   f"{len(s.servers)} echo servers")
+
+
+@lab.command()
+@cluster_options
+@MODE
+@BACKEND
+@NO_RULES
+@click.option("--dry-run", is_flag=True, help="Print the shell script that builds the lab.")
+@click.option("-o", "--output", "output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def plan(filenames: tuple[str, ...], example: str | None, mode: str | None,
+         iptables_backend: str, no_rules: bool, dry_run: bool, output: str) -> None:
+    """Show what the lab would build (nothing is run); --dry-run prints it as a shell script
+    that works by hand (as root)."""
+    from dataclasses import asdict
+
+    from sourceip.lab.plan import render_script
+
+    _cluster, lab_plan = _plan(filenames, example, mode, iptables_backend, no_rules)
+    if dry_run:
+        click.echo(render_script(lab_plan, python=sys.executable))
+        return
+    if output == "json":
+        click.echo(json.dumps(asdict(lab_plan), indent=2))
+        return
+    click.echo(f"lab {lab_plan.runid} (kube-proxy {lab_plan.mode}): node subnet "
+               f"{lab_plan.node_subnet}, router {lab_plan.router_ip}, external client "
+               f"{lab_plan.external_ip}")
+    for ns in lab_plan.namespaces:
+        what = ns.pod or ns.node or ns.role
+        click.echo(f"  {ns.role:8} {what:30} {ns.name}")
+    for srv in lab_plan.servers:
+        click.echo(f"  echo     {srv.pod:30} tcp {list(srv.tcp_ports)} udp {list(srv.udp_ports)}")
+    for note in lab_plan.notes:
+        click.echo(f"note: {note}")
