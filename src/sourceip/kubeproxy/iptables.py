@@ -19,8 +19,11 @@ last.
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import ipaddress
 from collections.abc import Iterable
+from socket import inet_ntoa
 
 from sourceip.cluster import (
     Cluster,
@@ -34,8 +37,9 @@ from sourceip.cluster import (
 )
 from sourceip.kubeproxy.localdetect import local_detector
 from sourceip.kubeproxy.names import (
+    _B32_PAIRS,
+    endpoint_string,
     port_proto_hash,
-    service_port_endpoint_chain_name,
     service_port_name,
 )
 from sourceip.net.addr import IPAddress, IPNetwork
@@ -117,6 +121,7 @@ _CT_NEW = CtState(("NEW",))
 
 _PROB_CACHE: list[str] = ["<bad value>"]
 _PORT_CACHE: dict[int, Port] = {}
+_STAT_CACHE: dict[int, tuple[Match, ...]] = {}
 _JUMP_CACHE: dict[str, tuple[Action, ...]] = {}
 
 
@@ -126,6 +131,25 @@ def probability(n: int) -> str:
     while len(_PROB_CACHE) <= n:
         _PROB_CACHE.append(f"{1.0 / len(_PROB_CACHE):0.10f}")
     return _PROB_CACHE[n]
+
+
+def _statistic(n: int) -> tuple[Match, ...]:
+    m = _STAT_CACHE.get(n)
+    if m is None:
+        m = _STAT_CACHE[n] = (Statistic(probability(n)),)
+    return m
+
+
+def sep_chain_name(prefix: str, endpoint: str) -> str:
+    """``KUBE-SEP-`` chain for ``prefix`` (servicePortName + protocol) and ``ip:port``; same as
+    ``names.service_port_endpoint_chain_name`` without re-joining the prefix."""
+    n = int.from_bytes(hashlib.sha256((prefix + endpoint).encode()).digest()[:10], "big")
+    p = _B32_PAIRS
+    return (
+        "KUBE-SEP-" + p[n >> 70] + p[(n >> 60) & 1023] + p[(n >> 50) & 1023]
+        + p[(n >> 40) & 1023] + p[(n >> 30) & 1023] + p[(n >> 20) & 1023]
+        + p[(n >> 10) & 1023] + p[n & 1023]
+    )
 
 
 def _dport(port: int) -> Port:
@@ -196,6 +220,8 @@ class _Tables:
     def __init__(self) -> None:
         self.filter: dict[str, list[Rule]] = {}
         self.nat: dict[str, list[Rule]] = {}
+        # Finished nat chains (KUBE-SEP-*), declared after the ones in ``nat``.
+        self.nat_done: dict[str, Chain] = {}
         self.policies: dict[tuple[str, str], str] = {}
 
     def builtin(self, table: str, name: str) -> list[Rule]:
@@ -206,16 +232,17 @@ class _Tables:
         out = []
         for tname, chains in (("filter", self.filter), ("nat", self.nat)):
             built = []
+            policies = self.policies
             for name, rules in chains.items():
-                policy = self.policies.get((tname, name))
-                built.append(
-                    Chain(
-                        name=name,
-                        rules=tuple(rules),
-                        hook=name.lower() if policy else None,
-                        policy=policy,
+                policy = policies.get((tname, name))
+                if policy is None:
+                    built.append(Chain(name, tuple(rules)))
+                else:
+                    built.append(
+                        Chain(name=name, rules=tuple(rules), hook=name.lower(), policy=policy)
                     )
-                )
+            if tname == "nat":
+                built.extend(self.nat_done.values())
             out.append(Table(name=tname, family=family_name, chains=tuple(built)))
         return tuple(out)
 
@@ -243,6 +270,20 @@ def build_iptables_ruleset(
     """
     if family not in (4, 6):
         raise ValueError(f"family must be 4 or 6, not {family!r}")
+    # Hundreds of thousands of acyclic objects: pausing the cyclic GC during the build avoids
+    # repeated full-heap scans (it cost more than the build itself at scale).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(cluster, node, cfg, family, random_fully)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _build(
+    cluster: Cluster, node: Node, cfg: KubeProxyConfig, family: int, random_fully: bool
+) -> Ruleset:
     notes: list[str] = []
     mark = cfg.masquerade_mark
     detector = local_detector(cfg, node, family)
@@ -272,6 +313,7 @@ def build_iptables_ruleset(
     n_post = t.nat.setdefault(KUBE_POSTROUTING, [])
     n_masq = t.nat.setdefault(KUBE_MARK_MASQ, [])
     nat = t.nat
+    sep_chains = t.nat_done
 
     n_post.append(Rule((Mark(mark, mark, negate=True),), _A_RETURN))
     n_post.append(Rule((), (MarkSet("xor", mark),)))
@@ -315,11 +357,19 @@ def build_iptables_ruleset(
     ports.sort(key=lambda x: x[0])
 
     endpoints_of: list[tuple[ProxyEndpoint, ...]] = []
+    ep_text: dict[int, str] = {}  # id(ProxyEndpoint) -> "ip:port", computed once
     total_endpoints = 0
     for _, svc, sp, _cip in ports:
         eps = service_port_endpoints(cluster, svc, sp, version=family)
+        for e in eps:
+            ip = e.ip
+            if type(ip) is ipaddress.IPv4Address:
+                ep_text[id(e)] = f"{inet_ntoa(int(ip).to_bytes(4, 'big'))}:{e.port}"
+            else:
+                ep_text[id(e)] = endpoint_string(str(ip), e.port)
         if len(eps) > 1:
-            eps = tuple(sorted(eps, key=str))
+            # EndpointSliceCache sorts by the endpoint's string (byEndpoint).
+            eps = tuple(sorted(eps, key=lambda e: ep_text[id(e)]))
         endpoints_of.append(eps)
         total_endpoints += len(eps)
     large_cluster = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
@@ -520,29 +570,40 @@ def build_iptables_ruleset(
 
         if not reachable:
             continue
-        sep_of: dict[ProxyEndpoint, str] = {}
+        # id(endpoint) -> its KUBE-SEP chain (endpoints are shared by the categorized tuples).
+        sep_of: dict[int, str] = {}
+        sep_jump: dict[int, tuple[Action, ...]] = {}
+        prefix = name + sp.protocol
         for ep in reachable:
-            sep_of[ep] = service_port_endpoint_chain_name(name, sp.protocol, str(ep))
+            sep = sep_of[id(ep)] = sep_chain_name(prefix, ep_text[id(ep)])
+            sep_jump[id(ep)] = (Jump(sep),)
         affinity = svc.session_affinity == "ClientIP"
         if uses_cluster_chain:
             _write_service_to_endpoint_rules(
-                nat.setdefault(svc_chain, []), name, svc, cluster_eps, sep_of, large_cluster
+                nat.setdefault(svc_chain, []), name, svc, cluster_eps, sep_of, sep_jump, ep_text,
+                large_cluster,
             )
         if uses_local_chain:
             _write_service_to_endpoint_rules(
-                nat.setdefault(svl_chain, []), name, svc, local_eps, sep_of, large_cluster
+                nat.setdefault(svl_chain, []), name, svc, local_eps, sep_of, sep_jump, ep_text,
+                large_cluster,
             )
 
         sep_comment = None if large_cluster else name
+        dnat_matches: tuple[Match, ...] = (proto,)
         for ep in reachable:
-            sep = sep_of[ep]
-            matches: tuple[Match, ...] = (proto,)
+            sep = sep_of[id(ep)]
             if affinity:
-                matches = (Recent(sep, "set"), proto)
-            nat[sep] = [
-                Rule((Addr("src", (ep.ip,)),), _A_MARK_MASQ, sep_comment),
-                Rule(matches, (Dnat(ep.ip, ep.port),), sep_comment),
-            ]
+                dnat_matches = (Recent(sep, "set"), proto)
+            ip = ep.ip
+            # Endpoint chains are complete here: stored as Chain values right away.
+            sep_chains[sep] = Chain(
+                sep,
+                (
+                    Rule((Addr("src", (ip,)),), _A_MARK_MASQ, sep_comment),
+                    Rule(dnat_matches, (Dnat(ip, ep.port),), sep_comment),
+                ),
+            )
 
     # Finally, tail-call to the nodePorts chain; this must be the last KUBE-SERVICES rule.
     if npa.match_all:
@@ -587,28 +648,29 @@ def _write_service_to_endpoint_rules(
     name: str,
     svc: Service,
     endpoints: tuple[ProxyEndpoint, ...],
-    sep_of: dict[ProxyEndpoint, str],
+    sep_of: dict[int, str],
+    sep_jump: dict[int, tuple[Action, ...]],
+    ep_text: dict[int, str],
     large_cluster: bool,
 ) -> None:
     """``writeServiceToEndpointRules``: affinity checks, then random load balancing (rule i of
     n matches with probability 1/(n-i); the last one always)."""
     if svc.session_affinity == "ClientIP":
         for ep in endpoints:
-            sep = sep_of[ep]
+            sep = sep_of[id(ep)]
             rules.append(
                 Rule(
                     (Recent(sep, "rcheck", seconds=svc.affinity_timeout, reap=True),),
-                    _jump(sep),
-                    None if large_cluster else f"{name} -> {ep}",
+                    sep_jump[id(ep)],
+                    None if large_cluster else f"{name} -> {ep_text[id(ep)]}",
                 )
             )
     n = len(endpoints)
+    last = n - 1
     for i, ep in enumerate(endpoints):
-        comment = None if large_cluster else f"{name} -> {ep}"
-        matches: tuple[Match, ...] = (
-            (Statistic(probability(n - i)),) if i < n - 1 else ()
-        )
-        rules.append(Rule(matches, _jump(sep_of[ep]), comment))
+        comment = None if large_cluster else f"{name} -> {ep_text[id(ep)]}"
+        matches = _statistic(n - i) if i < last else ()
+        rules.append(Rule(matches, sep_jump[id(ep)], comment))
 
 
 _FILTER_JUMPS: tuple[tuple[str, str, str, bool], ...] = (

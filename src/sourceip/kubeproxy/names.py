@@ -17,11 +17,11 @@ truncated to 240 characters with ``...``. ``servicePortEndpointChainNameBase`` d
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
 __all__ = [
     "EXT_PREFIX",
+    "b32_prefix",
     "FW_PREFIX",
     "NFT_AFFINITY_PREFIX",
     "NFT_ENDPOINT_PREFIX",
@@ -66,8 +66,29 @@ NFT_AFFINITY_PREFIX = "affinity-"
 NFT_CHAIN_NAME_BASE_LENGTH_MAX = 240
 
 
-def _b32_sha256(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode("ascii")
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+# Every 10-bit value as its two base32 characters: 16 characters of base32 are 8 lookups.
+_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)
+
+
+def b32_prefix(data: bytes, chars: int) -> str:
+    """The first ``chars`` (8 or 16) characters of ``base64.b32encode(data)`` for ``data`` of at
+    least ``chars * 5 // 8`` bytes (base32 maps each 5 bytes to 8 characters, so the prefix only
+    depends on those bytes)."""
+    nbytes = chars * 5 // 8
+    n = int.from_bytes(data[:nbytes], "big")
+    pairs = _B32_PAIRS
+    shift = nbytes * 8 - 10
+    out = []
+    while shift >= 0:
+        out.append(pairs[(n >> shift) & 1023])
+        shift -= 10
+    return "".join(out)
+
+
+def _b32_sha256(text: str, chars: int) -> str:
+    """The first ``chars`` base32 characters of sha256(text), as kube-proxy takes them."""
+    return b32_prefix(hashlib.sha256(text.encode()).digest(), chars)
 
 
 def service_port_name(namespace: str, name: str, port_name: str = "") -> str:
@@ -85,7 +106,7 @@ def endpoint_string(ip: str, port: int) -> str:
 
 def port_proto_hash(svc_port_name: str, protocol: str) -> str:
     """kube-proxy's ``portProtoHash``: 16 base32 characters of sha256(name + protocol)."""
-    return _b32_sha256(svc_port_name + protocol.lower())[:16]
+    return _b32_sha256(svc_port_name + protocol.lower(), 16)
 
 
 def service_port_chain_name(svc_port_name: str, protocol: str) -> str:
@@ -110,14 +131,14 @@ def service_firewall_chain_name(svc_port_name: str, protocol: str) -> str:
 
 def service_port_endpoint_chain_name(svc_port_name: str, protocol: str, endpoint: str) -> str:
     """``KUBE-SEP-<hash>`` for ``endpoint`` (an ``ip:port`` string, see ``endpoint_string``)."""
-    return SEP_PREFIX + _b32_sha256(svc_port_name + protocol.lower() + endpoint)[:16]
+    return SEP_PREFIX + _b32_sha256(svc_port_name + protocol.lower() + endpoint, 16)
 
 
 # ----------------------------------------------------------------------------- nftables
 
 
 def _hash_and_truncate(name: str) -> str:
-    out = _b32_sha256(name)[:8] + "-" + name
+    out = _b32_sha256(name, 8) + "-" + name
     if len(out) > NFT_CHAIN_NAME_BASE_LENGTH_MAX:
         out = out[: NFT_CHAIN_NAME_BASE_LENGTH_MAX - 3] + "..."
     return out

@@ -22,9 +22,11 @@ IR values that iptables cannot express (nft sets, vmaps, several actions in one 
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import re
 from collections.abc import Callable
+from socket import inet_ntoa
 from typing import Any
 
 from sourceip.netfilter.ir import (
@@ -57,6 +59,7 @@ from sourceip.netfilter.ir import (
 
 __all__ = ["quote_comment", "render_iptables", "render_iptables_rule"]
 
+_UNCACHED = frozenset({Addr, Dnat})
 _NEEDS_QUOTES = re.compile(r'[\s"\\\']')
 
 
@@ -72,8 +75,13 @@ def _neg(negate: bool) -> str:
     return "! " if negate else ""
 
 
+_NETWORKS = (ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
 def _addr_text(a: Any) -> str:
-    if isinstance(a, ipaddress.IPv4Network | ipaddress.IPv6Network):
+    if type(a) is ipaddress.IPv4Address:
+        return inet_ntoa(int(a).to_bytes(4, "big"))  # str() without ipaddress' slow path
+    if isinstance(a, _NETWORKS):
         if a.prefixlen == a.max_prefixlen:
             return str(a.network_address)
         return a.with_prefixlen
@@ -96,7 +104,9 @@ class _Renderer:
 
     def __init__(self) -> None:
         self._cache: dict[int, str] = {}
-        self._keep: list[object] = []  # keeps cached objects alive so ids stay unique
+        self._ips: dict[int, str] = {}
+        self._comments: dict[str, str] = {}
+        self._groups: dict[int, str] = {}
         self._match: dict[type, Callable[[Any], str]] = {
             Proto: self._proto,
             Addr: self._addr,
@@ -117,7 +127,7 @@ class _Renderer:
             Accept: lambda a: "-j ACCEPT",
             Drop: lambda a: "-j DROP",
             Reject: lambda a: f"-j REJECT --reject-with {a.with_}" if a.with_ else "-j REJECT",
-            Dnat: lambda a: f"-j DNAT --to-destination {_hostport(a.addr, a.port)}",
+            Dnat: self._dnat,
             Snat: lambda a: (
                 f"-j SNAT --to-source {_hostport(a.addr, a.port)}"
                 + (" --random-fully" if a.random_fully else "")
@@ -135,17 +145,26 @@ class _Renderer:
             return f"-m {m.proto} -p {m.proto}"
         return f"-p {m.proto}"
 
+    def _ip(self, a: Any) -> str:
+        text = self._ips.get(id(a))
+        if text is None:
+            text = self._ips[id(a)] = _addr_text(a)
+        return text
+
     def _addr(self, m: Addr) -> str:
         if len(m.nets) != 1:
             raise ValueError(f"iptables matches one address per -s/-d, got {len(m.nets)}")
         flag = "-s" if m.field == "src" else "-d"
-        net = m.nets[0]
-        key = id(net)
-        text = self._cache.get(key)
-        if text is None:
-            text = self._cache[key] = _addr_text(net)
-            self._keep.append(net)
+        text = self._ip(m.nets[0])
         return f"! {flag} {text}" if m.negate else f"{flag} {text}"
+
+    def _dnat(self, a: Dnat) -> str:
+        text = self._ip(a.addr)
+        if a.port is None:
+            return "-j DNAT --to-destination " + text
+        if a.addr.version == 6:
+            return f"-j DNAT --to-destination [{text}]:{a.port}"
+        return f"-j DNAT --to-destination {text}:{a.port}"
 
     def _port(self, m: Port) -> str:
         flag = m.field
@@ -196,48 +215,76 @@ class _Renderer:
         return f"-j MARK --{a.op}-mark {a.value:#x}"
 
     # ---- rules ----
+    def _fresh(self, chain: str, table: dict[type, Callable[[Any], str]], v: object) -> str:
+        try:
+            fn = table[type(v)]
+        except KeyError:
+            raise ValueError(
+                f"chain {chain}: iptables has no form for {type(v).__name__}"
+            ) from None
+        text = fn(v)
+        # Addr and Dnat objects are mostly unique per endpoint: caching them would only grow the
+        # cache (their address text is cached by the address object instead).
+        if type(v) not in _UNCACHED:
+            self._cache[id(v)] = text
+        return text
+
     def rule(self, chain: str, rule: Rule) -> str:
-        parts = ["-A", chain]
-        if rule.comment is not None:
-            parts.append("-m comment --comment")
-            parts.append(quote_comment(rule.comment))
-        match = self._match
+        """One ``-A`` line. Texts are cached by object identity -- of the values and of the
+        ``matches``/``actions`` tuples, which builders share between rules: the ruleset being
+        rendered keeps every object alive, so ids are not reused meanwhile."""
+        comment = rule.comment
+        if comment is None:
+            out = "-A " + chain
+        else:
+            q = self._comments.get(comment)
+            if q is None:
+                q = self._comments[comment] = quote_comment(comment)
+            out = "-A " + chain + " -m comment --comment " + q
         cache = self._cache
-        for m in rule.matches:
-            key = id(m)
-            text = cache.get(key)
+        groups = self._groups
+        matches = rule.matches
+        n = len(matches)
+        if n == 1:
+            v = matches[0]
+            text = cache.get(id(v))
             if text is None:
-                try:
-                    fn = match[type(m)]
-                except KeyError:
-                    raise ValueError(
-                        f"chain {chain}: iptables has no form for {type(m).__name__}"
-                    ) from None
-                text = fn(m)
-                # Only shared (interned) values are worth caching; unique ones would just grow it.
-                if not isinstance(m, Addr):
-                    cache[key] = text
-                    self._keep.append(m)
-            parts.append(text)
-        actions = [a for a in rule.actions if not isinstance(a, Counter)]
-        if len(actions) > 1:
-            raise ValueError(f"chain {chain}: an iptables rule has at most one target")
-        for a in actions:
-            key = id(a)
-            text = cache.get(key)
+                text = self._fresh(chain, self._match, v)
+            out += " " + text
+        elif n:
+            text = groups.get(id(matches))
             if text is None:
-                try:
-                    fn = self._action[type(a)]
-                except KeyError:
-                    raise ValueError(
-                        f"chain {chain}: iptables has no form for {type(a).__name__}"
-                    ) from None
-                text = fn(a)
-                if not isinstance(a, Dnat):
-                    cache[key] = text
-                    self._keep.append(a)
-            parts.append(text)
-        return " ".join(parts)
+                text = groups[id(matches)] = self._join(chain, self._match, matches)
+            out += text
+        actions = rule.actions
+        n = len(actions)
+        if n == 1:
+            v = actions[0]
+            text = cache.get(id(v))
+            if text is None:
+                text = self._fresh(chain, self._action, v)
+            out += " " + text
+        elif n:
+            text = groups.get(id(actions))
+            if text is None:
+                kept = tuple(a for a in actions if not isinstance(a, Counter))
+                if len(kept) > 1:
+                    raise ValueError(f"chain {chain}: an iptables rule has at most one target")
+                text = groups[id(actions)] = self._join(chain, self._action, kept)
+            out += text
+        return out
+
+    def _join(
+        self, chain: str, table: dict[type, Callable[[Any], str]], values: tuple[Any, ...]
+    ) -> str:
+        cache = self._cache
+        out = ""
+        for v in values:
+            text = cache.get(id(v))
+            if text is None:
+                text = self._fresh(chain, table, v)
+            out += " " + text
+        return out
 
 
 def render_iptables_rule(chain_name: str, rule: Rule) -> str:
@@ -249,6 +296,16 @@ def render_iptables(ruleset: Ruleset) -> str:
     """The whole ruleset as iptables-restore (or ip6tables-restore) input."""
     if ruleset.backend != "iptables":
         raise ValueError(f"render_iptables needs an iptables ruleset, not {ruleset.backend!r}")
+    was_enabled = gc.isenabled()
+    gc.disable()  # many short-lived acyclic strings: skip the cyclic GC's full-heap scans
+    try:
+        return _render(ruleset)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _render(ruleset: Ruleset) -> str:
     r = _Renderer()
     lines: list[str] = []
     append = lines.append
