@@ -259,10 +259,10 @@ class _Renderer:
         actions = rule.actions
         n = len(actions)
         if n == 1:
-            v = actions[0]
-            text = cache.get(id(v))
+            act = actions[0]
+            text = cache.get(id(act))
             if text is None:
-                text = self._fresh(chain, self._action, v)
+                text = self._fresh(chain, self._action, act)
             out += " " + text
         elif n:
             text = groups.get(id(actions))
