@@ -8,6 +8,7 @@ install.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -161,10 +162,8 @@ def run(ctx: click.Context, filenames: tuple[str, ...], example: str | None, mod
         if keep:
             click.echo(f"lab {plan.runid} kept up: `sourceip lab probe --run {plan.runid} "
                        "--from ... --to IP:PORT`; Ctrl-C to tear down", err=True)
-            try:
+            with contextlib.suppress(KeyboardInterrupt, SystemExit):
                 wait_for_signal()
-            except (KeyboardInterrupt, SystemExit):
-                pass
     if not all(a.agree for a in agreements):
         ctx.exit(1)
 
@@ -212,20 +211,21 @@ def up(filenames: tuple[str, ...], example: str | None, mode: str | None,
 
     _cluster, plan = _plan(filenames, example, mode, iptables_backend, no_rules)
     lab_ = Lab(plan)
-    with lab_:
-        click.echo(f"lab {plan.runid} is up: {len(plan.namespaces)} namespaces in "
-                   f"{lab_.timings.get('up', 0):.2f}s; external client {plan.external_ip}")
-        for client, ns in plan.clients:
-            click.echo(f"  {client:40} {ns}")
-        for note in (*plan.notes, *lab_.notes):
-            click.echo(f"note: {note}")
-        click.echo(f"probe: sourceip lab probe --run {plan.runid} --from CLIENT --to IP:PORT")
-        click.echo(f"stop:  Ctrl-C, or sourceip lab down {plan.runid}")
-        sys.stdout.flush()
-        try:
+    try:
+        with lab_:
+            click.echo(f"lab {plan.runid} is up: {len(plan.namespaces)} namespaces in "
+                       f"{lab_.timings.get('up', 0):.2f}s; external client {plan.external_ip}")
+            for client, ns in plan.clients:
+                click.echo(f"  {client:40} {ns}")
+            for note in (*plan.notes, *lab_.notes):
+                click.echo(f"note: {note}")
+            click.echo(f"probe: sourceip lab probe --run {plan.runid} --from CLIENT "
+                       "--to IP:PORT")
+            click.echo(f"stop:  Ctrl-C, or sourceip lab down {plan.runid}")
+            sys.stdout.flush()
             wait_for_signal()
-        except (KeyboardInterrupt, SystemExit):
-            pass
+    except (KeyboardInterrupt, SystemExit):
+        pass  # the way to end `lab up`; the with block has torn the lab down
     click.echo(f"lab {plan.runid} torn down")
 
 

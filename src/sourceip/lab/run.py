@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -358,6 +359,12 @@ def _run(argv: Sequence[str], *, input: str | None = None, what: str,
                          env=None if env is None else dict(env))
     if res.returncode != 0:
         detail = (res.stderr or res.stdout).strip()
+        m = re.search(r"Command failed -:(\d+)", detail)
+        if m and input is not None:
+            lines = input.splitlines()
+            n = int(m.group(1))
+            if 0 < n <= len(lines):
+                detail += f" (line {n}: {lines[n - 1]!r})"
         raise LabError(f"{what}: `{' '.join(argv)}` failed ({res.returncode}): {detail}")
 
 
@@ -582,12 +589,12 @@ class Lab:
             via_ports={k: list(v) for k, v in self.plan.via_ports}, python=self.python,
             external_ip=self.plan.external_ip,
         )
-        self._save_state()
+        self._install_signals()
         with _ACTIVE_LOCK:
             _ACTIVE.add(self)
-        self._install_signals()
         self._is_up = True
         try:
+            self._save_state()
             self._build()
         except BaseException:
             self.down()
