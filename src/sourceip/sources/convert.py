@@ -24,9 +24,12 @@ paths for messages are built only on the error path where possible.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import ipaddress
 import re
+import socket
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -64,6 +67,11 @@ WORKLOAD_KINDS = frozenset(
     {"Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job", "CronJob",
      "ReplicationController"}
 )
+_IPV4 = ipaddress.IPv4Address
+_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
+_from_bytes = int.from_bytes
+_SPEC_PATHS = {"containers": "spec.containers", "initContainers": "spec.initContainers"}
 _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 _SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 _DETECT_LOCAL_MODES = ("", "ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix")
@@ -322,6 +330,7 @@ class Converter:
         self.node_port_range = node_port_range
         self.saw_ipv6 = False
         self._ips: dict[str, IPAddress] = {}
+        self._container_ports: dict[tuple[Any, ...], ContainerPort] = {}
 
     # ---- addresses ----
     def ip(self, text: Any, field: str) -> IPAddress:
@@ -338,8 +347,10 @@ class Converter:
                 addr = ipaddress.IPv6Address(text)
                 self.saw_ipv6 = True
             else:
-                addr = ipaddress.IPv4Address(text)
-        except ValueError:
+                # inet_pton is strict dotted-quad (no leading zeros, no short forms) and 4x
+                # faster than parsing the string in ipaddress.
+                addr = _IPV4(_from_bytes(_pton(_AF_INET, text), "big"))
+        except (ValueError, OSError):
             raise ValidationError(f"{text!r} is not a valid IP address", field=field) from None
         self._ips[text] = addr
         return addr
@@ -421,21 +432,32 @@ class Converter:
         else:
             ips = ()
         ports: list[ContainerPort] = []
+        port_cache = self._container_ports
         for ckey in ("containers", "initContainers"):
-            for ci, c in enumerate(_list(spec.get(ckey), f"spec.{ckey}")):
-                c = _map(c, f"spec.{ckey}[{ci}]")
-                if ckey == "initContainers" and c.get("restartPolicy") != "Always":
+            containers = spec.get(ckey)
+            if not containers:
+                continue
+            for ci, c in enumerate(_list(containers, _SPEC_PATHS[ckey])):
+                if ckey == "initContainers" and (not isinstance(c, dict)
+                                                 or c.get("restartPolicy") != "Always"):
                     continue  # only sidecar (restartable) init containers keep serving
-                for pi, p in enumerate(_list(c.get("ports"), f"spec.{ckey}[{ci}].ports")):
-                    pp = f"spec.{ckey}[{ci}].ports[{pi}]"
-                    p = _map(p, pp)
-                    hp = p.get("hostPort")
-                    ports.append(_model(
-                        ContainerPort, pp,
-                        container_port=_port(p.get("containerPort"), pp + ".containerPort"),
-                        name=_str(p.get("name"), pp + ".name"),
-                        protocol=_protocol(p.get("protocol"), pp + ".protocol"),
-                        host_port=_port(hp, pp + ".hostPort") if hp else None))
+                try:
+                    c = _map(c, "")
+                    for pi, p in enumerate(_list(c.get("ports"), "ports")):
+                        try:
+                            key = (p.get("containerPort"), p.get("name"), p.get("protocol"),
+                                   p.get("hostPort"))
+                            cp = port_cache.get(key)
+                        except (AttributeError, TypeError):  # not a mapping / unhashable
+                            key, cp = None, None
+                        if cp is None:
+                            cp = self._container_port(p, pi)
+                            if key is not None:
+                                port_cache[key] = cp
+                        ports.append(cp)
+                except ValidationError as exc:
+                    exc.field = _join(f"spec.{ckey}[{ci}]", exc.field)
+                    raise
         if status_raw is None:
             phase, ready = "Running", True
         else:
@@ -449,6 +471,18 @@ class Converter:
             namespace=ns, name=name, node_name=node_name, ips=ips, host_network=host_network,
             labels=_str_map(meta.get("labels"), "metadata.labels"), ports=tuple(ports),
             phase=phase, ready=ready, terminating=meta.get("deletionTimestamp") is not None)
+
+    def _container_port(self, p: Any, pi: int) -> ContainerPort:
+        pp = f"ports[{pi}]"
+        p = _map(p, pp)
+        hp = p.get("hostPort")
+        cp: ContainerPort = _model(
+            ContainerPort, pp,
+            container_port=_port(p.get("containerPort"), pp + ".containerPort"),
+            name=_str(p.get("name"), pp + ".name"),
+            protocol=_protocol(p.get("protocol"), pp + ".protocol"),
+            host_port=_port(hp, pp + ".hostPort") if hp else None)
+        return cp
 
     # ---- Service ----
     def service(self, obj: Obj) -> tuple[Service, bool]:
@@ -584,41 +618,13 @@ class Converter:
         if atype not in ("IPv4", "IPv6"):
             raise ValidationError(f"{atype!r} is not IPv4, IPv6 or FQDN", field="addressType")
         want = 4 if atype == "IPv4" else 6
-        ip = self.ip
         endpoints: list[Endpoint] = []
         for i, ep in enumerate(_list(obj.get("endpoints"), "endpoints")):
-            if not isinstance(ep, dict):
-                raise ValidationError(f"expected a mapping, got {_type_name(ep)}",
-                                      field=f"endpoints[{i}]")
-            addrs = ep.get("addresses")
-            if not isinstance(addrs, list) or not addrs:
-                raise ValidationError("an endpoint needs at least one address",
-                                      field=f"endpoints[{i}].addresses")
-            parsed = tuple(ip(a, f"endpoints[{i}].addresses[{j}]") for j, a in enumerate(addrs))
-            for j, a in enumerate(parsed):
-                if a.version != want:
-                    raise ValidationError(f"{a} is not an {atype} address (addressType)",
-                                          field=f"endpoints[{i}].addresses[{j}]")
-            cond = ep.get("conditions") or {}
-            topo = ep.get("topology") or {}  # v1beta1
-            hints = ep.get("hints") or {}
-            ref = ep.get("targetRef")
-            target = ""
-            if isinstance(ref, dict) and ref.get("name"):
-                kind = ref.get("kind") or "Pod"
-                rns = ref.get("namespace") or ns
-                target = f"{rns}/{ref['name']}" if kind == "Pod" else f"{kind}/{rns}/{ref['name']}"
-            endpoints.append(Endpoint(
-                addresses=parsed,
-                ready=_opt_bool(cond.get("ready"), f"endpoints[{i}].conditions.ready"),
-                serving=_opt_bool(cond.get("serving"), f"endpoints[{i}].conditions.serving"),
-                terminating=_opt_bool(cond.get("terminating"),
-                                      f"endpoints[{i}].conditions.terminating"),
-                node_name=ep.get("nodeName") or topo.get("kubernetes.io/hostname") or "",
-                zone=ep.get("zone") or topo.get(ZONE_LABEL) or "",
-                hint_zones=_hint_names(hints, "forZones", i),
-                hint_nodes=_hint_names(hints, "forNodes", i),
-                target_ref=target))
+            try:
+                endpoints.append(self._endpoint(ep, want, atype, ns))
+            except ValidationError as exc:  # paths are built only when something is wrong
+                exc.field = _join(f"endpoints[{i}]", exc.field)
+                raise
         ports: list[EndpointPort] = []
         for i, p in enumerate(_list(obj.get("ports"), "ports")):
             p = _map(p, f"ports[{i}]")
@@ -631,6 +637,48 @@ class Converter:
         return EndpointSlice(namespace=ns, name=name, service_name=service_name,
                              address_type=atype, endpoints=tuple(endpoints),  # type: ignore[arg-type]
                              ports=tuple(ports))
+
+    def _endpoint(self, ep: Any, want: int, atype: str, ns: str) -> Endpoint:
+        """One endpoint; error fields are relative to it."""
+        if not isinstance(ep, dict):
+            raise ValidationError(f"expected a mapping, got {_type_name(ep)}")
+        addrs = ep.get("addresses")
+        if not isinstance(addrs, list) or not addrs:
+            raise ValidationError("an endpoint needs at least one address", field="addresses")
+        ip = self.ip
+        if len(addrs) == 1:
+            parsed: tuple[IPAddress, ...] = (ip(addrs[0], "addresses[0]"),)
+        else:
+            parsed = tuple(ip(a, f"addresses[{j}]") for j, a in enumerate(addrs))
+        for j, a in enumerate(parsed):
+            if a.version != want:
+                raise ValidationError(f"{a} is not an {atype} address (addressType)",
+                                      field=f"addresses[{j}]")
+        cond = ep.get("conditions") or {}
+        topo = ep.get("topology") or {}  # v1beta1
+        hints = ep.get("hints")
+        ref = ep.get("targetRef")
+        target = ""
+        if isinstance(ref, dict) and ref.get("name"):
+            kind = ref.get("kind") or "Pod"
+            rns = ref.get("namespace") or ns
+            target = f"{rns}/{ref['name']}" if kind == "Pod" else f"{kind}/{rns}/{ref['name']}"
+        node_name = ep.get("nodeName") or topo.get("kubernetes.io/hostname") or ""
+        zone = ep.get("zone") or topo.get(ZONE_LABEL) or ""
+        if not isinstance(node_name, str):
+            raise ValidationError(f"expected a string, got {_type_name(node_name)}",
+                                  field="nodeName")
+        if not isinstance(zone, str):
+            raise ValidationError(f"expected a string, got {_type_name(zone)}", field="zone")
+        return Endpoint(
+            addresses=parsed,
+            ready=_opt_bool(cond.get("ready"), "conditions.ready"),
+            serving=_opt_bool(cond.get("serving"), "conditions.serving"),
+            terminating=_opt_bool(cond.get("terminating"), "conditions.terminating"),
+            node_name=node_name, zone=zone,
+            hint_zones=_hint_names(hints, "forZones") if hints else (),
+            hint_nodes=_hint_names(hints, "forNodes") if hints else (),
+            target_ref=target)
 
     # ---- Ingress ----
     def ingress(self, obj: Obj) -> Ingress:
@@ -770,13 +818,11 @@ def _opt_bool(v: Any, field: str) -> bool | None:
     raise ValidationError(f"expected true or false, got {_type_name(v)}", field=field)
 
 
-def _hint_names(hints: Any, key: str, i: int) -> tuple[str, ...]:
-    if not hints:
-        return ()
-    items = hints.get(key) if isinstance(hints, dict) else None
+def _hint_names(hints: Any, key: str) -> tuple[str, ...]:
+    items = _map(hints, "hints").get(key)
     if not items:
         return ()
-    field = f"endpoints[{i}].hints.{key}"
+    field = f"hints.{key}"
     return tuple(_str(_map(h, f"{field}[{j}]").get("name"), f"{field}[{j}].name")
                  for j, h in enumerate(_list(items, field)))
 
@@ -796,8 +842,24 @@ def build_cluster(
     notes: Sequence[str] = (),
 ) -> Cluster:
     """Build a ``Cluster`` from objects, or raise the first ``InputError`` located at the
-    object's file, line and field path."""
-    return _Builder(node_port_range).build(raws, notes)
+    object's file, line and field path.
+
+    The cyclic garbage collector is paused meanwhile: loading allocates millions of dicts and
+    frozen values and nothing cyclic, and its generation-2 passes made ``json.load`` of the
+    150,000-pod benchmark 7x slower (16 s instead of 2.4 s)."""
+    with _gc_paused():
+        return _Builder(node_port_range).build(raws, notes)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def cluster_from_objects(
