@@ -111,8 +111,7 @@ def render_agreements(agreements: Any) -> str:
               help="Probes per path when the prediction splits between endpoints.")
 @click.option("--service", "services", multiple=True, metavar="NS/NAME",
               help="Only these Services' paths (repeatable).")
-@click.pass_context
-def run(ctx: click.Context, filenames: tuple[str, ...], example: str | None, mode: str | None,
+def run(filenames: tuple[str, ...], example: str | None, mode: str | None,
         iptables_backend: str, no_rules: bool, output: str, dry_run: bool, keep: bool,
         attempts: int, services: tuple[str, ...]) -> None:
     """Build the cluster, probe every explain path, print predicted vs observed source IPs.
@@ -164,8 +163,10 @@ def run(ctx: click.Context, filenames: tuple[str, ...], example: str | None, mod
                        "--from ... --to IP:PORT`; Ctrl-C to tear down", err=True)
             with contextlib.suppress(KeyboardInterrupt, SystemExit):
                 wait_for_signal()
-    if not all(a.agree for a in agreements):
-        ctx.exit(1)
+    bad = sum(1 for a in agreements if not a.agree)
+    if bad:
+        # exit 1 (ctx.exit(1) would be swallowed: main runs click with standalone_mode=False)
+        raise LabError(f"{bad} of {len(agreements)} paths do not agree with the prediction")
 
 
 def _print_run(plan: Any, lab_: Any, agreements: Any, notes: list[str], output: str) -> None:
