@@ -226,3 +226,38 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ----------------------------------------------------------------------------- nftables half
+
+
+def bench_nftables(cluster: Cluster, node: Node) -> dict[str, float]:
+    """nftables mode: ``build_nftables_ruleset`` + ``render_nft`` (one ``nft -f`` script)."""
+    from sourceip.kubeproxy.nftables import build_nftables_ruleset
+    from sourceip.netfilter.render_nft import render_nft
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    rs = build_nftables_ruleset(cluster, node, cluster.kube_proxy)
+    t1, c1 = time.perf_counter(), time.process_time()
+    text = render_nft(rs)
+    t2, c2 = time.perf_counter(), time.process_time()
+    rules = sum(len(c.rules) for t in rs.tables for c in t.chains)
+    chains = sum(len(t.chains) for t in rs.tables)
+    return {
+        "build_s": t1 - t0,
+        "render_s": t2 - t1,
+        "total_s": t2 - t0,
+        "build_cpu_s": c1 - c0,
+        "render_cpu_s": c2 - c1,
+        "total_cpu_s": c2 - c0,
+        "rules": rules,
+        "chains": chains,
+        "bytes": len(text),
+    }
+
+
+# Registered when the module is imported. Run as a script, the ``__main__`` guard above fires
+# first; until it moves below this block use:
+#   python -c "import sys; sys.path.insert(0, 'bench'); import bench_rules; \
+#              sys.exit(bench_rules.main(sys.argv[1:]))" --mode nftables
+MODES["nftables"] = bench_nftables
