@@ -187,3 +187,13 @@ def test_every_jump_target_is_declared() -> None:
                     if " -j KUBE-" in line:
                         target = line.split(" -j ")[1].split()[0]
                         assert target in table, (config, line)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_parse_of_render_gives_back_the_ruleset(config: str, family: int) -> None:
+    """The iptables-save parser reads our text back into the very IR we built."""
+    from sourceip.netfilter.parse_iptables import parse_iptables_save
+
+    rs = build_iptables_ruleset(feature_cluster(), N1, CONFIGS[config], family=family)
+    assert parse_iptables_save(render_iptables(rs), family=family).tables == rs.tables
