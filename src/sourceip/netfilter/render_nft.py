@@ -389,9 +389,11 @@ def render_nft_table(table: Table, *, fresh: bool = False) -> list[str]:
     out.extend(_chain_line(prefix, c) for c in table.chains)
     rule_prefix = f"add rule {prefix} "
     crule = cache.rule
+    append = out.append
     for chain in table.chains:
         head = rule_prefix + chain.name + " "
-        out.extend([head + crule(r) for r in chain.rules])
+        for r in chain.rules:
+            append(head + crule(r))
     for s in table.sets:
         for e in s.elements:
             out.append(_element_line(prefix, s, e, cache))
