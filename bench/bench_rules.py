@@ -224,9 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # ----------------------------------------------------------------------------- nftables half
 
@@ -256,8 +253,11 @@ def bench_nftables(cluster: Cluster, node: Node) -> dict[str, float]:
     }
 
 
-# Registered when the module is imported. Run as a script, the ``__main__`` guard above fires
-# first; until it moves below this block use:
-#   python -c "import sys; sys.path.insert(0, 'bench'); import bench_rules; \
-#              sys.exit(bench_rules.main(sys.argv[1:]))" --mode nftables
+# Registered when the module is imported (the ``__main__`` guard is at the end of the file).
 MODES["nftables"] = bench_nftables
+
+
+# ----------------------------------------------------------------------------- entry point
+
+if __name__ == "__main__":
+    sys.exit(main())
