@@ -54,17 +54,12 @@ Parsed = tuple[int, int, str, "int | None"]
 
 def _v4(text: str) -> int | None:
     """Integer value of a strict dotted quad, or None."""
-    parts = text.split(".")
-    if len(parts) != 4:
-        return None
     o = _OCTETS
-    a = o.get(parts[0])
-    b = o.get(parts[1])
-    c = o.get(parts[2])
-    d = o.get(parts[3])
-    if a is None or b is None or c is None or d is None:
+    try:
+        a, b, c, d = text.split(".")
+        return (o[a] << 24) | (o[b] << 16) | (o[c] << 8) | o[d]
+    except (ValueError, KeyError):
         return None
-    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 def _port(text: str) -> int | None:

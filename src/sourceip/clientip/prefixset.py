@@ -32,7 +32,7 @@ MAX_EXPANDED = 1 << 16
 class _Family:
     """The index for one address family (all integers, no ipaddress objects)."""
 
-    __slots__ = ("bits", "bucket_bits", "shift", "short", "buckets")
+    __slots__ = ("bits", "bucket_bits", "shift", "short", "buckets", "contains")
 
     def __init__(self, bits: int, bucket_bits: int, expand_from: int,
                  prefixes: list[tuple[int, int]]) -> None:
@@ -70,13 +70,35 @@ class _Family:
                 for plen, vals in sorted(by_len.items())
             )
         self.buckets = buckets
+        self.contains: Callable[[int], bool] = _make_contains(self.short, buckets, self.shift)
+        """True when an integer address lies in one of the family's prefixes."""
 
-    def contains(self, value: int) -> bool:
-        """True when ``value`` lies in one of the family's prefixes."""
-        for mask, vals in self.short:
+
+def _make_contains(short: tuple[tuple[int, frozenset[int]], ...],
+                   buckets: dict[int, bool | tuple[tuple[int, frozenset[int]], ...]],
+                   shift: int) -> Callable[[int], bool]:
+    """A lookup closure over local variables (cheaper than attribute loads per call)."""
+    get = buckets.get
+
+    if not short:
+        def contains(value: int) -> bool:
+            b = get(value >> shift)
+            if b is None:
+                return False
+            if b is True:
+                return True
+            for mask, vals in b:  # type: ignore[union-attr]
+                if value & mask in vals:
+                    return True
+            return False
+
+        return contains
+
+    def contains_with_short(value: int) -> bool:
+        for mask, vals in short:
             if value & mask in vals:
                 return True
-        b = self.buckets.get(value >> self.shift)
+        b = get(value >> shift)
         if b is None:
             return False
         if b is True:
@@ -85,6 +107,8 @@ class _Family:
             if value & mask in vals:
                 return True
         return False
+
+    return contains_with_short
 
 
 class PrefixSet:

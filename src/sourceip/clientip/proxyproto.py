@@ -621,10 +621,15 @@ def _parse_tlvs(data: bytes, pos: int, end: int, *, ssl: bool = False) -> tuple[
     return tuple(out)
 
 
-def _check_tlvs(tlvs: tuple[TLV, ...], frame: bytes) -> None:
+_CHECKED_TLVS = frozenset({0x02, 0x03, 0x05, 0x20})
+
+
+def _check_tlvs(tlvs: tuple[TLV, ...], data: bytes, total: int) -> None:
     crc_seen = False
     for t in tlvs:
         tt = t.type
+        if tt not in _CHECKED_TLVS:
+            continue
         if tt == 0x03:
             if len(t.value) != 4:
                 raise _err("v2-tlv-bad-crc32c-length", f"CRC32C TLV has {len(t.value)} bytes")
@@ -638,13 +643,13 @@ def _check_tlvs(tlvs: tuple[TLV, ...], frame: bytes) -> None:
             if len(t.value) < 5:
                 raise _err("v2-tlv-ssl-truncated", "SSL TLV shorter than 5 bytes")
             _parse_tlvs(t.value, 5, len(t.value), ssl=True)
-        elif tt == 0x02:
+        else:  # 0x02 AUTHORITY
             try:
                 t.value.decode("utf-8")
             except UnicodeDecodeError:
                 raise _err("v2-tlv-bad-authority", "AUTHORITY is not UTF-8") from None
     if crc_seen:
-        _verify_crc(tlvs, frame)
+        _verify_crc(tlvs, data[:total])
 
 
 def _verify_crc(tlvs: tuple[TLV, ...], frame: bytes) -> None:
@@ -727,11 +732,22 @@ def _parse_v2(data: bytes, max_length: int) -> tuple[ProxyHeader, int] | NeedDat
         src = dst = sport = dport = None
     if total > 16 + alen:
         tlvs = _parse_tlvs(data, 16 + alen, total)
-        _check_tlvs(tlvs, data[:total])
+        _check_tlvs(tlvs, data, total)
     else:
         tlvs = ()
-    return _fast_header(2, _COMMANDS[cmd], _FAMILIES[fi], _TRANSPORTS[fam & 0x0F], src, sport,
-                        dst, dport, tlvs), total
+    # inlined _fast_header (this is the hot path)
+    h = _new(ProxyHeader)
+    a, b, c, d, e, f, g, i, j = _HEADER_SETTERS
+    a(h, 2)
+    b(h, _COMMANDS[cmd])
+    c(h, _FAMILIES[fi])
+    d(h, _TRANSPORTS[fam & 0x0F])
+    e(h, src)
+    f(h, sport)
+    g(h, dst)
+    i(h, dport)
+    j(h, tlvs)
+    return h, total
 
 
 def parse(data: bytes | bytearray | memoryview, *, v1: bool = True, v2: bool = True,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import NamedTuple, Protocol
 
-from .addr import _CACHE, parse_token_cached
+from .addr import _CACHE, CACHE_SIZE, parse_token_cached, parse_token_fast
 from .errors import ConfigError
 from .headers import (
     DEFAULT_MAX_HOPS,
@@ -369,6 +369,19 @@ class RightmostTrustedRange:
     max_length: int = DEFAULT_MAX_LENGTH
     max_hops: int = DEFAULT_MAX_HOPS
     header_names: frozenset[str] = field(default=frozenset(), init=False)
+    _peer_memo: dict[str, ClientIP | bool] = field(default_factory=dict, init=False,
+                                                    repr=False, compare=False)
+
+    def _judge_peer(self, peer: str | None) -> ClientIP | bool:
+        """True when the peer is a trusted proxy, else the (immutable) result to return."""
+        p = _peer(peer)
+        if p is None:
+            if self.trust_non_ip_peer:
+                return True
+            return ClientIP(None, "peer-not-ip", peer, None, self.header)
+        if self.trusted_proxies.contains_int(p[0], p[1]):  # type: ignore[union-attr]
+            return True
+        return ClientIP(p[2], "untrusted-peer", peer, p[3], None, None, self.header)
 
     def __post_init__(self) -> None:
         name = _header(self.header)
@@ -390,14 +403,16 @@ class RightmostTrustedRange:
         # besides the split list and the result.
         name = self.header
         trusted: PrefixSet = self.trusted_proxies  # type: ignore[assignment]
-        p = _CACHE.get(peer) if peer.__class__ is str else None  # type: ignore[arg-type]
-        if p is None:
-            p = _peer(peer)
-        if not isinstance(p, tuple):
-            if not self.trust_non_ip_peer:
-                return ClientIP(None, "peer-not-ip", peer, None, name)
-        elif not trusted.contains_int(p[0], p[1]):
-            return ClientIP(p[2], "untrusted-peer", peer, p[3], None, None, name)
+        memo = self._peer_memo
+        verdict = memo.get(peer) if peer.__class__ is str else None  # type: ignore[arg-type]
+        if verdict is None:
+            verdict = self._judge_peer(peer)
+            if peer.__class__ is str:
+                if len(memo) >= CACHE_SIZE:
+                    memo.clear()
+                memo[peer] = verdict  # type: ignore[index]
+        if verdict is not True:
+            return verdict  # type: ignore[return-value]
         if name == "x-forwarded-for":
             value = headers.get(name) if headers.__class__ is dict else _safe_get(headers, name)
             if value.__class__ is str and value:
@@ -419,7 +434,10 @@ class RightmostTrustedRange:
                 tok = parts[i].strip(" \t")
                 r = cache_get(tok)
                 if r is None:
-                    r = parse_token_cached(tok)
+                    r = parse_token_fast(tok)
+                    if len(_CACHE) >= CACHE_SIZE:
+                        _CACHE.clear()
+                    _CACHE[tok] = r
                 if isinstance(r, str):
                     if last == 0 and r == "empty":  # a whitespace-only header
                         return ClientIP(None, "no-header", peer, None, name)

@@ -65,7 +65,14 @@ class ClientIPMiddleware:
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
         peer = environ.get("REMOTE_ADDR")
-        headers: HeaderMap = {n: environ[k] for n, k in self._keys if k in environ}
+        keys = self._keys
+        headers: HeaderMap
+        if len(keys) == 1:  # the common case, without a comprehension frame
+            name, key = keys[0]
+            value = environ.get(key)
+            headers = {} if value is None else {name: value}
+        else:
+            headers = {n: environ[k] for n, k in keys if k in environ}
         result = self.strategy.resolve(peer, headers)
         environ["sourceip.client"] = result
         environ["sourceip.peer"] = peer
