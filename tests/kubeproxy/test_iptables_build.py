@@ -197,3 +197,14 @@ def test_parse_of_render_gives_back_the_ruleset(config: str, family: int) -> Non
 
     rs = build_iptables_ruleset(feature_cluster(), N1, CONFIGS[config], family=family)
     assert parse_iptables_save(render_iptables(rs), family=family).tables == rs.tables
+
+
+def test_without_nfacct_counters() -> None:
+    """No nfacct counters on the node: no counter on the INVALID drop, and no localhost-specific
+    NodePort rule (proxier.nfAcctCounters gates it)."""
+    rs = build_iptables_ruleset(feature_cluster(), N1, CONFIGS["cluster-cidr"], nfacct=False)
+    t = per_chain(render_iptables(rs))
+    invalid = "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP"
+    assert t["filter"]["KUBE-FORWARD"][0] == invalid
+    assert not grep(t["nat"]["KUBE-NODEPORTS"], "127.0.0.0/8")
+    assert grep(t["nat"]["KUBE-NODEPORTS"], "--dport 30080")

@@ -83,3 +83,28 @@ def test_overall_builtin_jumps() -> None:
         "KUBE-PROXY-FIREWALL", "KUBE-FORWARD", "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES",
     ]
     assert all("--ctstate NEW" in r for r in full["filter"]["OUTPUT"][:2])
+
+
+def assert_same_chains(ours_text: str, golden: str) -> None:
+    ours = per_chain(ours_text)
+    expected = per_chain(read_golden(golden))
+    for table in ("filter", "nat"):
+        assert sorted(ours[table]) == sorted(expected[table]), table
+        for chain, rules in expected[table].items():
+            assert ours[table][chain] == rules, f"{table} {chain}"
+
+
+def test_sync_proxy_rules_repeated_initial() -> None:
+    """TestSyncProxyRulesRepeated, first (full) sync; that test's fake has no nfacct counters."""
+    services = (
+        Service(namespace="ns1", name="svc1", cluster_ips=(A("172.30.0.41"),), ports=_p80()),
+        Service(namespace="ns2", name="svc2", cluster_ips=(A("172.30.0.42"),),
+                ports=(ServicePort(port=8080, name="p8080"),)),
+    )
+    slices = (
+        slice_("ns1", "svc1", [ep("10.0.1.1")]),
+        slice_("ns2", "svc2", [ep("10.0.2.1")], port=8080, port_name="p8080"),
+    )
+    rs = build_iptables_ruleset(cluster(services, slices), TEST_NODE, FAKE_CFG,
+                                random_fully=False, nfacct=False)
+    assert_same_chains(render_iptables(rs), "iptables_sync_repeated_initial.txt")

@@ -258,13 +258,17 @@ def build_iptables_ruleset(
     *,
     family: int = 4,
     random_fully: bool = True,
+    nfacct: bool = True,
 ) -> Ruleset:
     """The filter and nat tables kube-proxy (iptables mode, configured by ``cfg``) installs on
     ``node`` for IP ``family`` (4 or 6), plus the built-in chains with kube-proxy's and
     kubelet's jump rules.
 
     ``random_fully``: whether the node's iptables supports ``MASQUERADE --random-fully``
-    (every iptables since 1.6.2; kube-proxy's test fake says no).
+    (every iptables since 1.6.2; kube-proxy's test fake says no). ``nfacct``: whether
+    kube-proxy could create its nfacct counters (``nfAcctCounters``); without them the INVALID
+    drop rule has no counter and the localhost NodePort rules are not written (the generic
+    ``--dport`` rule still matches 127.0.0.1).
     Services that kube-proxy does not proxy (headless, ExternalName, no clusterIP of the family)
     get no rules; what was skipped and why is listed in ``Ruleset.notes``.
     """
@@ -275,14 +279,19 @@ def build_iptables_ruleset(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build(cluster, node, cfg, family, random_fully)
+        return _build(cluster, node, cfg, family, random_fully, nfacct)
     finally:
         if was_enabled:
             gc.enable()
 
 
 def _build(
-    cluster: Cluster, node: Node, cfg: KubeProxyConfig, family: int, random_fully: bool
+    cluster: Cluster,
+    node: Node,
+    cfg: KubeProxyConfig,
+    family: int,
+    random_fully: bool,
+    nfacct: bool,
 ) -> Ruleset:
     notes: list[str] = []
     mark = cfg.masquerade_mark
@@ -482,7 +491,7 @@ def _build(
             np_port = _dport(node_port)
             if has_endpoints:
                 # NodePorts are not subject to loadBalancerSourceRanges.
-                if localhost_nodeports:
+                if localhost_nodeports and nfacct:
                     n_nodeports.append(
                         Rule(
                             (proto, Addr("dst", (_V4_LOOPBACK,)), np_port, _NFACCT_LOCALHOST),
@@ -626,7 +635,10 @@ def _build(
 
     # KUBE-FORWARD.
     if not cfg.conntrack_tcp_be_liberal:
-        f_forward.append(Rule((CtState(("INVALID",)), Nfacct(CT_INVALID_NFACCT)), _A_DROP))
+        invalid: tuple[Match, ...] = (CtState(("INVALID",)),)
+        if nfacct:
+            invalid += (Nfacct(CT_INVALID_NFACCT),)
+        f_forward.append(Rule(invalid, _A_DROP))
     f_forward.append(Rule((Mark(mark, mark),), _A_ACCEPT, "kubernetes forwarding rules"))
     f_forward.append(
         Rule(
