@@ -80,6 +80,8 @@ def test_directory_sorted_non_recursive_and_other_files_ignored(write, tmp_path:
     write("d/sub/x.yaml", node_doc("nested", "10.0.0.9"))
     c = load_cluster([str(tmp_path / "d")])
     assert [n.name for n in c.nodes] == ["from-a", "from-b", "from-c"]
+    c = load_cluster([str(tmp_path / "d")], recursive=True)
+    assert [n.name for n in c.nodes] == ["from-a", "from-b", "from-c", "nested"]
 
 
 def test_empty_directory_is_an_error(tmp_path: Path) -> None:

@@ -43,11 +43,14 @@ def load_cluster(
     *,
     stdin: IO[str] | None = None,
     node_port_range: NodePortRange = DEFAULT_NODE_PORT_RANGE,
+    recursive: bool = False,
 ) -> Cluster:
-    """The cluster described by ``paths`` (files, directories of *.yaml/*.yml/*.json, or ``-``
-    for ``stdin``). ``node_port_range`` is the API server's --service-node-port-range that
-    nodePorts must lie in; ``None`` disables the check."""
-    return build_cluster(read_inputs(paths, stdin=stdin), node_port_range=node_port_range)
+    """The cluster described by ``paths`` (files, directories of *.yaml/*.yml/*.json — their
+    subdirectories too with ``recursive`` —, or ``-`` for ``stdin``). ``node_port_range`` is
+    the API server's --service-node-port-range that nodePorts must lie in; ``None`` disables
+    the check."""
+    return build_cluster(read_inputs(paths, stdin=stdin, recursive=recursive),
+                         node_port_range=node_port_range)
 
 
 def _examples_dir() -> Any:

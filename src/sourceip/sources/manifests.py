@@ -125,13 +125,15 @@ def parse_text(text: str, name: str, *, path: Path | None = None,
         yield from expand(doc, origin=source, doc=i)
 
 
-def files_in(directory: Path) -> list[Path]:
-    """The ``*.yaml``, ``*.yml`` and ``*.json`` files directly inside ``directory``, sorted
-    (not recursive, like ``kubectl apply -f DIR``)."""
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in SUFFIXES)
+def files_in(directory: Path, *, recursive: bool = False) -> list[Path]:
+    """The ``*.yaml``, ``*.yml`` and ``*.json`` files inside ``directory``, sorted; only those
+    directly inside unless ``recursive`` (like ``kubectl apply -f DIR [-R]``)."""
+    found = directory.rglob("*") if recursive else directory.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix in SUFFIXES)
 
 
-def read_inputs(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Iterator[RawObject]:
+def read_inputs(paths: Sequence[str], *, stdin: IO[str] | None = None,
+                recursive: bool = False) -> Iterator[RawObject]:
     """Every object in ``paths`` (files, directories, ``-`` for stdin), in order."""
     if not paths:
         raise ManifestError("no input given (-f PATH, or --example NAME)")
@@ -144,7 +146,7 @@ def read_inputs(paths: Sequence[str], *, stdin: IO[str] | None = None) -> Iterat
             continue
         path = Path(p)
         if path.is_dir():
-            files = files_in(path)
+            files = files_in(path, recursive=recursive)
             if not files:
                 raise ManifestError("no .yaml, .yml or .json files in this directory", file=p)
         elif path.exists():
