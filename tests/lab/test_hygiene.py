@@ -229,3 +229,26 @@ def test_dry_run_script_builds_and_tears_down(clean_host: None, tmp_path: Path) 
             proc.wait()
     assert lab_namespaces(plan.runid) == []
     assert _wait_gone(processes_of_run(plan.runid)) == []
+
+
+def test_nfacct_helper_refuses_a_namespace_it_cannot_enter(clean_host: None) -> None:
+    res = subprocess.run([sys.executable, "-m", "sourceip.lab.nfacct", "--netns",
+                          f"sip-{new_runid()}-missing", "--", "sip_test_counter"],
+                         capture_output=True, text=True, env=_env())
+    assert res.returncode == 1 and "No such file" in res.stderr
+
+
+def test_nfacct_counters_land_in_the_namespace(clean_host: None) -> None:
+    ns = f"sip-{new_runid()}-acct"
+    rules = ("*filter\n:FORWARD ACCEPT [0:0]\n"
+             "-A FORWARD -m nfacct --nfacct-name sip_test_counter -j ACCEPT\nCOMMIT\n")
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        load = ["ip", "netns", "exec", ns, "iptables-legacy-restore"]
+        assert subprocess.run(load, input=rules, text=True, capture_output=True).returncode != 0
+        res = subprocess.run([sys.executable, "-m", "sourceip.lab.nfacct", "--netns", ns, "--",
+                              "sip_test_counter"], capture_output=True, text=True, env=_env())
+        assert res.returncode == 0, res.stderr
+        assert subprocess.run(load, input=rules, text=True, capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -5,6 +5,10 @@ counter exists (``pkg/proxy/iptables/proxier.go``: ``nfacctRunner.Ensure``); ipt
 fails with ENOENT otherwise. The lab does the same before loading the rules::
 
     ip netns exec NODE python -m sourceip.lab.nfacct ct_state_invalid_dropped_pkts ...
+    python -m sourceip.lab.nfacct --netns NODE1 --netns NODE2 -- NAME ...   # one process
+
+With ``--netns`` the process enters each namespace by ``setns`` and checks that it got there
+(``/proc/self/ns/net`` against ``/run/netns/NAME``) before creating anything.
 
 Talks nfnetlink directly (``NFNL_SUBSYS_ACCT``/``NFNL_MSG_ACCT_NEW``): no ``nfacct`` tool is
 needed. An existing counter is fine. Standard library only.
@@ -52,16 +56,50 @@ def ensure(name: str) -> None:
         raise OSError(-code, f"nfacct {name}: {os.strerror(-code)}")
 
 
+CLONE_NEWNET = 0x40000000
+NETNS_DIR = "/run/netns"
+
+
+def enter_netns(name: str) -> None:
+    """Move this (single-threaded) process into the named network namespace, and check that it
+    got there: counters must never be created anywhere else."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    path = os.path.join(NETNS_DIR, name)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+    want = os.stat(path).st_ino
+    got = os.readlink("/proc/self/ns/net")
+    if got != f"net:[{want}]":
+        raise OSError(errno.EINVAL, f"setns {name}: still in {got}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    names = list(sys.argv[1:] if argv is None else argv)
-    status = 0
-    for name in names:
-        try:
-            ensure(name)
-        except OSError as exc:
-            print(f"nfacct: {exc}", file=sys.stderr)
-            status = 1
-    return status
+    """``NAME...`` creates the counters here; ``--netns NS ... -- NAME...`` creates them in
+    each named namespace in turn (one process for a whole lab)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    namespaces: list[str] = []
+    while args and args[0] == "--netns":
+        namespaces.append(args[1])
+        args = args[2:]
+    if args and args[0] == "--":
+        args = args[1:]
+    try:
+        for ns in namespaces or [""]:
+            if ns:
+                enter_netns(ns)
+            for name in args:
+                ensure(name)
+    except OSError as exc:
+        print(f"nfacct: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

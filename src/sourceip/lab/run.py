@@ -369,9 +369,10 @@ def _run(argv: Sequence[str], *, input: str | None = None, what: str,
 
 
 def apply_setup(setup: NsSetup, python: str = sys.executable,
-                env: Mapping[str, str] | None = None) -> None:
+                env: Mapping[str, str] | None = None, *, create_nfacct: bool = True) -> None:
     """Configure one namespace: its ``ip`` batch, its ``bridge`` batch, its sysctls (one shell
-    inside the namespace), its nfacct counters, then each rule load, in that order."""
+    inside the namespace), its nfacct counters (unless the caller made them already), then
+    each rule load, in that order."""
     ns = setup.ns
     if setup.ip:
         _run(["ip", "-n", ns, "-batch", "-"], input="\n".join(setup.ip) + "\n",
@@ -382,7 +383,7 @@ def apply_setup(setup: NsSetup, python: str = sys.executable,
     if setup.sysctls:
         script = "\n".join(sysctl_line(s) for s in setup.sysctls)
         _run(["ip", "netns", "exec", ns, "sh", "-ec", script], what=f"{ns}: sysctls")
-    if setup.nfacct:
+    if setup.nfacct and create_nfacct:
         _run(["ip", "netns", "exec", ns, python, "-m", "sourceip.lab.nfacct", *setup.nfacct],
              what=f"{ns}: nfacct counters", env=env)
     for load in setup.loads:
@@ -605,10 +606,17 @@ class Lab:
         root = [f"netns add {n}" for n in self.plan.namespace_names]
         root += [v.command() for v in self.plan.veths]
         _run(["ip", "-batch", "-"], input="\n".join(root) + "\n", what="creating namespaces")
+        env = child_env()
+        counters = {n for s in self.plan.setups for n in s.nfacct}
+        if counters:
+            # one interpreter for every node, rather than one per node
+            args = [a for s in self.plan.setups if s.nfacct for a in ("--netns", s.ns)]
+            _run([self.python, "-m", "sourceip.lab.nfacct", *args, "--", *sorted(counters)],
+                 what="creating nfacct counters", env=env)
         t1 = time.monotonic()
         with ThreadPoolExecutor(max_workers=SETUP_WORKERS) as pool:
-            env = child_env()
-            list(pool.map(lambda s: apply_setup(s, self.python, env), self.plan.setups))
+            list(pool.map(lambda s: apply_setup(s, self.python, env, create_nfacct=False),
+                          self.plan.setups))
         t2 = time.monotonic()
         self._start_servers()
         t3 = time.monotonic()
