@@ -146,3 +146,13 @@ def test_probe_a_lab_kept_up_elsewhere(clean_host: None) -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=30)
+
+
+def test_lab_tests_skip_with_a_reason_when_not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert lab_skip_reason() == "the lab needs root (network namespaces)"
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which",
+                        lambda name, *a, **k: None if name == "nft" else real(name, *a, **k))
+    assert lab_skip_reason() == "missing tools: nft (nftables)"
