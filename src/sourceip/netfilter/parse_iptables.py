@@ -9,8 +9,9 @@ node, and what ``render_iptables`` writes (kube-proxy's iptables-restore style):
 * options in any order: kube-proxy's ``-m tcp -p tcp -d X --dport N`` and iptables-save's
   canonical ``-d X/32 -p tcp -m comment --comment "..." -m tcp --dport N``; negation before
   (``! -s x``) or after the option (old ``-s ! x``);
-* shell-like quoting (``--comment "a b"``, ``\\"`` inside quotes); a line is tokenised with
-  ``shlex`` only when it holds a quote.
+* iptables-restore's quoting (``--comment "a b"``; inside double quotes a backslash escapes
+  the next character, e.g. ``\\"``; single quotes are ordinary characters); a line is split
+  character by character only when it holds a ``"``.
 
 Mapping to the IR (see ``netfilter.ir``): ``-p`` plus the protocol's ``-m tcp`` become one
 ``Proto``; a /32 (/128) becomes an address; the comment goes to ``Rule.comment``. Each match
@@ -31,7 +32,6 @@ Everything else is kept, never dropped: a module or target the IR cannot express
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -459,12 +459,42 @@ class _LineError(Exception):
 
 
 def _tokenize(line: str) -> list[str]:
-    if '"' in line or "'" in line or "\\" in line:
-        try:
-            return shlex.split(line, posix=True)
-        except ValueError as exc:
-            raise _LineError(f"cannot split the line: {exc}") from None
-    return line.split()
+    """Split a line as iptables-restore does (``add_param_to_argv``): whitespace separates
+    tokens; ``"`` opens and closes quoting; inside quotes ``\\`` escapes the next character.
+    Single quotes and backslashes outside quotes are ordinary characters."""
+    if '"' not in line:
+        return line.split()
+    tokens: list[str] = []
+    buf: list[str] = []
+    started = False
+    quote = escaped = False
+    for ch in line:
+        if quote:
+            if escaped:
+                buf.append(ch)
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quote = False
+            else:
+                buf.append(ch)
+            continue
+        if ch == '"':
+            quote = started = True
+        elif ch in " \t\r\n\f\v":
+            if started:
+                tokens.append("".join(buf))
+                buf.clear()
+                started = False
+        else:
+            buf.append(ch)
+            started = True
+    if quote:
+        raise _LineError("unterminated quote")
+    if started:
+        tokens.append("".join(buf))
+    return tokens
 
 
 def _parse_rule(toks: list[str], pos: int) -> tuple[Rule, str | None]:

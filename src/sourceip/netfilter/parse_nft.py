@@ -251,17 +251,29 @@ def _keys(e: object) -> tuple[str, ...]:
 
 
 def _states(right: object) -> tuple[str, ...]:
-    if isinstance(right, str):
-        return (right,)
-    if isinstance(right, list):
-        items = right
-    else:
-        k, items = _one_key(right)
-        if k not in ("set", "|") or not isinstance(items, list):
+    """``"new"``, ``["a", "b"]``, ``{"set": [...]}`` or nested ``{"|": [{"|": [a, b]}, c]}``
+    (how nft lists a negated flag list) as a flat tuple of names."""
+    out: list[str] = []
+
+    def walk(v: object, depth: int) -> None:
+        if depth > 32:
             raise _Unknown
-    if not items or not all(isinstance(s, str) for s in items):
-        raise _Unknown
-    return tuple(items)
+        if isinstance(v, str):
+            out.append(v)
+            return
+        if isinstance(v, list):
+            items: object = v
+        else:
+            k, items = _one_key(v)
+            if k not in ("set", "|"):
+                raise _Unknown
+        if not isinstance(items, list) or not items:
+            raise _Unknown
+        for item in items:
+            walk(item, depth + 1)
+
+    walk(right, 0)
+    return tuple(out)
 
 
 def _match(body: object) -> list[Match]:
@@ -275,7 +287,7 @@ def _match(body: object) -> list[Match]:
     lk, lb = _one_key(left)
     if isinstance(right, str) and right.startswith("@"):
         if lk == "concat" or lk in ("payload", "meta", "ct"):
-            return [SetLookup(_keys(left), right[1:], neg)]
+            return _set_lookup(_keys(left), right[1:], neg)
         raise _Unknown
     if lk == "payload" and isinstance(lb, dict):
         proto, fld = lb.get("protocol"), lb.get("field")
@@ -320,6 +332,17 @@ def _match(body: object) -> list[Match]:
             name = right[:-1] + "+" if right.endswith("*") and not right.endswith("\\*") else right
             return [Iface("in" if key == "iifname" else "out", name, neg)]
         if key == "mark":
+            if isinstance(right, dict) and "prefix" in right:
+                # nft lists `mark and 0xffff0000 == V` as the prefix `V/16`
+                _, p = _one_key(right)
+                if not isinstance(p, dict) or set(p) != {"addr", "len"}:
+                    raise _Unknown
+                length = p["len"]
+                if not isinstance(length, int) or isinstance(length, bool) or not (
+                        0 < length <= 32):
+                    raise _Unknown
+                mask = (_ALL_ONES << (32 - length)) & _ALL_ONES
+                return [Mark(_mark_int(p["addr"]), mask, neg)]
             return [Mark(_mark_int(right), _ALL_ONES, neg)]
         raise _Unknown
     if lk == "&":
@@ -354,6 +377,28 @@ def _match(body: object) -> list[Match]:
     raise _Unknown
 
 
+def _split_l4(keys: tuple[str, ...]) -> tuple[tuple[str, ...], list[Match]]:
+    """nft folds ``meta l4proto udp`` into a later ``th sport`` key (listing ``udp sport``),
+    in lookups, vmaps and set updates alike: give back the ``th`` key and the ``Proto``."""
+    protos = set()
+    fixed = []
+    for k in keys:
+        head, _, fld = k.partition(" ")
+        if head in _L4 and fld in ("sport", "dport"):
+            protos.add(head)
+            fixed.append("th " + fld)
+        else:
+            fixed.append(k)
+    if len(protos) != 1:
+        return keys, []
+    return tuple(fixed), [Proto(protos.pop())]
+
+
+def _set_lookup(keys: tuple[str, ...], name: str, neg: bool) -> list[Match]:
+    fixed, protos = _split_l4(keys)
+    return [*protos, SetLookup(fixed, name, neg)]
+
+
 def _mark_int(v: object) -> int:
     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _ALL_ONES:
         return v
@@ -374,6 +419,8 @@ def _mangle(body: object) -> Action:
     if not isinstance(body, dict) or set(body) != {"key", "value"} or body["key"] != _MARK:
         raise _Unknown
     value = body["value"]
+    if value == _MARK:  # `mark set mark and 0xffffffff` (or `or 0`) as nft folds it
+        return MarkSet("and", _ALL_ONES)
     if not isinstance(value, dict):
         return MarkSet("set", _mark_int(value))
     op, args = _one_key(value)
@@ -511,7 +558,14 @@ def _rule(exprs: object, family: str, where: str) -> tuple[tuple[Match, ...], tu
                 matches.extend(found)
             continue
         try:
-            actions.append(_statement(key, body, family))
+            act = _statement(key, body, family)
+            if isinstance(act, Vmap | SetUpdate):
+                keys, protos = _split_l4(act.keys)
+                if protos:
+                    matches.extend(p for p in protos if p not in matches)
+                    act = (Vmap(keys, act.map_name) if isinstance(act, Vmap)
+                           else SetUpdate(act.set_name, keys))
+            actions.append(act)
         except (_Unknown, RecursionError):
             if actions or key in _STATEMENT_KEYS:
                 actions.append(UnknownAction(_text(e)))
