@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> Any:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="sourceip", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="sourceip", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(0)
-    sys.exit(0)
+    # With standalone_mode=False, ctx.exit(n) comes back as the return value.
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":
