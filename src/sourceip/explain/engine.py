@@ -89,6 +89,9 @@ class Explainer:
 
     cluster: Cluster
     external_ip: str = DEFAULT_EXTERNAL_IP
+    # Trace every node on its own instead of one representative per group (the lab probes
+    # each node this way).
+    expand_groups: bool = False
     topo: Topology = field(init=False)
 
     def __post_init__(self) -> None:
@@ -229,6 +232,8 @@ class Explainer:
         bare = sorted(n for n in self.topo.nets if n not in local)
         if bare:
             groups.append((False, bare))
+        if self.expand_groups:
+            return [(has, [n]) for has, nodes in groups for n in nodes]
         return groups
 
     def _client_pod(self, node: str, svc: Service) -> Start | None:

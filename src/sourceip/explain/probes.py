@@ -40,10 +40,13 @@ def _client(p: PathResult) -> str | None:
 
 
 def predicted_probes(cluster: Cluster, *, external_ip: str,
-                     services: list[str] | None = None) -> list[PredictedProbe]:
-    """Every explain path of ``services`` (default all) with a real client, as probes."""
+                     services: list[str] | None = None,
+                     per_node: bool = True) -> list[PredictedProbe]:
+    """Every explain path of ``services`` (default all) with a real client, as probes; with
+    ``per_node`` every node is probed, not one representative per group of alike nodes."""
     out: list[PredictedProbe] = []
-    for e in Explainer(cluster, external_ip=external_ip).explain(services):
+    explainer = Explainer(cluster, external_ip=external_ip, expand_groups=per_node)
+    for e in explainer.explain(services):
         for n, p in enumerate(e.paths):
             client = _client(p)
             if client is None:
