@@ -947,9 +947,9 @@ class _Builder:
             profile = self._convert(prof_raw, lambda: conv.profile(prof_raw.obj))
         svc_cidrs: list[IPNetwork] = list(profile.service_cidrs)
         for raw in by_kind["ServiceCIDR"]:
-            self._unique(("ServiceCIDR", str(raw.obj.get("metadata", {}).get("name"))), raw,
-                         "ServiceCIDR")
             svc_cidrs.extend(self._convert(raw, lambda r=raw: conv.service_cidrs(r.obj)))
+            name = raw.obj["metadata"]["name"]
+            self._unique(("ServiceCIDR", name), raw, f"ServiceCIDR {name}")
         if svc_cidrs != list(profile.service_cidrs):
             profile = dataclasses.replace(profile, service_cidrs=tuple(dict.fromkeys(svc_cidrs)))
 
@@ -1143,19 +1143,26 @@ class _Builder:
         return out
 
 
+def _dig(value: Any, *keys: str) -> Any:
+    """``value[k1][k2]...``, or None where a level is missing or not a mapping."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
 def _workloads_without_pods(workloads: Sequence[RawObject], pods: Sequence[Pod]) -> list[str]:
     """``Kind ns/name`` of each skipped workload whose pod template labels match no given Pod."""
     out: list[str] = []
     for raw in workloads:
         obj = raw.obj
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-        ns = (meta or {}).get("namespace") or "default"
-        name = (meta or {}).get("name") or "?"
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        ns = _dig(obj, "metadata", "namespace") or "default"
+        name = _dig(obj, "metadata", "name") or "?"
+        spec = obj.get("spec")
         if obj.get("kind") == "CronJob":
-            spec = ((spec or {}).get("jobTemplate") or {}).get("spec") or {}
-        tmpl = ((spec or {}).get("template") or {}).get("metadata") or {}
-        labels = tmpl.get("labels") if isinstance(tmpl, dict) else None
+            spec = _dig(spec, "jobTemplate", "spec")
+        labels = _dig(spec, "template", "metadata", "labels")
         if isinstance(labels, dict) and labels and any(
                 p.namespace == ns and all(p.labels.get(k) == v for k, v in labels.items())
                 for p in pods):
