@@ -157,6 +157,15 @@ def test_allocations_for_hand_written_manifests() -> None:
     assert any("allocated" in n and "nodePort 30001 to default/np" in n for n in c.notes)
 
 
+def test_no_allocation_when_taking_objects_as_given() -> None:
+    c = cluster_from_objects([{"kind": "Service", "metadata": {"name": "np"},
+                               "spec": {"type": "NodePort", "ports": [{"port": 80}]}}],
+                             node_port_range=None)
+    s = c.services[0]
+    assert s.cluster_ips == () and s.ports[0].node_port is None and not s.proxied
+    assert not any("allocated" in n for n in c.notes)
+
+
 def test_node_port_on_cluster_ip_service_is_refused() -> None:
     with pytest.raises(InputError) as ei:
         cluster_from_objects([svc(ports=[{"port": 80, "nodePort": 30080}])])

@@ -996,7 +996,10 @@ class _Builder:
                          f"Ingress {ing.namespace}/{ing.name}")
             ingresses.append(ing)
 
-        services = self._allocate(services, svc_raw, profile.service_cidrs)
+        if self.node_port_range is not None:
+            # node_port_range=None means "as given" (kube-proxy's own test objects): no
+            # API-server range check and nothing allocated that kube-proxy would not see.
+            services = self._allocate(services, svc_raw, profile.service_cidrs)
         self._check_service_cidrs(services, svc_raw, profile.service_cidrs)
         selected = _select_pods(services, pods)
         self._check_named_ports(services, svc_raw, selected)
