@@ -20,10 +20,12 @@ from sourceip.errors import LookupFailed, TraceError
 from sourceip.kubeproxy import build_ruleset
 from sourceip.net.addr import IPAddress, parse_ip
 from sourceip.net.packet import FiveTuple, Packet
-from sourceip.netfilter.evaluate import Branch, Evaluator, Step
+from sourceip.netfilter.evaluate import ONE, Branch, Evaluator, Step
 from sourceip.netfilter.ir import Ruleset
 
 DEFAULT_EXTERNAL_IP = "203.0.113.10"
+_CT_NEW = frozenset({"NEW"})
+_CT_DNAT = frozenset({"NEW", "DNAT"})
 CLIENT_SPORT = 40000
 MAX_NODES = 8
 
@@ -60,7 +62,7 @@ class _Walk:
     notes: list[str] = field(default_factory=list)
 
     def fork(self, p: Fraction) -> _Walk:
-        return _Walk(self.prob * p, list(self.hops), list(self.ct), self.masq, self.snat_node,
+        return _Walk(self.prob if p == ONE else self.prob * p, list(self.hops), list(self.ct), self.masq, self.snat_node,
                      self.snat_iface, self.snat_step, self.dnat_node, self.dnat_step,
                      list(self.notes))
 
@@ -170,7 +172,7 @@ class Tracer:
         if start.kind == "pod":
             assert start.ip is not None and start.node is not None
             t = FiveTuple(proto=proto, src=start.ip, sport=CLIENT_SPORT, dst=dst, dport=dport)
-            w = _Walk(Fraction(1))
+            w = _Walk(ONE)
             net = self.topo.net(start.node)
             iif = net.pod_iface(start.pod)
             w.hops.append(Hop(at=f"pod {start.name}", node=None, packet_in=t, packet_out=t,
@@ -182,7 +184,7 @@ class Tracer:
             if self.topo.is_local(start.node, dst):
                 src = dst
             t = FiveTuple(proto=proto, src=src, sport=CLIENT_SPORT, dst=dst, dport=dport)
-            w = _Walk(Fraction(1))
+            w = _Walk(ONE)
             outcomes += self._at_node(start.node, Packet(tuple=t), True, w, t, start)
         else:
             assert start.ip is not None
@@ -275,7 +277,7 @@ class Tracer:
                 pkt = last.packet
                 if hook == "postrouting":
                     pkt = pkt.with_(oif=route.oif)
-                ct = ["NEW"] + (["DNAT"] if any(x.dnat for x in path) else [])
+                ct = _CT_DNAT if any(x.dnat for x in path) else _CT_NEW
                 for b2 in ev.run_hook(hook, pkt, ct_state=ct):
                     nxt.append(path + [b2])
             paths = nxt
@@ -283,12 +285,13 @@ class Tracer:
 
     def _single(self, node: str, t: FiveTuple, path: list[Branch], disp: str,
                 route: Route | None) -> Outcome:
-        prob = Fraction(1)
+        prob = ONE
         steps: list[Step] = []
         masq = False
         snat: IPAddress | None = None
         for b in path:
-            prob *= b.probability
+            if b.probability != ONE:
+                prob *= b.probability
             steps.extend(b.steps)
             masq = masq or b.masquerade
             snat = b.snat_to or snat
@@ -339,9 +342,10 @@ class Tracer:
             else:
                 hooks = ["input"] if route.kind == "local" else ["forward", "postrouting"]
             for path in self._run_hooks(ev, hooks, b1, route):
-                p = Fraction(1)
+                p = ONE
                 for b in path:
-                    p *= b.probability
+                    if b.probability != ONE:
+                        p *= b.probability
                 w2 = w.fork(p)
                 last = path[-1]
                 out_tuple = self._record(w2, node, pkt, path, route, local_origin)
@@ -368,8 +372,7 @@ class Tracer:
             steps.extend(b.steps)
             if b.dnat and w.dnat_node is None:
                 w.dnat_node = node
-                w.dnat_step = next((s for s in reversed(b.steps) if s.effect.startswith("DNAT")),
-                                   None)
+                w.dnat_step = next((s for s in reversed(b.steps) if s.kind == "DNAT"), None)
             if (b.masquerade or b.snat_to is not None) and route is not None:
                 new_src = b.snat_to if b.snat_to is not None else route.src
                 final = FiveTuple(proto=final.proto, src=new_src, sport=final.sport,
@@ -377,8 +380,7 @@ class Tracer:
                 w.masq = True
                 w.snat_node, w.snat_iface = node, route.oif
                 w.snat_step = next((s for s in reversed(b.steps)
-                                    if s.effect in ("MASQUERADE",) or s.effect.startswith("SNAT")),
-                                   None)
+                                    if s.kind in ("MASQUERADE", "SNAT")), None)
             for note in _branch_notes([b]):
                 if note not in w.notes:
                     w.notes.append(note)

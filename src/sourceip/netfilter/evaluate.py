@@ -16,6 +16,7 @@ merging the indexed candidates with the rules the index cannot key, by position.
 from __future__ import annotations
 
 import heapq
+from functools import lru_cache
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -63,6 +64,14 @@ from sourceip.netfilter.ir import (
     Vmap,
 )
 
+ONE = Fraction(1)
+
+
+@lru_cache(maxsize=4096)
+def _fraction(text: str) -> Fraction:
+    return Fraction(text)
+
+
 Hook = Literal["prerouting", "input", "forward", "output", "postrouting"]
 HOOKS: tuple[Hook, ...] = ("prerouting", "input", "forward", "output", "postrouting")
 
@@ -82,17 +91,53 @@ Disposition = Literal["accept", "drop", "reject"]
 class Step:
     """One rule that matched (or a note), with the effect it had.
 
-    ``rule`` is None for notes (e.g. "chain policy ACCEPT"). ``text`` renders the rule as
-    iptables-save / nft would show it (computed on demand)."""
+    ``rule`` is None for notes (e.g. a chain policy). ``effect`` (``"jump KUBE-SVC-..."``,
+    ``"DNAT to 10.0.0.1:80"``...), ``rewrites`` (``(field, old, new)``) and ``text`` (the rule as
+    iptables-save / nft lists it) are formatted on demand: evaluation only records ``kind`` and
+    its raw ``arg``."""
 
     table: str
     chain: str
     index: int
     rule: Rule | None
-    effect: str
+    kind: str
     backend: str = "iptables"
     family: str = "ip"
-    rewrites: tuple[tuple[str, str, str], ...] = ()
+    arg: object = None
+
+    @property
+    def effect(self) -> str:
+        k, a = self.kind, self.arg
+        if k in ("jump", "goto", "unknown action"):
+            return f"{k} {a}"
+        if k == "vmap":
+            return f"vmap @{a} hit"
+        if k == "remember":
+            return f"remember client in @{a}"
+        if k == "mark":
+            op, value, _old, _new = a  # type: ignore[misc]
+            return f"mark {op} {value:#x}"
+        if k == "DNAT":
+            _t, addr, port = a  # type: ignore[misc]
+            return f"DNAT to {_hp(addr, port)}"
+        if k == "SNAT":
+            _src, addr = a  # type: ignore[misc]
+            return f"SNAT to {addr}"
+        return k
+
+    @property
+    def rewrites(self) -> tuple[tuple[str, str, str], ...]:
+        k, a = self.kind, self.arg
+        if k == "mark":
+            _op, _value, old, new = a  # type: ignore[misc]
+            return (("mark", f"{old:#x}", f"{new:#x}"),)
+        if k == "DNAT":
+            t, addr, port = a  # type: ignore[misc]
+            return (("dst", _hp(t.dst, t.dport), _hp(addr, port)),)
+        if k == "SNAT":
+            src, addr = a  # type: ignore[misc]
+            return (("src", str(src), str(addr)),)
+        return ()
 
     @property
     def text(self) -> str:
@@ -273,13 +318,17 @@ class _CompiledChain:
     rules: list[_CompiledRule]
     by_key: dict[tuple[IPAddress, str, int], list[int]] | None
     generic: list[int]
+    generic_rules: list[_CompiledRule]
 
-    def candidates(self, t: FiveTuple) -> Iterable[_CompiledRule]:
+    def candidates(self, t: FiveTuple) -> list[_CompiledRule]:
+        """The rules that can match ``t``, in chain order (the list must not be modified)."""
         if self.by_key is None:
             return self.rules
-        keyed = self.by_key.get((t.dst, t.proto, t.dport), [])
+        keyed = self.by_key.get((t.dst, t.proto, t.dport))
         rules = self.rules
-        return (rules[i] for i in heapq.merge(keyed, self.generic))
+        if not keyed:
+            return self.generic_rules
+        return [rules[i] for i in heapq.merge(keyed, self.generic)]
 
 
 _INDEX_THRESHOLD = 16
@@ -309,7 +358,7 @@ def _compile_chain(chain: Chain) -> _CompiledChain:
                 generic.append(cr.index)
             else:
                 by_key.setdefault(cr.key, []).append(cr.index)
-    return _CompiledChain(chain, rules, by_key, generic)
+    return _CompiledChain(chain, rules, by_key, generic, [rules[i] for i in generic])
 
 
 # ----------------------------------------------------------------------------- evaluator
@@ -331,7 +380,9 @@ class Evaluator:
 
     def __init__(self, ruleset: Ruleset, local: Iterable[IPAddress | IPNetwork | str]) -> None:
         self.ruleset = ruleset
+        self.backend = ruleset.backend
         self.local = PrefixSet(local)
+        self._envs: dict[frozenset[str], tuple[_Env, _Env]] = {}
         self._compiled: dict[tuple[str, str, str], _CompiledChain] = {}
         self._chains: dict[tuple[str, str], dict[str, Chain]] = {
             (t.family, t.name): {c.name: c for c in t.chains} for t in ruleset.tables
@@ -370,15 +421,19 @@ class Evaluator:
         hook: str,
         packet: Packet,
         *,
-        ct_state: Iterable[str] = ("NEW",),
+        ct_state: Iterable[str] = frozenset({"NEW"}),
         table_type: str | None = None,
     ) -> list[Branch]:
         """Every branch ``packet`` can take through ``hook`` (only chains of ``table_type`` —
         ``nat`` or ``filter`` — when given). Probabilities of the branches sum to 1."""
-        base_state = frozenset(s.upper() for s in ct_state)
-        env = _Env(self.local, base_state)
-        env_dnat = _Env(self.local, base_state | {"DNAT"})
-        states = [_State(Fraction(1), packet, [])]
+        base_state = ct_state if isinstance(ct_state, frozenset) else frozenset(ct_state)
+        envs = self._envs.get(base_state)
+        if envs is None:
+            upper = frozenset(s.upper() for s in base_state)
+            envs = self._envs[base_state] = (_Env(self.local, upper),
+                                             _Env(self.local, upper | {"DNAT"}))
+        env, env_dnat = envs
+        states = [_State(ONE, packet, [])]
         results: list[Branch] = []
         for table, chain in self.base_chains(hook, table_type):
             next_states: list[_State] = []
@@ -411,10 +466,9 @@ class Evaluator:
             cc = self._compiled[key] = _compile_chain(chain)
         return cc
 
-    def _step(self, table: Table, chain: Chain, idx: int, rule: Rule | None, effect: str,
-              rewrites: tuple[tuple[str, str, str], ...] = ()) -> Step:
-        return Step(table.name, chain.name, idx, rule, effect, self.ruleset.backend,
-                    table.family, rewrites)
+    def _step(self, table: Table, chain: Chain, idx: int, rule: Rule | None, kind: str,
+              arg: object = None) -> Step:
+        return Step(table.name, chain.name, idx, rule, kind, self.backend, table.family, arg)
 
     def _run_chain(self, table: Table, chain: Chain, st: _State, env: _Env, depth: int
                    ) -> list[tuple[_State, str]]:
@@ -424,7 +478,7 @@ class Evaluator:
             st.unknown.append(f"chain recursion deeper than 64 at {chain.name}")
             return [(st, "drop")]
         cc = self._compiled_chain(table, chain)
-        return self._walk(table, cc, list(cc.candidates(st.pkt.tuple)), 0, st, env, depth)
+        return self._walk(table, cc, cc.candidates(st.pkt.tuple), 0, st, env, depth)
 
     def _walk(self, table: Table, cc: _CompiledChain, rules: list[_CompiledRule], start: int,
               st: _State, env: _Env, depth: int) -> list[tuple[_State, str]]:
@@ -435,12 +489,16 @@ class Evaluator:
             cr = rules[i]
             i += 1
             pkt = st.pkt
-            if not all(fn(pkt, env) for fn in cr.fns):
-                continue
             matched = True
+            for fn in cr.fns:
+                if not fn(pkt, env):
+                    matched = False
+                    break
+            if not matched:
+                continue
             for m in cr.special:
                 if isinstance(m, Statistic):
-                    p = m.exact
+                    p = _fraction(m.probability)
                     if p <= 0:
                         matched = False
                         break
@@ -503,7 +561,7 @@ class Evaluator:
         if isinstance(a, Jump | Goto):
             target = self._chains[(table.family, table.name)].get(a.chain)
             verb = "jump" if isinstance(a, Jump) else "goto"
-            st.steps.append(self._step(table, chain, idx, rule, f"{verb} {a.chain}"))
+            st.steps.append(self._step(table, chain, idx, rule, verb, a.chain))
             if target is None:
                 st.unknown.append(f"{chain.name}: {verb} to missing chain {a.chain}")
                 return [(st, "continue")]
@@ -537,8 +595,8 @@ class Evaluator:
             else:
                 new = (old & ~a.mask & 0xFFFFFFFF) ^ a.value
             st.pkt = st.pkt.with_(mark=new)
-            st.steps.append(self._step(table, chain, idx, rule, f"mark {a.op} {a.value:#x}",
-                                       (("mark", f"{old:#x}", f"{new:#x}"),)))
+            st.steps.append(self._step(table, chain, idx, rule, "mark",
+                                       (a.op, a.value, old, new)))
             return None
         if isinstance(a, Dnat):
             t = st.pkt.tuple
@@ -546,9 +604,7 @@ class Evaluator:
             new_t = FiveTuple(proto=t.proto, src=t.src, sport=t.sport, dst=a.addr, dport=port)
             st.pkt = st.pkt.with_(tuple=new_t)
             st.dnat = True
-            st.steps.append(self._step(
-                table, chain, idx, rule, f"DNAT to {_hp(a.addr, port)}",
-                (("dst", _hp(t.dst, t.dport), _hp(a.addr, port)),)))
+            st.steps.append(self._step(table, chain, idx, rule, "DNAT", (t, a.addr, port)))
             return [(st, "accept")]
         if isinstance(a, Masquerade):
             st.masq = True
@@ -556,13 +612,12 @@ class Evaluator:
             return [(st, "accept")]
         if isinstance(a, Snat):
             st.snat_to = a.addr
-            st.steps.append(self._step(table, chain, idx, rule, f"SNAT to {a.addr}",
-                                       (("src", str(st.pkt.tuple.src), str(a.addr)),)))
+            st.steps.append(self._step(table, chain, idx, rule, "SNAT",
+                                       (st.pkt.tuple.src, a.addr)))
             return [(st, "accept")]
         if isinstance(a, SetUpdate):
             st.affinity.append(f"update @{a.set_name}")
-            st.steps.append(self._step(table, chain, idx, rule, f"remember client in "
-                                                                  f"@{a.set_name}"))
+            st.steps.append(self._step(table, chain, idx, rule, "remember", a.set_name))
             return None
         if isinstance(a, Counter):
             return None
@@ -570,7 +625,7 @@ class Evaluator:
             verdict = self._map_lookup(table, a, st)
             if verdict is None:
                 return None
-            st.steps.append(self._step(table, chain, idx, rule, f"vmap @{a.map_name} hit"))
+            st.steps.append(self._step(table, chain, idx, rule, "vmap", a.map_name))
             return self._action(table, chain, cr, verdict, st, env, depth)
         if isinstance(a, NumgenVmap):
             n = len(a.targets)
@@ -588,7 +643,7 @@ class Evaluator:
             return outs
         if isinstance(a, UnknownAction):
             st.unknown.append(f"{chain.name}[{idx}]: cannot evaluate action {a.text}; ignored")
-            st.steps.append(self._step(table, chain, idx, rule, f"unknown action {a.text}"))
+            st.steps.append(self._step(table, chain, idx, rule, "unknown action", a.text))
             return None
         st.unknown.append(f"{chain.name}[{idx}]: unsupported action {a!r}")
         return None
