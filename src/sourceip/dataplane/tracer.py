@@ -62,7 +62,8 @@ class _Walk:
     notes: list[str] = field(default_factory=list)
 
     def fork(self, p: Fraction) -> _Walk:
-        return _Walk(self.prob if p == ONE else self.prob * p, list(self.hops), list(self.ct), self.masq, self.snat_node,
+        prob = self.prob if p == ONE else self.prob * p
+        return _Walk(prob, list(self.hops), list(self.ct), self.masq, self.snat_node,
                      self.snat_iface, self.snat_step, self.dnat_node, self.dnat_step,
                      list(self.notes))
 

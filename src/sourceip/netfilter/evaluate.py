@@ -16,10 +16,10 @@ merging the indexed candidates with the rules the index cannot key, by position.
 from __future__ import annotations
 
 import heapq
-from functools import lru_cache
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
