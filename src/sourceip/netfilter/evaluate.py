@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
-from typing import Literal
+from typing import Any, Literal
 
 from sourceip.net.addr import IPAddress, IPNetwork
 from sourceip.net.packet import FiveTuple, Packet
@@ -107,7 +107,8 @@ class Step:
 
     @property
     def effect(self) -> str:
-        k, a = self.kind, self.arg
+        k = self.kind
+        a: Any = self.arg
         if k in ("jump", "goto", "unknown action"):
             return f"{k} {a}"
         if k == "vmap":
@@ -115,27 +116,28 @@ class Step:
         if k == "remember":
             return f"remember client in @{a}"
         if k == "mark":
-            op, value, _old, _new = a  # type: ignore[misc]
+            op, value, _old, _new = a
             return f"mark {op} {value:#x}"
         if k == "DNAT":
-            _t, addr, port = a  # type: ignore[misc]
+            _t, addr, port = a
             return f"DNAT to {_hp(addr, port)}"
         if k == "SNAT":
-            _src, addr = a  # type: ignore[misc]
+            _src, addr = a
             return f"SNAT to {addr}"
         return k
 
     @property
     def rewrites(self) -> tuple[tuple[str, str, str], ...]:
-        k, a = self.kind, self.arg
+        k = self.kind
+        a: Any = self.arg
         if k == "mark":
-            _op, _value, old, new = a  # type: ignore[misc]
+            _op, _value, old, new = a
             return (("mark", f"{old:#x}", f"{new:#x}"),)
         if k == "DNAT":
-            t, addr, port = a  # type: ignore[misc]
+            t, addr, port = a
             return (("dst", _hp(t.dst, t.dport), _hp(addr, port)),)
         if k == "SNAT":
-            src, addr = a  # type: ignore[misc]
+            src, addr = a
             return (("src", str(src), str(addr)),)
         return ()
 
