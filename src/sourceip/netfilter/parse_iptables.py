@@ -31,7 +31,9 @@ Everything else is kept, never dropped: a module or target the IR cannot express
 
 from __future__ import annotations
 
+import gc
 import ipaddress
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -128,6 +130,7 @@ _OPT_ALIASES = {
     "--destination-port": "--dport", "--source-port": "--sport",
     "--destination-ports": "--dports", "--source-ports": "--sports",
 }
+_VALUE_OPTS = frozenset({"-s", "-d", "-i", "-o", "-p"})
 _IMPLICIT_PROTO_MODULES = frozenset({"tcp", "udp", "sctp", "icmp", "icmp6"})
 _PER_OPTION_MODULES = frozenset({"tcp", "udp", "sctp", "multiport"})
 
@@ -158,10 +161,18 @@ def _quote(text: str) -> str:
 
 
 _SAFE = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,+=@%[]^"
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,+=@%[]^!"
 )
 
 # ----------------------------------------------------------------------------- values
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address; dotted quads take a fast path (``inet_pton`` is strict, as is ipaddress)."""
+    try:
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
+    except OSError:
+        return ipaddress.ip_address(text)
 
 
 @lru_cache(maxsize=65536)
@@ -169,7 +180,9 @@ def _addr(text: str) -> AddrLike:
     """``10.0.0.1``, ``10.0.0.1/32`` -> address; ``10.0.0.0/8`` -> network (host bits masked,
     as iptables does); ``10.0.0.0/255.0.0.0`` works too. Raises ValueError."""
     if "/" not in text:
-        return ipaddress.ip_address(text)
+        return _ip(text)
+    if text.endswith("/32") and "." in text:
+        return _ip(text[:-3])
     net = ipaddress.ip_network(text, strict=False)
     if net.prefixlen == net.max_prefixlen:
         return net.network_address
@@ -223,8 +236,8 @@ def _hostport(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address,
         return ipaddress.ip_address(host), port
     if text.count(":") == 1:
         host, port_s = text.split(":")
-        return ipaddress.ip_address(host), _single_port(port_s)
-    return ipaddress.ip_address(text), None
+        return _ip(host), _single_port(port_s)
+    return _ip(text), None
 
 
 def _single_port(text: str) -> int:
@@ -247,6 +260,31 @@ def _xmark(value: int, mask: int) -> MarkSet:
     if value & ~mask & _ALL_ONES == 0:
         return MarkSet("set", value, mask)
     raise _Unknown
+
+
+@lru_cache(maxsize=65536)
+def _addr_match(opt: str, value: str, neg: bool) -> Match:
+    """``-s``/``-d`` VALUE (comma lists allowed) as one ``Addr``; cached: dumps repeat them."""
+    try:
+        nets = tuple(_addr(v) for v in value.split(","))
+    except ValueError:
+        return UnknownMatch(_join((["!"] if neg else []) + [opt, value]))
+    return Addr("src" if opt == "-s" else "dst", nets, neg)
+
+
+@lru_cache(maxsize=4096)
+def _iface_match(opt: str, value: str, neg: bool) -> Iface:
+    return Iface("in" if opt == "-i" else "out", value, neg)
+
+
+@lru_cache(maxsize=1024)
+def _proto_match(value: str, neg: bool) -> Proto:
+    return Proto(value, neg)
+
+
+@lru_cache(maxsize=65536)
+def _jump(name: str) -> Jump:
+    return Jump(name)
 
 
 # ----------------------------------------------------------------------------- modules
@@ -371,6 +409,7 @@ _MODULE_BUILDERS: dict[str, Callable[[list[_Opt]], list[Match]]] = {
 }
 
 
+@lru_cache(maxsize=16384)
 def _port_match(module: str, neg: bool, opt: str, arg: str) -> Match:
     """A per-option match of tcp/udp/sctp/multiport, placed where the option stood."""
     try:
@@ -464,6 +503,40 @@ def _tokenize(line: str) -> list[str]:
     Single quotes and backslashes outside quotes are ordinary characters."""
     if '"' not in line:
         return line.split()
+    if "\\" in line:
+        return _tokenize_slow(line)
+    parts = line.split('"')
+    if not len(parts) & 1:
+        raise _LineError("unterminated quote")
+    tokens: list[str] = []
+    cur: str | None = None  # a token still open (a quoted part may continue it)
+    for idx, part in enumerate(parts):
+        if idx & 1:
+            cur = part if cur is None else cur + part
+            continue
+        if not part:
+            continue
+        words = part.split()
+        if not words or part[0].isspace():
+            if cur is not None:
+                tokens.append(cur)
+                cur = None
+            if not words:
+                continue
+        if cur is not None:
+            words[0] = cur + words[0]
+            cur = None
+        if part[-1].isspace():
+            tokens.extend(words)
+        else:
+            tokens.extend(words[:-1])
+            cur = words[-1]
+    if cur is not None:
+        tokens.append(cur)
+    return tokens
+
+
+def _tokenize_slow(line: str) -> list[str]:
     tokens: list[str] = []
     buf: list[str] = []
     started = False
@@ -482,7 +555,7 @@ def _tokenize(line: str) -> list[str]:
             continue
         if ch == '"':
             quote = started = True
-        elif ch in " \t\r\n\f\v":
+        elif ch.isspace():
             if started:
                 tokens.append("".join(buf))
                 buf.clear()
@@ -510,11 +583,6 @@ def _parse_rule(toks: list[str], pos: int) -> tuple[Rule, str | None]:
     bare_jump: str | None = None
     counters_seen = False
 
-    def arg(i: int, opt: str) -> str:
-        if i >= n:
-            raise _LineError(f"option {opt} needs an argument")
-        return toks[i]
-
     i = pos
     while i < n:
         tok = toks[i]
@@ -528,50 +596,45 @@ def _parse_rule(toks: list[str], pos: int) -> tuple[Rule, str | None]:
         gen = _GENERIC.get(tok)
         if gen is not None:
             i += 1
-            if gen in ("-s", "-d", "-i", "-o", "-p") and i < n and toks[i] == "!":
-                if neg:
-                    raise _LineError(f"double negation of {tok}")
-                neg = True  # old style: -s ! x
+            if gen in _VALUE_OPTS:
+                if i < n and toks[i] == "!":
+                    if neg:
+                        raise _LineError(f"double negation of {tok}")
+                    neg = True  # old style: -s ! x
+                    i += 1
+                if i >= n:
+                    raise _LineError(f"option {tok} needs an argument")
+                value = toks[i]
                 i += 1
-            if gen in ("-s", "-d"):
-                value = arg(i, tok)
-                i += 1
-                try:
-                    nets = tuple(_addr(v) for v in value.split(","))
-                    slots.append(Addr("src" if gen == "-s" else "dst", nets, neg))
-                except ValueError:
-                    slots.append(UnknownMatch(_join((["!"] if neg else []) + [gen, value])))
-            elif gen in ("-i", "-o"):
-                value = arg(i, tok)
-                i += 1
-                slots.append(Iface("in" if gen == "-i" else "out", value, neg))
-            elif gen == "-p":
-                value = arg(i, tok)
-                i += 1
-                slots.append(Proto(value, neg))
-                if value in _IMPLICIT_PROTO_MODULES:
-                    implicit = _Module(value)
-                    modules.append(implicit)
-                    if value in ("icmp", "icmp6"):
-                        slots.append(implicit)
-            elif gen == "-m":
+                if gen == "-s" or gen == "-d":
+                    slots.append(_addr_match(gen, value, neg))
+                elif gen == "-p":
+                    slots.append(_proto_match(value, neg))
+                    if value in _IMPLICIT_PROTO_MODULES:
+                        implicit = _Module(value)
+                        modules.append(implicit)
+                        if value in ("icmp", "icmp6"):
+                            slots.append(implicit)
+                else:
+                    slots.append(_iface_match(gen, value, neg))
+                continue
+            if gen in ("-m", "-j", "-g") and i >= n:
+                raise _LineError(f"option {tok} needs an argument")
+            if gen == "-m":
                 if neg:
                     raise _LineError("'!' before -m")
-                name = arg(i, tok)
+                name = toks[i]
                 i += 1
                 mod = _Module(name)
                 modules.append(mod)
-                if name not in _PER_OPTION_MODULES and name not in ("comment", "icmp",
-                                                                      "icmp6"):
-                    slots.append(mod)
-                elif name in ("icmp", "icmp6"):
+                if name not in _PER_OPTION_MODULES and name != "comment":
                     slots.append(mod)
             elif gen in ("-j", "-g"):
                 if neg:
                     raise _LineError(f"'!' before {tok}")
                 if target is not None or goto is not None:
                     raise _LineError("more than one target")
-                name = arg(i, tok)
+                name = toks[i]
                 i += 1
                 if gen == "-g":
                     goto = name
@@ -658,7 +721,7 @@ def _parse_rule(toks: list[str], pos: int) -> tuple[Rule, str | None]:
         elif target_opts:
             actions = (UnknownAction(_target_text(target, target_opts)),)
         else:
-            actions = (Jump(target),)
+            actions = (_jump(target),)
             bare_jump = target
     comment = "; ".join(comments) if comments else None
     return Rule(tuple(matches), actions, comment), bare_jump
@@ -733,6 +796,16 @@ def parse_iptables_save(
     """
     if family not in (4, 6):
         raise ValueError(f"family must be 4 or 6, not {family!r}")
+    was_enabled = gc.isenabled()
+    gc.disable()  # millions of acyclic objects: the cyclic GC's full scans would dominate
+    try:
+        return _parse(text, source, family)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse(text: str, source: str, family: int) -> Ruleset:
     fam = "ip" if family == 4 else "ip6"
     tables: list[Table] = []
     seen_tables: set[str] = set()

@@ -537,7 +537,9 @@ def _statement(key: str, body: object, family: str) -> Action:
     raise _Unknown
 
 
-def _rule(exprs: object, family: str, where: str) -> tuple[tuple[Match, ...], tuple[Action, ...]]:
+def _rule(
+    exprs: object, family: str, where: str, notes: list[str]
+) -> tuple[tuple[Match, ...], tuple[Action, ...]]:
     if not isinstance(exprs, list):
         raise _Bad("expr must be a list", where)
     matches: list[Match] = []
@@ -547,6 +549,14 @@ def _rule(exprs: object, family: str, where: str) -> tuple[tuple[Match, ...], tu
             raise _Bad("each expression must be an object with one key", f"{where}[{i}]")
         ((key, body),) = e.items()
         statement_seen = any(not isinstance(a, Counter) for a in actions)
+        if key == "xt" and isinstance(body, dict) and body.get("type") == "match":
+            # iptables-nft's compat matches: nft lists only the name. A comment never filters:
+            # skipped with a note; any other is a match we cannot see into.
+            if body.get("name") == "comment":
+                notes.append(f"{where}[{i}]: iptables-nft comment match (text not listed)")
+                continue
+            key = "match"
+            body = None  # not a match we understand: becomes UnknownMatch below
         if key == "match":
             try:
                 found = _match(body)
@@ -555,7 +565,9 @@ def _rule(exprs: object, family: str, where: str) -> tuple[tuple[Match, ...], tu
             if statement_seen:
                 actions.extend(UnknownAction(_text(e)) for _ in found[:1])
             else:
-                matches.extend(found)
+                # `meta l4proto tcp tcp dport 80` (iptables-nft writes both): one Proto
+                matches.extend(m for m in found if not (
+                    isinstance(m, Proto) and len(found) > 1 and m in matches))
             continue
         try:
             act = _statement(key, body, family)
@@ -747,7 +759,7 @@ def parse_nft_json(data: str | bytes | dict[str, Any], *, source: str = "<nft -j
                 assert cname is not None
                 if cname not in t["chains"]:
                     raise _Bad(f"chain {cname} is not listed before this rule", where)
-                matches, actions = _rule(obj.get("expr", []), family, f"{where}.expr")
+                matches, actions = _rule(obj.get("expr", []), family, f"{where}.expr", notes)
                 t["rules"][cname].append(
                     Rule(matches, actions, _str(obj, "comment", where, required=False))
                 )
