@@ -291,7 +291,7 @@ def _match(body: object) -> list[Match]:
         raise _Unknown
     if lk == "payload" and isinstance(lb, dict):
         proto, fld = lb.get("protocol"), lb.get("field")
-        if len(lb) != 2:
+        if len(lb) != 2 or not isinstance(proto, str) or not isinstance(fld, str):
             raise _Unknown
         if proto in ("ip", "ip6") and fld in ("saddr", "daddr"):
             side: Literal["src", "dst"] = "src" if fld == "saddr" else "dst"
@@ -313,7 +313,7 @@ def _match(body: object) -> list[Match]:
                 ports = tuple(_port_value(x) for x in items)
             else:
                 ports = (_port_value(right),)
-            port = Port(fld, ports, neg)
+            port = Port("sport" if fld == "sport" else "dport", ports, neg)
             if proto == "th":
                 return [port]
             return [Proto(proto), port]  # nft's form of `meta l4proto P th dport N`
