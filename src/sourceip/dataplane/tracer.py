@@ -81,6 +81,7 @@ class Tracer:
         external_ip: str = DEFAULT_EXTERNAL_IP,
         topology: Topology | None = None,
         rules_cluster: Cluster | None = None,
+        transit_cache: dict[tuple[str, KubeProxyConfig], Evaluator] | None = None,
     ) -> None:
         self.cluster = cluster
         self.config = config if config is not None else cluster.kube_proxy
@@ -88,6 +89,12 @@ class Tracer:
         # Rules may be built from a smaller view (e.g. one Service) for speed: kube-proxy's
         # rules for one Service do not depend on the others.
         self.rules_cluster = rules_cluster if rules_cluster is not None else cluster
+        # When rules are built from a view of some Services, a node that a packet reaches
+        # after DNAT, addressed to a pod, is evaluated with the rules of no Service at all
+        # (kube-proxy's per-Service rules only match that Service's addresses and node
+        # ports); those rulesets are shared between tracers through ``transit_cache``.
+        self._transit = transit_cache if transit_cache is not None else {}
+        self._vips: frozenset[IPAddress] | None = None
         self._rulesets = dict(rulesets or {})
         self._evals: dict[str, Evaluator] = {}
         self.external_ip = parse_ip(external_ip)
@@ -107,6 +114,26 @@ class Tracer:
                 raise LookupFailed(f"no node named {node!r} with an address")
             ev = self._evals[node] = Evaluator(self.ruleset(node),
                                                self.topo.net(node).local_addresses())
+        return ev
+
+    def _transit_evaluator(self, node: str, dst: IPAddress) -> Evaluator:
+        """The evaluator for a packet forwarded to ``node`` after DNAT (see __init__)."""
+        if self.rules_cluster is self.cluster:
+            return self.evaluator(node)
+        if self._vips is None:
+            self._vips = frozenset(
+                ip for s in self.rules_cluster.services
+                for ip in (*s.cluster_ips, *s.external_ips, *s.all_lb_ips))
+        if (dst in self._vips or self.topo.node_owning(dst) is not None
+                or self.topo.pod_node(dst) is None):
+            return self.evaluator(node)
+        key = (node, self.config)
+        ev = self._transit.get(key)
+        if ev is None:
+            base = Cluster(nodes=self.cluster.nodes, kube_proxy=self.cluster.kube_proxy,
+                           profile=self.cluster.profile)
+            rs = build_ruleset(base, self.cluster.node(node), self.config)
+            ev = self._transit[key] = Evaluator(rs, self.topo.net(node).local_addresses())
         return ev
 
     # ------------------------------------------------------------------ vantage points
@@ -327,7 +354,7 @@ class Tracer:
         if depth >= MAX_NODES:
             w.notes.append("routing loop: more than 8 nodes crossed")
             return [self._finish(w, "dropped", pkt.tuple, None, original, start)]
-        ev = self.evaluator(node)
+        ev = self.evaluator(node) if depth == 0 else self._transit_evaluator(node, pkt.tuple.dst)
         first = "output" if local_origin else "prerouting"
         out: list[Outcome] = []
         for b1 in ev.run_hook(first, pkt):
@@ -503,7 +530,7 @@ def _branch_notes(path: list[Branch]) -> list[str]:
 
 def _merge(outcomes: list[Outcome]) -> list[Outcome]:
     """Outcomes are listed most likely first (stable for equal probabilities)."""
-    return sorted(outcomes, key=lambda o: -o.probability)
+    return sorted(outcomes, key=lambda o: -float(o.probability))
 
 
 def _pick_port(svc: Service, port_s: str, proto: str | None):  # type: ignore[no-untyped-def]

@@ -14,11 +14,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sourceip.cluster import Cluster, Pod, Service, ServicePort
+from sourceip.cluster import Cluster, EndpointSlice, Pod, Service, ServicePort
 from sourceip.dataplane.topology import Topology
 from sourceip.dataplane.trace import Outcome, Trace, fmt_prob
 from sourceip.dataplane.tracer import DEFAULT_EXTERNAL_IP, Start, Tracer
 from sourceip.net.addr import IPAddress, parse_ip, parse_network
+
+MAX_LISTED_NODES = 50
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,7 +45,7 @@ class PathResult:
     title: str
     client: str
     target: str
-    nodes: tuple[str, ...]
+    nodes: tuple[str, ...]  # the first MAX_LISTED_NODES of the group
     trace: Trace
     seen: tuple[str, ...]  # "IP (what it is)" for each delivered outcome, most likely first
     real_client: bool | None  # None: nothing is delivered
@@ -51,11 +53,13 @@ class PathResult:
     summary: str
     fixes: tuple[Fix, ...] = ()
     changes: tuple[str, ...] = ()  # settings that would change this answer
+    node_count: int = 0  # how many nodes behave this way
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "title": self.title, "client": self.client,
-            "target": self.target, "nodes": list(self.nodes), "seen": list(self.seen),
+            "target": self.target, "nodes": list(self.nodes), "node_count": self.node_count,
+            "seen": list(self.seen),
             "real_client": self.real_client, "rewritten_by": list(self.rewritten_by),
             "summary": self.summary, "fixes": [f.to_dict() for f in self.fixes],
             "what_would_change_this": list(self.changes),
@@ -92,10 +96,21 @@ class Explainer:
     # Trace every node on its own instead of one representative per group (the lab probes
     # each node this way).
     expand_groups: bool = False
+    # Large clusters: keep the endpoints of at most this many nodes per endpoint condition
+    # (plus each node group's representative) when tracing a Service. What a pod sees depends
+    # on the client's node and the endpoint's node class, not on which of many alike nodes
+    # the endpoint runs on; probabilities are then those of the sample. None: every endpoint.
+    sample_nodes: int | None = None
     topo: Topology = field(init=False)
+    _transit: dict[Any, Any] = field(init=False)
+    _slice_cache: dict[str, tuple[EndpointSlice, ...]] = field(init=False)
+    _sorted_nodes: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.topo = Topology(self.cluster)
+        self._transit = {}
+        self._slice_cache = {}
+        self._sorted_nodes = sorted(self.topo.nets)
 
     # ------------------------------------------------------------------ entry points
     def explain(self, names: list[str] | None = None) -> list[ServiceExplanation]:
@@ -124,13 +139,39 @@ class Explainer:
                 if svc.cluster_ips and svc.cluster_ips[0].version == 4]
 
     # ------------------------------------------------------------------ per port
+    def _slices(self, svc: Service) -> tuple[EndpointSlice, ...]:
+        slices = self.cluster.slices_for(svc)
+        k = self.sample_nodes
+        if k is None:
+            return slices
+        eps = [ep for es in slices for ep in es.endpoints]
+        if len({ep.node_name for ep in eps}) <= k or any(
+                ep.hint_zones or ep.hint_nodes for ep in eps):
+            return slices
+        keep: set[str] = set()
+        for sp in svc.ports:
+            keep.update(nodes[0] for _, nodes in self._node_groups(svc, sp))
+        per_class: dict[tuple[bool, bool, bool], list[str]] = defaultdict(list)
+        for ep in eps:
+            cls = (ep.is_ready, ep.is_serving, ep.is_terminating)
+            if ep.node_name not in per_class[cls] and len(per_class[cls]) < k:
+                per_class[cls].append(ep.node_name)
+        for nodes in per_class.values():
+            keep.update(nodes)
+        return tuple(replace(es, endpoints=tuple(ep for ep in es.endpoints
+                                                 if ep.node_name in keep))
+                     for es in slices)
+
     def _tracer(self, svc: Service, **cfg_changes: Any) -> Tracer:
+        slices = self._slice_cache.get(svc.key)
+        if slices is None:
+            slices = self._slice_cache[svc.key] = self._slices(svc)
         sub = Cluster(nodes=self.cluster.nodes, services=(svc,),
-                      endpoint_slices=self.cluster.slices_for(svc),
+                      endpoint_slices=slices,
                       kube_proxy=self.cluster.kube_proxy, profile=self.cluster.profile)
         cfg = replace(self.cluster.kube_proxy, **cfg_changes) if cfg_changes else None
         return Tracer(self.cluster, cfg, topology=self.topo, rules_cluster=sub,
-                      external_ip=self.external_ip)
+                      external_ip=self.external_ip, transit_cache=self._transit)
 
     def _explain_port(self, svc: Service, sp: ServicePort) -> ServiceExplanation:
         tracer = self._tracer(svc)
@@ -229,7 +270,7 @@ class Explainer:
             by_sig[tuple(sorted(conds))].append(node)
         groups: list[tuple[bool, list[str]]] = [(True, sorted(v)) for _, v in
                                                 sorted(by_sig.items(), key=lambda kv: kv[1])]
-        bare = sorted(n for n in self.topo.nets if n not in local)
+        bare = [n for n in self._sorted_nodes if n not in local]
         if bare:
             groups.append((False, bare))
         if self.expand_groups:
@@ -323,7 +364,8 @@ class Explainer:
         summary = self._summary(kind, tr, delivered, real)
         fixes = self._fixes(kind, tr, delivered, real, svc, nodes)
         return PathResult(kind=kind, title=title, client=start.describe(), target=target,
-                          nodes=tuple(nodes), trace=tr, seen=tuple(seen), real_client=real,
+                          nodes=tuple(nodes[:MAX_LISTED_NODES]), node_count=len(nodes),
+                          trace=tr, seen=tuple(seen), real_client=real,
                           rewritten_by=tuple(rewritten), summary=summary, fixes=tuple(fixes))
 
     def _summary(self, kind: str, tr: Trace, delivered: list[Outcome], real: bool | None) -> str:
@@ -354,7 +396,9 @@ class Explainer:
         external = kind in ("nodeport", "loadbalancer", "external-ip")
         if external and svc is not None and real is False \
                 and svc.external_traffic_policy != "Local":
-            no_ep = sorted(n for n in self.topo.nets if not _has_ready_on(self.cluster, svc, n))
+            ready_on = {ep.node_name for es in self.cluster.slices_for(svc)
+                        for ep in es.endpoints if ep.is_ready}
+            no_ep = [n for n in self._sorted_nodes if n not in ready_on]
             side = [
                 "nodes without a ready endpoint drop this traffic"
                 + (f" ({_nodes_label(no_ep)})" if no_ep else ""),
@@ -463,11 +507,6 @@ class Explainer:
         ds = [self.describe_source(o, None) for o in tr.outcomes
               if o.disposition == "delivered"]
         return ", ".join(dict.fromkeys(ds))
-
-
-def _has_ready_on(cluster: Cluster, svc: Service, node: str) -> bool:
-    return any(ep.node_name == node and ep.is_ready
-               for es in cluster.slices_for(svc) for ep in es.endpoints)
 
 
 def _nodes_label(nodes: list[str] | tuple[str, ...]) -> str:
