@@ -15,7 +15,7 @@ from typing import Literal
 
 from sourceip.cluster import Cluster, Node, Pod
 from sourceip.net.addr import IPAddress, IPNetwork
-from sourceip.net.prefixset import PrefixMap
+from sourceip.net.prefixset import PrefixMap, PrefixSet
 
 RouteKind = Literal["local", "pod", "node", "external"]
 
@@ -79,6 +79,7 @@ class Topology:
         self.profile = cluster.profile
         self.nets: dict[str, NodeNet] = {}
         self._pod_cidrs: PrefixMap[str] = PrefixMap()
+        self._local_sets: dict[str, PrefixSet] = {}
         for node in cluster.nodes:
             ip = node.primary_ip(4) or (node.addresses[0] if node.addresses else None)
             if ip is None:
@@ -109,6 +110,18 @@ class Topology:
             if net.tunnel_addr is not None:
                 out[net.tunnel_addr] = name
         return out
+
+    @cached_property
+    def lb_ips(self) -> frozenset[IPAddress]:
+        """Every LoadBalancer ingress IP of the cluster."""
+        return frozenset(ip for s in self.cluster.services for ip in s.all_lb_ips)
+
+    def local_set(self, node: str) -> PrefixSet:
+        """What ``addrtype LOCAL`` matches on ``node``, built once per node."""
+        ps = self._local_sets.get(node)
+        if ps is None:
+            ps = self._local_sets[node] = PrefixSet(self.nets[node].local_addresses())
+        return ps
 
     def net(self, node: str) -> NodeNet:
         return self.nets[node]

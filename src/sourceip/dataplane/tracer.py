@@ -113,7 +113,7 @@ class Tracer:
             if node not in self.topo.nets:
                 raise LookupFailed(f"no node named {node!r} with an address")
             ev = self._evals[node] = Evaluator(self.ruleset(node),
-                                               self.topo.net(node).local_addresses())
+                                               self.topo.local_set(node))
         return ev
 
     def _transit_evaluator(self, node: str, dst: IPAddress) -> Evaluator:
@@ -133,7 +133,7 @@ class Tracer:
             base = Cluster(nodes=self.cluster.nodes, kube_proxy=self.cluster.kube_proxy,
                            profile=self.cluster.profile)
             rs = build_ruleset(base, self.cluster.node(node), self.config)
-            ev = self._transit[key] = Evaluator(rs, self.topo.net(node).local_addresses())
+            ev = self._transit[key] = Evaluator(rs, self.topo.local_set(node))
         return ev
 
     # ------------------------------------------------------------------ vantage points
@@ -263,7 +263,7 @@ class Tracer:
 
     # ------------------------------------------------------------------ internals
     def _is_lb_ip(self, ip: IPAddress) -> bool:
-        return any(ip in s.all_lb_ips for s in self.cluster.services)
+        return ip in self.topo.lb_ips
 
     def _entry_nodes(self, dst: IPAddress, dport: int, proto: str, via: str | None
                      ) -> list[tuple[str, Fraction, str]]:

@@ -105,11 +105,13 @@ class Explainer:
     _transit: dict[Any, Any] = field(init=False)
     _slice_cache: dict[str, tuple[EndpointSlice, ...]] = field(init=False)
     _sorted_nodes: list[str] = field(init=False)
+    _changes_cache: dict[tuple[Any, ...], tuple[str, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.topo = Topology(self.cluster)
         self._transit = {}
         self._slice_cache = {}
+        self._changes_cache = {}
         self._sorted_nodes = sorted(self.topo.nets)
 
     # ------------------------------------------------------------------ entry points
@@ -198,7 +200,7 @@ class Explainer:
                 tr = tracer.trace_flow(start, cip, sp.port, proto, target_desc=target)
                 p = self._path("pod-other-node", f"pod on {_nodes_label(nodes)} (no endpoint "
                                "there) -> ClusterIP", start, target, nodes, tr)
-                paths.append(self._with_changes(p, svc, start, cip, sp))
+                paths.append(self._with_changes(p, svc, start, cip, sp, tracer))
         # node itself (hostNetwork client) -> ClusterIP
         for has_eps, nodes in groups:
             start = Start(kind="node", name=nodes[0], node=nodes[0])
@@ -470,8 +472,24 @@ class Explainer:
         return fixes
 
     def _with_changes(self, p: PathResult, svc: Service, start: Start, cip: IPAddress,
-                      sp: ServicePort) -> PathResult:
-        """Add which settings would change a pod -> ClusterIP answer, found by tracing them."""
+                      sp: ServicePort, tracer: Tracer) -> PathResult:
+        """Add which settings would change a pod -> ClusterIP answer, found by tracing them.
+
+        With ``sample_nodes`` (large clusters) the answer is traced once per client node,
+        internal traffic policy and endpoint presence, and reused for alike Services."""
+        key = None
+        if self.sample_nodes is not None:
+            key = (start.node, svc.internal_traffic_policy, p.real_client)
+            hit = self._changes_cache.get(key)
+            if hit is not None:
+                return replace(p, changes=hit)
+        changes = self._changes(svc, start, cip, sp, tracer)
+        if key is not None:
+            self._changes_cache[key] = changes
+        return replace(p, changes=changes)
+
+    def _changes(self, svc: Service, start: Start, cip: IPAddress, sp: ServicePort,
+                 tracer: Tracer) -> tuple[str, ...]:
         changes: list[str] = []
         cfg = self.cluster.kube_proxy
         target = f"{cip}:{sp.port}"
@@ -494,14 +512,14 @@ class Explainer:
             changes.append("kube-proxy has no clusterCIDR: it cannot tell pods from other "
                            "sources, so off-cluster sources are not masqueraded either")
         if start.node is not None:
-            tr = self._tracer(svc).trace_flow(Start(kind="node", name=start.node,
+            tr = tracer.trace_flow(Start(kind="node", name=start.node,
                                                     node=start.node), cip, sp.port,
                                               sp.protocol, target_desc=target)
             d = self._seen_of(tr)
             if d:
                 changes.append(f"a hostNetwork client on {start.node} would make the pod see "
                                f"{d}")
-        return replace(p, changes=tuple(changes))
+        return tuple(changes)
 
     def _seen_of(self, tr: Trace) -> str:
         ds = [self.describe_source(o, None) for o in tr.outcomes

@@ -380,10 +380,11 @@ class _BaseChain:
 class Evaluator:
     """Evaluates one node's ruleset. ``local`` holds the addresses the node owns."""
 
-    def __init__(self, ruleset: Ruleset, local: Iterable[IPAddress | IPNetwork | str]) -> None:
+    def __init__(self, ruleset: Ruleset,
+                 local: PrefixSet | Iterable[IPAddress | IPNetwork | str]) -> None:
         self.ruleset = ruleset
         self.backend = ruleset.backend
-        self.local = PrefixSet(local)
+        self.local = local if isinstance(local, PrefixSet) else PrefixSet(local)
         self._envs: dict[frozenset[str], tuple[_Env, _Env]] = {}
         self._compiled: dict[tuple[str, str, str], _CompiledChain] = {}
         self._chains: dict[tuple[str, str], dict[str, Chain]] = {
