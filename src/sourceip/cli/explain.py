@@ -6,6 +6,8 @@ import click
 
 from sourceip.cli.common import cluster_options, emit, load_from_options, output_option
 
+AUTO_SAMPLE_ABOVE = 100
+
 
 @click.command()
 @cluster_options
@@ -20,10 +22,14 @@ from sourceip.cli.common import cluster_options, emit, load_from_options, output
               help="Draw each path as ASCII art (client, nodes, endpoint, where SNAT happens).")
 @click.option("--external-ip", default="203.0.113.10", show_default=True,
               help="Address of the external client used for external paths.")
+@click.option("--sample-nodes", type=click.IntRange(0), default=None,
+              help="Trace the endpoints of at most K nodes per endpoint condition for each "
+                   "Service (0: every endpoint). Default: every endpoint up to "
+                   f"{AUTO_SAMPLE_ABOVE} nodes, 3 above.")
 @output_option(("text", "wide", "json", "yaml"))
 def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str, ...],
             namespace: str | None, all_ns: bool, mode: str | None, diagram: bool,
-            external_ip: str, output: str) -> None:
+            external_ip: str, sample_nodes: int | None, output: str) -> None:
     """For every path to each SERVICE (all Services by default): the source IP the pod sees,
     whether it is the real client, the node and rule that rewrote it, and what to change."""
     from dataclasses import replace
@@ -42,12 +48,20 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
         names = [s.key for s in cluster.services if s.namespace == namespace and s.proxied]
         if not names:
             raise click.UsageError(f"no proxied Service in namespace {namespace!r}")
-    results = Explainer(cluster, external_ip=external_ip).explain(names)
+    notes = list(cluster.notes)
+    if sample_nodes is None:
+        sample_nodes = 3 if len(cluster.nodes) > AUTO_SAMPLE_ABOVE else 0
+        if sample_nodes:
+            notes.append(f"large cluster ({len(cluster.nodes)} nodes): for each Service the "
+                         "endpoints of at most 3 nodes per endpoint condition were traced; "
+                         "outcome probabilities are those of that sample "
+                         "(--sample-nodes 0 traces every endpoint)")
+    results = Explainer(cluster, external_ip=external_ip,
+                        sample_nodes=sample_nodes or None).explain(names)
     if output in ("json", "yaml"):
-        emit({"services": [r.to_dict() for r in results],
-              "notes": list(cluster.notes)}, output)
+        emit({"services": [r.to_dict() for r in results], "notes": notes}, output)
         return
     text = render_explanations(results, wide=output == "wide", diagrams=diagram)
-    for note in cluster.notes:
+    for note in notes:
         text += f"\nnote: {note}"
     emit(text, "text")
