@@ -97,7 +97,6 @@ CASES = [
      "snat to 192.168.0.2 fully-random"),
     (Rule((UnknownMatch("meta skuid 0"),), (UnknownAction("log prefix \"x\""),)),
      'meta skuid 0 log prefix "x"'),
-    (Rule(actions=(Accept(),), comment='say "hi"'), 'accept comment "say \\"hi\\""'),
 ]
 
 
@@ -189,3 +188,26 @@ def test_shared_objects_render_once_and_alike() -> None:
     out = render_nft(Ruleset("nftables", (t,))).splitlines()
     assert out[-3:] == [f"add rule ip t c ip saddr 10.0.0.{i} jump mark-for-masquerade"
                         for i in range(1, 4)]
+
+
+def test_nft_cannot_quote_double_quotes_so_the_renderer_refuses() -> None:
+    # nft's scanner has no escape for '"' inside a string: `comment "say \"hi\""` is a
+    # syntax error in nft 1.0.6, so writing it would produce a script that does not load.
+    import pytest
+
+    from sourceip.netfilter.render_nft import NftRenderError, rule_text
+
+    with pytest.raises(NftRenderError):
+        rule_text(Rule(actions=(Accept(),), comment='say "hi"'))
+
+
+def test_ct_status_and_multi_type_fib_and_masked_mark_set() -> None:
+    from sourceip.netfilter.ir import AddrType, CtState, MarkSet
+    from sourceip.netfilter.render_nft import rule_text
+
+    assert rule_text(Rule(matches=(CtState(states=("DNAT",)),), actions=(Accept(),))) == \
+        "ct status dnat accept"
+    assert rule_text(Rule(matches=(AddrType(field="dst", type="LOCAL,UNICAST"),),
+                          actions=(Accept(),))) == "fib daddr type { local, unicast } accept"
+    assert rule_text(Rule(actions=(MarkSet(op="set", value=0x4000, mask=0xC000),))) == \
+        "mark set mark and 0xffff3fff or 0x4000"

@@ -68,7 +68,10 @@ class NftRenderError(SourceIPError):
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A double-quoted nft string; nft has no escape for ``"``, so such text is refused."""
+    if '"' in text:
+        raise NftRenderError(f"nft cannot quote a comment containing '\"': {text!r}")
+    return '"' + text + '"'
 
 
 def _hex(value: int) -> str:
@@ -149,7 +152,9 @@ def _match_addrtype(m: AddrType, family: str) -> str:
     field = "saddr" if m.field == "src" else "daddr"
     if m.limit_iface_out:
         field += " . oif"
-    return f"fib {field} type {_neg(m.negate)}{m.type.lower()}"
+    types = [t.strip().lower() for t in m.type.split(",") if t.strip()]
+    value = types[0] if len(types) == 1 else "{ " + ", ".join(types) + " }"
+    return f"fib {field} type {_neg(m.negate)}{value}"
 
 
 def _match_mark(m: Mark, family: str) -> str:
@@ -159,8 +164,18 @@ def _match_mark(m: Mark, family: str) -> str:
     return f"mark and {_hex(m.mask)} {op} {_hex(m.value)}"
 
 
+_CT_STATUS = frozenset({"DNAT", "SNAT"})
+
+
 def _match_ctstate(m: CtState, family: str) -> str:
-    return f"ct state {_neg(m.negate)}" + ",".join(s.lower() for s in m.states)
+    """``ct state``; iptables' virtual states DNAT/SNAT are nft's ``ct status``."""
+    status = [x.lower() for x in m.states if x.upper() in _CT_STATUS]
+    states = [x.lower() for x in m.states if x.upper() not in _CT_STATUS]
+    if status and states:
+        raise NftRenderError(f"{m!r}: nft needs ct state and ct status in separate matches")
+    if status:
+        return f"ct status {_neg(m.negate)}" + ",".join(status)
+    return f"ct state {_neg(m.negate)}" + ",".join(states)
 
 
 def _match_setlookup(m: SetLookup, family: str) -> str:
@@ -216,7 +231,14 @@ def _act_snat(a: Snat) -> str:
 
 def _act_markset(a: MarkSet) -> str:
     if a.op == "set":
-        return f"mark set {_hex(a.value)}"
+        if a.mask == 0xFFFFFFFF:
+            return f"mark set {_hex(a.value)}"
+        if a.value & ~a.mask & 0xFFFFFFFF:
+            raise NftRenderError(f"{a!r}: value has bits outside the mask")
+        keep = ~a.mask & 0xFFFFFFFF
+        return f"mark set mark and {_hex(keep)} or {_hex(a.value)}"
+    if a.mask != 0xFFFFFFFF:
+        raise NftRenderError(f"{a!r}: a mask only applies to op 'set'")
     return f"mark set mark {a.op} {_hex(a.value)}"
 
 
@@ -284,13 +306,17 @@ class _Cache:
 
     def action(self, a: Action) -> str:
         text = self.texts.get(id(a))
-        if text is None and type(a) is Dnat and a.port is not None:
+        if text is None and type(a) is Dnat and a.port is not None and self.family != "inet":
             addr = self.ip(a.addr)
             text = (f"dnat to [{addr}]:{a.port}" if a.addr.version == 6
                     else f"dnat to {addr}:{a.port}")
             self.texts[id(a)] = text
         if text is None:
             text = _action_text(a, self.family)
+            if self.family == "inet" and isinstance(a, Dnat | Snat):
+                # an inet table needs the address family of the NAT target
+                fam = "ip" if a.addr.version == 4 else "ip6"
+                text = text.replace("nat to ", f"nat {fam} to ", 1)
             self.texts[id(a)] = text
         return text
 
@@ -298,6 +324,8 @@ class _Cache:
         get = self.texts.get
         ms = rule.matches
         acts = rule.actions
+        if not ms and not acts:
+            raise NftRenderError("an empty rule cannot be written in nft")
         if len(ms) == 1 and len(acts) == 1 and rule.comment is None:  # the common shape
             m = ms[0]
             a = acts[0]
