@@ -212,9 +212,11 @@ class Masquerade:
 
 @dataclass(frozen=True, slots=True)
 class MarkSet:
-    """Update the packet mark: ``or``/``xor``/``and`` with ``value``, or ``set`` to it.
-    iptables ``-j MARK --or-mark/--xor-mark/--and-mark/--set-xmark value[/mask]``;
-    nft ``mark set mark or value``."""
+    """Update the packet mark: ``or``/``xor``/``and`` with ``value``, or ``set``:
+    ``mark = (mark & ~mask) ^ value`` (iptables ``--set-xmark value/mask``; with ``value``
+    inside ``mask`` that sets the masked bits to ``value``). iptables ``-j MARK
+    --or-mark/--xor-mark/--and-mark``; nft ``mark set mark or value``. ``mask`` is only
+    meaningful for ``set``."""
 
     op: Literal["or", "xor", "and", "set"]
     value: int

@@ -212,6 +212,8 @@ class _Renderer:
     def _markset(self, a: MarkSet) -> str:
         if a.op == "set":
             return f"-j MARK --set-xmark {a.value:#x}/{a.mask:#x}"
+        if a.mask != 0xFFFFFFFF:
+            raise ValueError(f"{a!r}: a mask only applies to op 'set'")
         return f"-j MARK --{a.op}-mark {a.value:#x}"
 
     # ---- rules ----
