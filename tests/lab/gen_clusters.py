@@ -52,10 +52,9 @@ POD_POOL = IPv4Network("10.244.0.0/16")
 
 DETECTORS = ("cidr-all", "cidr-some", "cidr-none", "no-cidr", "NodeCIDR", "BridgeInterface",
              "InterfaceNamePrefix")
-# InterfaceNamePrefix is left out by default: the tracer names a routed pod's host-side veth
-# ``veth<pod>`` (dataplane/topology.py NodeNet.pod_iface) while the lab builds ``cali<N>``
-# (lab/plan.py), so no prefix describes both (see test_random_agreement's known issues).
-DEFAULT_DETECTORS = tuple(d for d in DETECTORS if d != "InterfaceNamePrefix")
+# Every detector is generated; InterfaceNamePrefix uses ``cali``, the prefix of the host veths
+# both the tracer and the lab give routed pods (dataplane.topology.host_veth_name).
+DEFAULT_DETECTORS = DETECTORS
 ENDPOINT_STATES = ("ready", "serving-terminating", "terminating", "not-ready")
 _STATE_SHORT = {"ready": "R", "serving-terminating": "T", "terminating": "t", "not-ready": "N"}
 

@@ -7,15 +7,15 @@ it is printed at the start and in every failure, and a failing scenario replays 
 ``SOURCEIP_LAB_SEED=<its seed> SOURCEIP_LAB_SCENARIOS=1``. ``SOURCEIP_LAB_PARALLEL`` (default 2)
 labs are up at once (each spends most of its second waiting for 1 s probe timeouts).
 
-Two measurement effects are handled here, not hidden:
+Measurement effects, handled rather than hidden:
 
 * the kernel rate-limits ICMP errors per destination (``net.ipv4.icmp_ratemask`` /
   ``icmp_ratelimit``: a burst of 6, then one a second); a scenario with several Services
-  without endpoints makes one client see more REJECTs in a second than that, and the rest look
-  ``dropped``. The test writes ``icmp_ratemask=0`` inside each node namespace of its own lab
-  (a probe-rate artefact, not a kube-proxy behaviour; ``lab/plan.py`` should set it);
-* ``KNOWN_ISSUES``: disagreements analysed and attributed; each is listed (never counted as
-  agreement) and reproduced by a strict xfail below, which starts passing when it is fixed.
+  without endpoints makes one client see more REJECTs in a second than that, and the rest would
+  look ``dropped``. ``lab/plan.py`` sets ``icmp_ratemask=0`` in every node namespace;
+* ``KNOWN_ISSUES``: disagreements analysed and attributed, listed and never counted as
+  agreement (none open: the two found — UDP drops seen as rejects from the node itself, and
+  routed host-veth names — are fixed and kept as regression tests below).
 """
 
 from __future__ import annotations
@@ -53,25 +53,7 @@ def _env_int(name: str, default: int) -> int:
 # ----------------------------------------------------------------------------- known issues
 
 
-def _local_udp_drop_reads_as_reject(a: Agreement) -> bool:
-    """The node itself sends UDP to a Service whose rules DROP it in OUTPUT (internal traffic
-    policy Local without a local endpoint). netfilter's drop of a locally generated datagram
-    makes ``send()`` fail with EPERM — the same errno a REJECT gives there (the REJECT's ICMP
-    then makes ``recv()`` fail with ECONNREFUSED, the DROP leaves ``recv()`` to time out).
-    ``lab/probe.py`` maps EPERM on send to ``rejected`` without waiting for the recv, so a
-    correct ``dropped`` prediction reads as a disagreement. Lab probe issue, not explain's."""
-    p = a.prediction
-    return (p is not None and a.spec.client_kind == "node" and a.spec.proto == "udp"
-            and all(o.disposition == "dropped" for o in p.outcomes if o.probability > 0)
-            and bool(a.observations)
-            and all(o.disposition == "rejected" and o.error == "Operation not permitted"
-                    for o in a.observations))
-
-
-KNOWN_ISSUES: dict[str, Callable[[Agreement], bool]] = {
-    "local-udp-drop-reads-as-reject (lab/probe.py: EPERM on send is not a REJECT)":
-        _local_udp_drop_reads_as_reject,
-}
+KNOWN_ISSUES: dict[str, Callable[[Agreement], bool]] = {}
 
 
 def known_issue(a: Agreement) -> str | None:
@@ -221,7 +203,7 @@ def test_generator_is_deterministic_and_varied() -> None:
         assert re.search(rf"node\d:[RTtN]*{state}", text), state
     sizes = {generate(s).cluster.nodes.__len__() for s in range(200)}
     assert sizes == {2, 3, 4, 5, 6}
-    assert "InterfaceNamePrefix" not in text
+    assert "InterfaceNamePrefix" in text
 
 
 def test_a_failing_scenario_leaks_nothing(clean_host: None) -> None:
@@ -244,24 +226,20 @@ def _single(scenario: Scenario) -> Result:
     return res
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "lab/probe.py reports EPERM on a UDP send as `rejected`; a DROP in OUTPUT gives EPERM too "
-    "(the node → ClusterIP path of an internalTrafficPolicy Local Service without a local "
-    "endpoint is predicted `dropped`, observed `rejected`)"))
-def test_known_node_udp_drop_is_observed_as_dropped(clean_host: None) -> None:
+def test_node_udp_drop_is_observed_as_dropped(clean_host: None) -> None:
+    """Regression (seed 6): a UDP datagram the node sends and netfilter DROPs fails send()
+    with EPERM like a REJECT; the probe must wait on recv() to tell a drop (timeout) from a
+    reject (refused)."""
     res = _single(generate(6))  # LB etp=Local itp=Local tcp+udp; node2/node3 have no ready ep
-    assert res.known, "scenario no longer exercises the issue"
-    bad = [describe(a) for _name, a in res.known]
+    bad = [describe(a) for a in res.disagreements]
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "detectLocalMode InterfaceNamePrefix: the tracer names a routed pod's host-side veth "
-    "`veth<pod name>` (dataplane/topology.py NodeNet.pod_iface), the lab builds `cali<N>` "
-    "(lab/plan.py); with prefix `cali` the kernel sees pod traffic as local (no SNAT) while "
-    "the prediction masquerades it"))
 @pytest.mark.parametrize("seed", [3, 4])  # nftables / iptables-legacy, pods → ClusterIP
-def test_known_interface_name_prefix_routed(clean_host: None, seed: int) -> None:
+def test_interface_name_prefix_routed(clean_host: None, seed: int) -> None:
+    """Regression: the tracer and the lab name a routed pod's host veth alike
+    (dataplane.topology.host_veth_name, ``cali`` + 11 hex digits), so detectLocalMode
+    InterfaceNamePrefix ``cali`` sees pod traffic as local in both."""
     res = _single(generate(seed, detectors=("InterfaceNamePrefix",), pod_attach="routed"))
     bad = [describe(a) for a in res.disagreements]
     assert not bad, res.scenario.summary + "\n" + "\n".join(bad)

@@ -8,6 +8,7 @@ on a routed veth, the tunnel address on an overlay).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +22,14 @@ RouteKind = Literal["local", "pod", "node", "external"]
 
 LOOPBACK4 = ipaddress.ip_network("127.0.0.0/8")
 LOOPBACK6 = ipaddress.ip_network("::1/128")
+
+
+def host_veth_name(pod_key: str, *, routed: bool) -> str:
+    """The node-side veth of a pod, as the lab creates it: ``cali`` + 11 hex digits on a routed
+    CNI (calico's form, so ``detectLocalMode: InterfaceNamePrefix`` with ``cali`` matches),
+    ``veth`` + 11 hex digits on a bridge CNI."""
+    digest = hashlib.sha1(pod_key.encode()).hexdigest()[:11]
+    return ("cali" if routed else "veth") + digest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,11 +61,11 @@ class NodeNet:
         return tuple(out)
 
     def pod_iface(self, pod: Pod | None) -> str:
-        """The node-side interface a local pod's packets arrive on / leave by."""
+        """The node-side interface a local pod's packets arrive on / leave by (the bridge, or
+        the pod's own host veth on a routed CNI)."""
         if self.attach == "bridge":
             return self.bridge_name
-        name = pod.name if pod is not None else "pod"
-        return ("veth" + name)[:15]
+        return host_veth_name(pod.key if pod is not None else "pod", routed=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

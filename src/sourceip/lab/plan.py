@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Node, Pod, service_port_endpoints
+from sourceip.dataplane.topology import host_veth_name
 from sourceip.errors import LabError, ValidationError
 from sourceip.lab.model import (
     EchoServer,
@@ -325,7 +326,7 @@ def plan_lab(
         ns = f"{prefix}p{k}-{_label(pod.namespace + '.' + pod.name)}"
         namespaces.append(LabNamespace(name=ns, role="pod", node=pod.node_name, pod=pod.key))
         clients.append((f"pod/{pod.key}", ns))
-        host_if = f"{'cali' if routed else 'veth'}{j}"
+        host_if = host_veth_name(pod.key, routed=routed)
         veths.append(Veth(ns_a=node_ns[pod.node_name], name_a=host_if, ns_b=ns, name_b="eth0"))
         node_ifaces[pod.node_name].append(host_if)
         lines = ["link set lo up"]
@@ -414,6 +415,9 @@ def plan_lab(
                 lines.append(f"route add {ocidr} via {node_ip[other.name]}")
         sysctls = [
             Sysctl(path="net/ipv4/ip_forward", value="1"),
+            # REJECTed probes answer with ICMP errors; the kernel's default rate limit would
+            # turn a burst of them into timeouts that look like drops.
+            Sysctl(path="net/ipv4/icmp_ratemask", value="0"),
             Sysctl(path="net/ipv4/conf/all/rp_filter", value="0"),
             Sysctl(path="net/ipv4/conf/default/rp_filter", value="0"),
         ]

@@ -111,7 +111,12 @@ def probe_udp(dst: str, port: int, timeout: float, sport_range: list[int] | None
         try:
             _bind(s, sport_range)
             s.connect((dst, port))
-            s.send(b'{"probe": true}\n')
+            try:
+                s.send(b'{"probe": true}\n')
+            except PermissionError:
+                # A datagram the node itself sends fails with EPERM whether netfilter DROPs
+                # or REJECTs it; only the next recv tells them apart (refused vs timeout).
+                pass
             data = s.recv(4096)
         except TimeoutError:
             return {"disposition": "dropped"}
