@@ -11,7 +11,9 @@ hostNetwork client, externalTrafficPolicy) are found by tracing the changed conf
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any
 
 from sourceip.cluster import Cluster, EndpointSlice, Pod, Service, ServicePort
@@ -272,9 +274,9 @@ class Explainer:
             by_sig[tuple(sorted(conds))].append(node)
         groups: list[tuple[bool, list[str]]] = [(True, sorted(v)) for _, v in
                                                 sorted(by_sig.items(), key=lambda kv: kv[1])]
-        bare = [n for n in self._sorted_nodes if n not in local]
-        if bare:
-            groups.append((False, bare))
+        bare = _NodesWithout(self._sorted_nodes, local.keys())
+        if len(bare):
+            groups.append((False, bare))  # type: ignore[arg-type]
         if self.expand_groups:
             return [(has, [n]) for has, nodes in groups for n in nodes]
         return groups
@@ -525,6 +527,32 @@ class Explainer:
         ds = [self.describe_source(o, None) for o in tr.outcomes
               if o.disposition == "delivered"]
         return ", ".join(dict.fromkeys(ds))
+
+
+class _NodesWithout(Sequence[str]):
+    """The sorted nodes not in ``exclude``, computed as far as they are read (thousands of
+    nodes without an endpoint need not be listed for every Service)."""
+
+    def __init__(self, nodes: list[str], exclude: Iterable[str]) -> None:
+        self._nodes = nodes
+        self._exclude = set(exclude)
+        self._len = len(nodes) - len(self._exclude)  # exclude holds only known nodes
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n in self._nodes if n not in self._exclude)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._len)
+            return list(islice(iter(self), start, stop, step))
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(index)
+        return next(islice(iter(self), index, None))
 
 
 def _nodes_label(nodes: list[str] | tuple[str, ...]) -> str:

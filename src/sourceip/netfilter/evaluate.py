@@ -334,6 +334,8 @@ class _CompiledChain:
 
 
 _INDEX_THRESHOLD = 16
+_SHARE_MAX_RULES = 8
+_SHARED: dict[Chain, _CompiledChain] = {}
 
 
 def _compile_chain(chain: Chain) -> _CompiledChain:
@@ -466,7 +468,17 @@ class Evaluator:
         key = (table.family, table.name, chain.name)
         cc = self._compiled.get(key)
         if cc is None:
-            cc = self._compiled[key] = _compile_chain(chain)
+            if len(chain.rules) <= _SHARE_MAX_RULES:
+                # Small chains (kube-proxy's fixed ones) recur in every node's ruleset:
+                # compile each distinct chain once per process.
+                cc = _SHARED.get(chain)
+                if cc is None:
+                    cc = _compile_chain(chain)
+                    if len(_SHARED) < 65536:
+                        _SHARED[chain] = cc
+            else:
+                cc = _compile_chain(chain)
+            self._compiled[key] = cc
         return cc
 
     def _step(self, table: Table, chain: Chain, idx: int, rule: Rule | None, kind: str,
@@ -502,10 +514,10 @@ class Evaluator:
             for m in cr.special:
                 if isinstance(m, Statistic):
                     p = _fraction(m.probability)
-                    if p <= 0:
+                    if p.numerator <= 0:
                         matched = False
                         break
-                    if p < 1:
+                    if p.numerator < p.denominator:
                         # Branch: the rule does not match with probability 1 - p.
                         miss = st.fork(st.prob * (1 - p))
                         out.extend(self._walk(table, cc, rules, i, miss, env, depth))
