@@ -108,15 +108,7 @@ def draw_path(p: PathResult) -> str:
     else:
         boxes.append(f"<{o.disposition}>")
         labels.append("")
-    top = " --> ".join(boxes)
-    # labels under the start of each box
-    under = [" "] * len(top)
-    pos = 0
-    for box, label in zip(boxes, labels, strict=True):
-        for i, ch in enumerate(label):
-            if pos + i < len(under):
-                under[pos + i] = ch
-            else:
-                under.append(ch)
-        pos += len(box) + 5
-    return top + "\n" + "".join(under).rstrip()
+    widths = [max(len(b), len(lab)) for b, lab in zip(boxes, labels, strict=True)]
+    top = " --> ".join(b.ljust(w) for b, w in zip(boxes, widths, strict=True)).rstrip()
+    under = "     ".join(lab.ljust(w) for lab, w in zip(labels, widths, strict=True)).rstrip()
+    return top + "\n" + under if under else top
