@@ -27,6 +27,11 @@ def _check(cond: bool, field_path: str, message: str) -> None:
         raise ValidationError(message, field=field_path)
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
 def _port_ok(value: int, field_path: str, *, allow_zero: bool = False) -> None:
     low = 0 if allow_zero else 1
     _check(
@@ -382,3 +387,13 @@ class NetworkProfile:
     egress_masquerade: bool = False
     pod_cidrs: tuple[IPNetwork, ...] = ()
     service_cidrs: tuple[IPNetwork, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(self.pod_attach in ("bridge", "routed"), "spec.podAttach",
+               f"{self.pod_attach!r} is not bridge or routed")
+        _check(self.inter_node in ("direct", "tunnel"), "spec.interNode",
+               f"{self.inter_node!r} is not direct or tunnel")
+        for name in ("bridge_name", "tunnel_device", "node_interface"):
+            value = getattr(self, name)
+            _check(bool(value) and len(value) <= 15 and "/" not in value and " " not in value,
+                   f"spec.{_camel(name)}", f"{value!r} is not a Linux interface name")
