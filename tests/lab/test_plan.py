@@ -8,6 +8,7 @@ from ipaddress import ip_address, ip_network
 import pytest
 
 from sourceip.cluster import Node
+from sourceip.dataplane.topology import host_veth_name
 from sourceip.errors import LabError, ValidationError
 from sourceip.lab.plan import (
     default_probe_specs,
@@ -58,7 +59,8 @@ def test_bridge_profile_node_and_pod_commands() -> None:
     assert "addr add 10.0.0.11/24 dev eth0" in node1.ip
     assert "route add default via 10.0.0.1" in node1.ip
     assert "route add 10.244.2.0/24 via 10.0.0.12" in node1.ip
-    assert "link set veth0 type bridge_slave hairpin on" in node1.ip
+    veth = host_veth_name("default/server", routed=False)
+    assert f"link set {veth} type bridge_slave hairpin on" in node1.ip
     keys = {s.key: s.value for s in node1.sysctls}
     assert keys["net.ipv4.ip_forward"] == "1"
     assert keys["net.ipv4.conf.all.route_localnet"] == "1"
@@ -75,10 +77,12 @@ def test_routed_profile_calico_style() -> None:
     assert "addr add 10.244.1.10/32 dev eth0" in server.ip
     assert "route add default via 169.254.1.1 dev eth0 onlink" in server.ip
     node1 = setup_of(plan, "n0-node1")
-    assert "route add 10.244.1.10/32 dev cali0 scope link" in node1.ip
+    cali = host_veth_name("default/server", routed=True)
+    assert cali.startswith("cali") and len(cali) == 15
+    assert f"route add 10.244.1.10/32 dev {cali} scope link" in node1.ip
     assert not any("bridge" in line for line in node1.ip)
     keys = {s.key: s.value for s in node1.sysctls}
-    assert keys["net.ipv4.conf.cali0.proxy_arp"] == "1"
+    assert keys[f"net.ipv4.conf.{cali}.proxy_arp"] == "1"
     assert "net.bridge.bridge-nf-call-iptables" not in keys
 
 
@@ -176,7 +180,8 @@ def test_dry_run_script_contains_the_commands() -> None:
     assert "\nset -e\n" in script
     assert "trap teardown EXIT" in script
     assert f"ip netns add sip-{RUN}-n0-node1" in script
-    assert (f"ip link add veth0 netns sip-{RUN}-n0-node1 type veth peer name eth0 "
+    veth = host_veth_name("default/server", routed=False)
+    assert (f"ip link add {veth} netns sip-{RUN}-n0-node1 type veth peer name eth0 "
             f"netns sip-{RUN}-p0-default.server") in script
     assert f"ip -n sip-{RUN}-n0-node1 addr add 10.244.1.1/24 dev cni0" in script
     assert "echo \"1\" > /proc/sys/net/bridge/bridge-nf-call-iptables" in script
