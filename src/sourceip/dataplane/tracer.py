@@ -95,6 +95,9 @@ class Tracer:
         # ports); those rulesets are shared between tracers through ``transit_cache``.
         self._transit = transit_cache if transit_cache is not None else {}
         self._vips: frozenset[IPAddress] | None = None
+        # Traces are immutable and depend only on their arguments: the same flow asked twice
+        # (explain asks some twice) is traced once.
+        self._memo: dict[tuple[object, ...], Trace] = {}
         self._rulesets = dict(rulesets or {})
         self._evals: dict[str, Evaluator] = {}
         self.external_ip = parse_ip(external_ip)
@@ -194,6 +197,15 @@ class Tracer:
     def trace_flow(self, start: Start, dst: IPAddress, dport: int, proto: str = "tcp", *,
                    via: str | None = None, target_desc: str | None = None) -> Trace:
         """Every outcome of a connection from ``start`` to ``dst``:``dport``."""
+        key = (start, dst, dport, proto, via, target_desc)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self._trace_flow(start, dst, dport, proto, via=via,
+                                                     target_desc=target_desc)
+        return hit
+
+    def _trace_flow(self, start: Start, dst: IPAddress, dport: int, proto: str, *,
+                    via: str | None, target_desc: str | None) -> Trace:
         desc = target_desc or _hp(dst, dport)
         notes: list[str] = []
         outcomes: list[Outcome] = []

@@ -108,12 +108,16 @@ class Explainer:
     _slice_cache: dict[str, tuple[EndpointSlice, ...]] = field(init=False)
     _sorted_nodes: list[str] = field(init=False)
     _changes_cache: dict[tuple[Any, ...], tuple[str, ...]] = field(init=False)
+    _eps_for: str = field(init=False)
+    _eps: frozenset[IPAddress] = field(init=False)
 
     def __post_init__(self) -> None:
         self.topo = Topology(self.cluster)
         self._transit = {}
         self._slice_cache = {}
         self._changes_cache = {}
+        self._eps_for = ""
+        self._eps = frozenset()
         self._sorted_nodes = sorted(self.topo.nets)
 
     # ------------------------------------------------------------------ entry points
@@ -283,7 +287,7 @@ class Explainer:
 
     def _client_pod(self, node: str, svc: Service) -> Start | None:
         """A pod on ``node`` that is not an endpoint of ``svc`` (a synthetic one if none)."""
-        eps = {ep.addresses[0] for es in self.cluster.slices_for(svc) for ep in es.endpoints}
+        eps = self._endpoint_ips(svc)
         for pod in self.cluster.pods_by_node.get(node, ()):
             if not pod.host_network and pod.ip is not None and pod.ip not in eps \
                     and pod.ip.version == 4:
@@ -298,6 +302,13 @@ class Explainer:
                 pod = Pod(namespace="(any)", name=f"client-on-{node}", node_name=node, ips=(ip,))
                 return Start(kind="pod", name=f"(a pod on {node})", ip=ip, node=node, pod=pod)
         return None
+
+    def _endpoint_ips(self, svc: Service) -> frozenset[IPAddress]:
+        if self._eps_for != svc.key:
+            self._eps_for = svc.key
+            self._eps = frozenset(ep.addresses[0] for es in self.cluster.slices_for(svc)
+                                  for ep in es.endpoints)
+        return self._eps
 
     def _hairpin(self, svc: Service, sp: ServicePort, tracer: Tracer) -> PathResult | None:
         for es in self.cluster.slices_for(svc):
