@@ -72,6 +72,11 @@ def _fraction(text: str) -> Fraction:
     return Fraction(text)
 
 
+@lru_cache(maxsize=4096)
+def _complement(p: Fraction) -> Fraction:
+    return 1 - p
+
+
 Hook = Literal["prerouting", "input", "forward", "output", "postrouting"]
 HOOKS: tuple[Hook, ...] = ("prerouting", "input", "forward", "output", "postrouting")
 
@@ -232,14 +237,39 @@ def _addr_in(nets: tuple[IPAddress | IPNetwork, ...]) -> Callable[[IPAddress], b
     return some
 
 
+_MATCH_FNS: dict[Match, MatchFn | None] = {}
+
+
+def _match_fn(m: Match) -> MatchFn | None:
+    """``_compile_match(m)``, shared between equal matches other than addresses (protocols,
+    ports, marks, conntrack states recur in every rule and ruleset; one predicate each)."""
+    if isinstance(m, Addr):
+        return _compile_match(m)
+    try:
+        return _MATCH_FNS[m]
+    except TypeError:  # an unhashable value inside the match
+        return _compile_match(m)
+    except KeyError:
+        fn = _MATCH_FNS[m] = _compile_match(m)
+        if len(_MATCH_FNS) > 65536:
+            _MATCH_FNS.clear()
+        return fn
+
+
 def _compile_match(m: Match) -> MatchFn | None:
     """A predicate for ``m``, or None when the match cannot be evaluated."""
     if isinstance(m, Proto):
         proto, neg = m.proto, m.negate
         return lambda p, e: (p.tuple.proto == proto) != neg
     if isinstance(m, Addr):
-        test = _addr_in(m.nets)
         neg = m.negate
+        nets = m.nets
+        if len(nets) == 1 and not isinstance(nets[0], _NET_TYPES):
+            only = nets[0]
+            if m.field == "src":
+                return lambda p, e: (p.tuple.src == only) != neg
+            return lambda p, e: (p.tuple.dst == only) != neg
+        test = _addr_in(nets)
         if m.field == "src":
             return lambda p, e: test(p.tuple.src) != neg
         return lambda p, e: test(p.tuple.dst) != neg
@@ -283,16 +313,133 @@ def _compile_match(m: Match) -> MatchFn | None:
     return None  # Statistic, Recent, SetLookup: handled by the walker; UnknownMatch: unknown
 
 
+# ----------------------------------------------------------------------------- probabilities
+
+_MUL: dict[tuple[int, int], tuple[Fraction, Fraction, Fraction]] = {}
+
+
+def mul_prob(a: Fraction, b: Fraction) -> Fraction:
+    """``a * b``. No arithmetic when either is the ``ONE`` object; otherwise the product of
+    the same two operand objects is computed once and the same result object returned
+    (branch probabilities are built from the same few fractions trace after trace, so their
+    products are too). The cache holds its operands, so their ids cannot be reused."""
+    if a is ONE:
+        return b
+    if b is ONE:
+        return a
+    k = (id(a), id(b))
+    hit = _MUL.get(k)
+    if hit is not None and hit[0] is a and hit[1] is b:
+        return hit[2]
+    r = a * b
+    if len(_MUL) >= 4096:
+        _MUL.clear()
+    _MUL[k] = (a, b, r)
+    return r
+
+
 # ----------------------------------------------------------------------------- chain index
 
+# Action opcodes of a compiled rule (``_Act``): the walker dispatches on small ints.
+_JUMP, _GOTO, _RETURN, _ACCEPT, _DROP, _REJECT = 0, 1, 2, 3, 4, 5
+_MARK, _DNAT, _MASQ, _SNAT, _SETUPD = 6, 7, 8, 9, 10
+_VMAP, _NUMGEN, _UNKACT, _UNSUP = 11, 12, 13, 14
+_OUTCOME = {_RETURN: "return", _ACCEPT: "accept", _DROP: "drop", _REJECT: "reject"}
 
-@dataclass(slots=True)
+# Special-match kinds (``_Spec``): evaluated after the plain matches, in rule order.
+_S_STAT, _S_NEVER, _S_RECENT_SET, _S_RECENT_MISS, _S_SET, _S_UNKNOWN = 0, 1, 2, 3, 4, 5
+
+# (opcode, argument, step recorded when the action runs (None: built at run time; numgen:
+# the share of each target), extra)
+_Act = tuple[int, Any, Any, Any]
+# (kind, argument, extra)
+_Spec = tuple[int, Any, Any]
+
+
 class _CompiledRule:
-    index: int
-    rule: Rule
-    fns: tuple[MatchFn, ...]
-    special: tuple[Match, ...]  # Statistic / Recent / SetLookup / UnknownMatch, in order
-    key: tuple[IPAddress, str, int] | None
+    """A rule ready to walk: plain match predicates, special matches and actions
+    pre-dispatched, and the steps that do not depend on the packet built once."""
+
+    __slots__ = ("index", "rule", "fns", "special", "acts", "matched", "vacts", "_ctx")
+
+    def __init__(self, index: int, rule: Rule, fns: tuple[MatchFn, ...],
+                 special: tuple[_Spec, ...], ctx: _StepCtx) -> None:
+        self.index = index
+        self.rule = rule
+        self.fns = fns
+        self.special = special
+        self._ctx = ctx
+        acts: list[_Act] = []
+        for a in rule.actions:
+            if isinstance(a, Counter):
+                continue
+            acts.append(self.act(a))
+        self.acts = tuple(acts)
+        # A rule without actions records that it matched.
+        self.matched = None if rule.actions else self.step("matched")
+        self.vacts: dict[Verdict, _Act] | None = None
+
+    def step(self, kind: str, arg: object = None) -> Step:
+        c = self._ctx
+        return Step(c.table, c.chain, self.index, self.rule, kind, c.backend, c.family, arg)
+
+    def act(self, a: Action) -> _Act:
+        """``a`` as an opcode tuple (``Counter`` included, as a no-op)."""
+        idx = self.index
+        chain = self._ctx.chain
+        if isinstance(a, Jump):
+            return (_JUMP, a.chain, self.step("jump", a.chain), None)
+        if isinstance(a, Goto):
+            return (_GOTO, a.chain, self.step("goto", a.chain), None)
+        if isinstance(a, Return):
+            return (_RETURN, None, self.step("return"), None)
+        if isinstance(a, Accept):
+            return (_ACCEPT, None, self.step("accept"), None)
+        if isinstance(a, Drop):
+            return (_DROP, None, self.step("drop"), None)
+        if isinstance(a, Reject):
+            return (_REJECT, None, self.step("reject"), None)
+        if isinstance(a, MarkSet):
+            return (_MARK, a, None, None)
+        if isinstance(a, Dnat):
+            return (_DNAT, a, None, None)
+        if isinstance(a, Masquerade):
+            return (_MASQ, None, self.step("MASQUERADE"), None)
+        if isinstance(a, Snat):
+            return (_SNAT, a.addr, None, None)
+        if isinstance(a, SetUpdate):
+            return (_SETUPD, f"update @{a.set_name}", self.step("remember", a.set_name), None)
+        if isinstance(a, Counter):
+            return (_UNSUP, None, None, None)
+        if isinstance(a, Vmap):
+            return (_VMAP, a, self.step("vmap", a.map_name), None)
+        if isinstance(a, NumgenVmap):
+            if not a.targets or a.mod <= 0:
+                return (_NUMGEN, None, None, None)
+            n = len(a.targets)
+            rest = Fraction(a.mod - n, a.mod) if n < a.mod else None
+            return (_NUMGEN, tuple(self.act(t) for t in a.targets), Fraction(1, a.mod), rest)
+        if isinstance(a, UnknownAction):
+            return (_UNKACT, f"{chain}[{idx}]: cannot evaluate action {a.text}; ignored",
+                    self.step("unknown action", a.text), None)
+        return (_UNSUP, f"{chain}[{idx}]: unsupported action {a!r}", None, None)
+
+    def verdict_act(self, v: Verdict) -> _Act:
+        """The opcode tuple of a verdict found in a map, built once per verdict."""
+        if self.vacts is None:
+            self.vacts = {}
+        got = self.vacts.get(v)
+        if got is None:
+            got = self.vacts[v] = self.act(v)
+        return got
+
+
+@dataclass(frozen=True, slots=True)
+class _StepCtx:
+    table: str
+    chain: str
+    backend: str
+    family: str
 
 
 def _rule_key(rule: Rule) -> tuple[IPAddress, str, int] | None:
@@ -314,62 +461,133 @@ def _rule_key(rule: Rule) -> tuple[IPAddress, str, int] | None:
     return (dst, proto, dport)
 
 
-@dataclass(slots=True)
 class _CompiledChain:
-    chain: Chain
-    rules: list[_CompiledRule]
-    by_key: dict[tuple[IPAddress, str, int], list[int]] | None
-    generic: list[int]
-    generic_rules: list[_CompiledRule]
+    """A chain ready to walk. Chains of ``_INDEX_THRESHOLD`` rules or more are indexed by
+    (destination, protocol, port), and their rules are compiled when first a candidate."""
+
+    __slots__ = ("chain", "table", "backend", "ctx", "rules", "by_key", "generic",
+                 "generic_rules", "merged")
+
+    def __init__(self, chain: Chain, table: Table, backend: str) -> None:
+        self.chain = chain
+        self.table = table
+        self.backend = backend
+        self.ctx = _StepCtx(table.name, chain.name, backend, table.family)
+        n = len(chain.rules)
+        self.by_key: dict[tuple[IPAddress, str, int], list[int]] | None = None
+        self.generic: list[int] = []
+        self.merged: dict[tuple[IPAddress, str, int], list[_CompiledRule]] = {}
+        if n < _INDEX_THRESHOLD:
+            self.rules: list[_CompiledRule | None] = [self._compile(i) for i in range(n)]
+            self.generic_rules: list[_CompiledRule] = []
+            return
+        self.rules = [None] * n
+        by_key: dict[tuple[IPAddress, str, int], list[int]] = {}
+        for i, rule in enumerate(chain.rules):
+            key = _rule_key(rule)
+            if key is None:
+                self.generic.append(i)
+            else:
+                got = by_key.get(key)
+                if got is None:
+                    by_key[key] = [i]
+                else:
+                    got.append(i)
+        self.by_key = by_key
+        self.generic_rules = [self.rule(i) for i in self.generic]
+
+    def _compile(self, i: int) -> _CompiledRule:
+        rule = self.chain.rules[i]
+        name = self.chain.name
+        fns: list[MatchFn] = []
+        special: list[_Spec] = []
+        for m in rule.matches:
+            if isinstance(m, _SPECIAL_TYPES):
+                spec = _compile_special(m, name, i)
+                if not (spec[0] == _S_STAT and spec[1] is None):
+                    special.append(spec)
+                continue
+            fn = _match_fn(m)
+            if fn is None:
+                special.append(_compile_special(UnknownMatch(text=repr(m)), name, i))
+            else:
+                fns.append(fn)
+        return _CompiledRule(i, rule, tuple(fns), tuple(special), self.ctx)
+
+    def rule(self, i: int) -> _CompiledRule:
+        cr = self.rules[i]
+        if cr is None:
+            cr = self.rules[i] = self._compile(i)
+        return cr
 
     def candidates(self, t: FiveTuple) -> list[_CompiledRule]:
         """The rules that can match ``t``, in chain order (the list must not be modified)."""
         if self.by_key is None:
-            return self.rules
-        keyed = self.by_key.get((t.dst, t.proto, t.dport))
-        rules = self.rules
+            return self.rules  # type: ignore[return-value]  # all compiled
+        key = (t.dst, t.proto, t.dport)
+        got = self.merged.get(key)
+        if got is not None:
+            return got
+        keyed = self.by_key.get(key)
         if not keyed:
             return self.generic_rules
-        return [rules[i] for i in heapq.merge(keyed, self.generic)]
+        rule = self.rule
+        got = [rule(i) for i in heapq.merge(keyed, self.generic)]
+        if len(self.merged) < 65536:
+            self.merged[key] = got
+        return got
 
 
 _INDEX_THRESHOLD = 16
 _SHARE_MAX_RULES = 8
-_SHARED: dict[Chain, _CompiledChain] = {}
+_SPECIAL_TYPES = (Statistic, Recent, SetLookup, UnknownMatch)
+# Small compiled chains shared by every evaluator of the process: (backend, family, table,
+# chain name) -> the variants of that chain seen (kube-proxy's fixed chains recur in every
+# node's ruleset; a Service's chains recur on every node whose rules are built for it).
+# Looked up by name, then by ``==`` (identity first): no hashing of whole chains.
+_SHARED: dict[tuple[str, str, str, str], list[_CompiledChain]] = {}
+_SHARED_VARIANTS = 4
 
 
-def _compile_chain(chain: Chain) -> _CompiledChain:
-    rules: list[_CompiledRule] = []
-    for i, rule in enumerate(chain.rules):
-        fns: list[MatchFn] = []
-        special: list[Match] = []
-        for m in rule.matches:
-            if isinstance(m, Statistic | Recent | SetLookup | UnknownMatch):
-                special.append(m)
-                continue
-            fn = _compile_match(m)
-            if fn is None:
-                special.append(UnknownMatch(text=repr(m)))
-            else:
-                fns.append(fn)
-        rules.append(_CompiledRule(i, rule, tuple(fns), tuple(special), _rule_key(rule)))
-    by_key: dict[tuple[IPAddress, str, int], list[int]] | None = None
-    generic: list[int] = []
-    if len(rules) >= _INDEX_THRESHOLD:
-        by_key = {}
-        for cr in rules:
-            if cr.key is None:
-                generic.append(cr.index)
-            else:
-                by_key.setdefault(cr.key, []).append(cr.index)
-    return _CompiledChain(chain, rules, by_key, generic, [rules[i] for i in generic])
+def _compile_special(m: Match, chain: str, index: int) -> _Spec:
+    if isinstance(m, Statistic):
+        p = _fraction(m.probability)
+        if p.numerator <= 0:
+            return (_S_NEVER, None, None)
+        if p.numerator < p.denominator:
+            return (_S_STAT, p, _complement(p))
+        return (_S_STAT, None, None)  # always matches
+    if isinstance(m, Recent):
+        if m.action == "rcheck" or m.action == "update":
+            # A first connection has no affinity entry yet.
+            return (_S_RECENT_MISS, None, None)
+        return (_S_RECENT_SET, f"recent --name {m.name} --set", None)
+    if isinstance(m, SetLookup):
+        return (_S_SET, m, f"{chain}: set @{m.set_name} cannot be evaluated")
+    text = m.text if isinstance(m, UnknownMatch) else repr(m)
+    return (_S_UNKNOWN, f"{chain}[{index}]: cannot evaluate {text}; assumed not to match", None)
 
 
 # ----------------------------------------------------------------------------- evaluator
 
 
-class _Stop(Exception):
-    pass
+class _TableCtx:
+    """One table of an evaluator: its chains by name, compiled on first visit."""
+
+    __slots__ = ("table", "chains", "compiled", "_sets")
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.chains: dict[str, Chain] = {c.name: c for c in table.chains}
+        self.compiled: dict[str, _CompiledChain] = {}
+        self._sets: dict[str, _SetIndex] | None = None
+
+    @property
+    def sets(self) -> dict[str, _SetIndex]:
+        s = self._sets
+        if s is None:
+            s = self._sets = {x.name: _SetIndex(x) for x in self.table.sets}
+        return s
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +595,11 @@ class _BaseChain:
     table: Table
     chain: Chain
     priority: int
+    ctx: _TableCtx
+
+
+# Outcomes of walking a chain: (state, "accept" | "drop" | "reject" | "return" | "continue").
+_Out = list[tuple["_State", str]]
 
 
 class Evaluator:
@@ -388,38 +611,53 @@ class Evaluator:
         self.backend = ruleset.backend
         self.local = local if isinstance(local, PrefixSet) else PrefixSet(local)
         self._envs: dict[frozenset[str], tuple[_Env, _Env]] = {}
-        self._compiled: dict[tuple[str, str, str], _CompiledChain] = {}
-        self._chains: dict[tuple[str, str], dict[str, Chain]] = {
-            (t.family, t.name): {c.name: c for c in t.chains} for t in ruleset.tables
-        }
-        self._sets: dict[tuple[str, str], dict[str, _SetIndex]] = {
-            (t.family, t.name): {s.name: _SetIndex(s) for s in t.sets} for t in ruleset.tables
-        }
+        self._ctx: dict[tuple[str, str], _TableCtx] = {}
         self._hooks: dict[str, list[_BaseChain]] = {h: [] for h in HOOKS}
+        self._plans: dict[tuple[str, str | None],
+                          list[tuple[_TableCtx, _CompiledChain, Step | None]]] = {}
+        iptables = ruleset.backend == "iptables"
         for t in ruleset.tables:
+            ctx = self._ctx[(t.family, t.name)] = _TableCtx(t)
             for c in t.chains:
                 if c.hook is None or c.hook not in self._hooks:
                     continue
-                if ruleset.backend == "iptables":
+                if iptables:
                     prio = next((p for tb, ch, p in _IPT_HOOKS[c.hook]
                                  if tb == t.name and ch == c.name), None)
                     if prio is None:
                         continue
                 else:
                     prio = c.priority if c.priority is not None else 0
-                self._hooks[c.hook].append(_BaseChain(t, c, prio))
+                self._hooks[c.hook].append(_BaseChain(t, c, prio, ctx))
         for chains in self._hooks.values():
             chains.sort(key=lambda b: b.priority)
 
     def base_chains(self, hook: str, table_type: str | None = None) -> list[tuple[Table, Chain]]:
         """The base chains of ``hook`` in kernel order; ``table_type`` keeps only nat or filter
         (iptables table name, nft chain type)."""
+        return [(b.table, b.chain) for b in self._base(hook, table_type)]
+
+    def _base(self, hook: str, table_type: str | None) -> list[_BaseChain]:
         out = []
         for b in self._hooks.get(hook, []):
             kind = b.table.name if self.ruleset.backend == "iptables" else (b.chain.type or "")
             if table_type is None or kind == table_type:
-                out.append((b.table, b.chain))
+                out.append(b)
         return out
+
+    def _plan(self, hook: str, table_type: str | None
+              ) -> list[tuple[_TableCtx, _CompiledChain, Step | None]]:
+        """The base chains of a hook, compiled, each with its ``policy DROP`` step (None when
+        the policy is not DROP)."""
+        plan = []
+        for b in self._base(hook, table_type):
+            drop = None
+            if (b.chain.policy or "").upper() == "DROP":
+                drop = Step(b.table.name, b.chain.name, -1, None, "policy DROP", self.backend,
+                            b.table.family, None)
+            plan.append((b.ctx, self._compiled_chain(b.ctx, b.chain), drop))
+        self._plans[(hook, table_type)] = plan
+        return plan
 
     def run_hook(
         self,
@@ -438,69 +676,63 @@ class Evaluator:
             envs = self._envs[base_state] = (_Env(self.local, upper),
                                              _Env(self.local, upper | {"DNAT"}))
         env, env_dnat = envs
+        plan = self._plans.get((hook, table_type))
+        if plan is None:
+            plan = self._plan(hook, table_type)
         states = [_State(ONE, packet, [])]
         results: list[Branch] = []
-        for table, chain in self.base_chains(hook, table_type):
+        walk = self._walk
+        for ctx, cc, drop in plan:
             next_states: list[_State] = []
             for st in states:
-                st_env = env_dnat if st.dnat else env
-                for st2, verdict in self._run_chain(table, chain, st, st_env, depth=0):
-                    if verdict in ("return", "continue") and (chain.policy or "").upper() == "DROP":
-                        st2.steps.append(self._step(table, chain, -1, None, "policy DROP"))
+                out: _Out = []
+                walk(ctx, cc, cc.candidates(st.pkt.tuple), 0, st,
+                     env_dnat if st.dnat else env, 0, out)
+                for st2, verdict in out:
+                    if drop is not None and (verdict == "return" or verdict == "continue"):
+                        st2.steps.append(drop)
                         verdict = "drop"
-                    if verdict in ("drop", "reject"):
-                        results.append(self._branch(st2, verdict))
+                    if verdict == "drop" or verdict == "reject":
+                        results.append(_branch(st2, verdict))
                     else:
                         next_states.append(st2)
             states = next_states
-        results.extend(self._branch(st, "accept") for st in states)
+        for st in states:
+            results.append(_branch(st, "accept"))
         return results
 
-    @staticmethod
-    def _branch(st: _State, disp: str) -> Branch:
-        return Branch(
-            probability=st.prob, packet=st.pkt, disposition=disp,  # type: ignore[arg-type]
-            steps=tuple(st.steps), masquerade=st.masq, snat_to=st.snat_to, dnat=st.dnat,
-            affinity=tuple(st.affinity), unknown=tuple(st.unknown),
-        )
-
-    def _compiled_chain(self, table: Table, chain: Chain) -> _CompiledChain:
-        key = (table.family, table.name, chain.name)
-        cc = self._compiled.get(key)
+    def _compiled_chain(self, ctx: _TableCtx, chain: Chain) -> _CompiledChain:
+        cc = ctx.compiled.get(chain.name)
         if cc is None:
+            table = ctx.table
             if len(chain.rules) <= _SHARE_MAX_RULES:
-                # Small chains (kube-proxy's fixed ones) recur in every node's ruleset:
-                # compile each distinct chain once per process.
-                cc = _SHARED.get(chain)
-                if cc is None:
-                    cc = _compile_chain(chain)
-                    if len(_SHARED) < 65536:
-                        _SHARED[chain] = cc
+                key = (self.backend, table.family, table.name, chain.name)
+                variants = _SHARED.get(key)
+                if variants is None:
+                    if len(_SHARED) >= 65536:
+                        _SHARED.clear()
+                    variants = _SHARED[key] = []
+                for v in variants:
+                    if v.chain is chain or v.chain == chain:
+                        cc = v
+                        break
+                else:
+                    cc = _CompiledChain(chain, table, self.backend)
+                    if len(variants) >= _SHARED_VARIANTS:
+                        del variants[0]
+                    variants.append(cc)
             else:
-                cc = _compile_chain(chain)
-            self._compiled[key] = cc
+                cc = _CompiledChain(chain, table, self.backend)
+            ctx.compiled[chain.name] = cc
         return cc
 
-    def _step(self, table: Table, chain: Chain, idx: int, rule: Rule | None, kind: str,
-              arg: object = None) -> Step:
-        return Step(table.name, chain.name, idx, rule, kind, self.backend, table.family, arg)
-
-    def _run_chain(self, table: Table, chain: Chain, st: _State, env: _Env, depth: int
-                   ) -> list[tuple[_State, str]]:
-        """Walk ``chain``; returns (state, outcome) with outcome one of ``accept``, ``drop``,
-        ``reject`` (terminal) or ``return`` / ``continue`` (fell off / returned)."""
-        if depth > 64:
-            st.unknown.append(f"chain recursion deeper than 64 at {chain.name}")
-            return [(st, "drop")]
-        cc = self._compiled_chain(table, chain)
-        return self._walk(table, cc, cc.candidates(st.pkt.tuple), 0, st, env, depth)
-
-    def _walk(self, table: Table, cc: _CompiledChain, rules: list[_CompiledRule], start: int,
-              st: _State, env: _Env, depth: int) -> list[tuple[_State, str]]:
-        out: list[tuple[_State, str]] = []
-        chain = cc.chain
-        i = start
-        while i < len(rules):
+    def _walk(self, ctx: _TableCtx, cc: _CompiledChain, rules: list[_CompiledRule], i: int,
+              st: _State, env: _Env, depth: int, out: _Out) -> None:
+        """Walk ``rules`` (candidates of ``cc``) from ``i``; appends (state, outcome) to
+        ``out``, outcome one of ``accept``, ``drop``, ``reject`` (terminal) or ``return`` /
+        ``continue`` (fell off / returned)."""
+        n = len(rules)
+        while i < n:
             cr = rules[i]
             i += 1
             pkt = st.pkt
@@ -511,95 +743,85 @@ class Evaluator:
                     break
             if not matched:
                 continue
-            for m in cr.special:
-                if isinstance(m, Statistic):
-                    p = _fraction(m.probability)
-                    if p.numerator <= 0:
-                        matched = False
-                        break
-                    if p.numerator < p.denominator:
-                        # Branch: the rule does not match with probability 1 - p.
-                        miss = st.fork(st.prob * (1 - p))
-                        out.extend(self._walk(table, cc, rules, i, miss, env, depth))
-                        st.prob = st.prob * p
-                elif isinstance(m, Recent):
-                    if m.action == "rcheck" or m.action == "update":
-                        # A first connection has no affinity entry yet.
-                        matched = False
-                        break
-                    st.affinity.append(f"recent --name {m.name} --set")
-                elif isinstance(m, SetLookup):
-                    res = self._set_lookup(table, m, pkt)
-                    if res is None:
-                        st.unknown.append(f"{chain.name}: set @{m.set_name} cannot be evaluated")
-                        matched = False
-                        break
-                    if not res:
-                        matched = False
-                        break
-                else:  # UnknownMatch
-                    text = m.text if isinstance(m, UnknownMatch) else repr(m)
-                    st.unknown.append(f"{chain.name}[{cr.index}]: cannot evaluate {text}; "
-                                      "assumed not to match")
-                    matched = False
+            if cr.special and not self._special(ctx, cc, cr, rules, i, st, env, depth, out):
+                continue
+            res = None
+            for act in cr.acts:
+                res = self._do(ctx, cc, cr, act, st, env, depth)
+                if res is not None:
                     break
-            if not matched:
+            if res is None:
+                if cr.matched is not None:
+                    st.steps.append(cr.matched)
                 continue
-            applied = self._apply(table, chain, cr, st, env, depth)
-            if applied is None:
-                continue
-            for st2, outcome in applied:
+            for st2, outcome in res:
                 if outcome == "continue":
-                    out.extend(self._walk(table, cc, rules, i, st2, env, depth))
+                    self._walk(ctx, cc, rules, i, st2, env, depth, out)
                 else:
                     out.append((st2, outcome))
-            return out
+            return
         out.append((st, "continue"))
-        return out
 
-    def _apply(self, table: Table, chain: Chain, cr: _CompiledRule, st: _State, env: _Env,
-               depth: int) -> list[tuple[_State, str]] | None:
-        """Run the rule's actions. None: no action ended the rule's effect on flow (fall to
-        the next rule)."""
-        for action in cr.rule.actions:
-            res = self._action(table, chain, cr, action, st, env, depth)
-            if res is not None:
-                return res
-        if cr.rule.actions:
-            return None
-        st.steps.append(self._step(table, chain, cr.index, cr.rule, "matched"))
-        return None
+    def _special(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule,
+                 rules: list[_CompiledRule], i: int, st: _State, env: _Env, depth: int,
+                 out: _Out) -> bool:
+        """Evaluate the rule's special matches in order; False when one does not match.
+        A random match forks: the branch where it does not match walks on from ``i``."""
+        for kind, a, b in cr.special:
+            if kind == _S_STAT:
+                # Branch: the rule does not match with probability 1 - p.
+                miss = st.fork(mul_prob(st.prob, b))
+                self._walk(ctx, cc, rules, i, miss, env, depth, out)
+                st.prob = mul_prob(st.prob, a)
+            elif kind == _S_NEVER or kind == _S_RECENT_MISS:
+                return False
+            elif kind == _S_RECENT_SET:
+                st.affinity.append(a)
+            elif kind == _S_SET:
+                res = self._set_lookup(ctx, a, st.pkt)
+                if res is None:
+                    st.unknown.append(b)
+                    return False
+                if not res:
+                    return False
+            else:  # unknown match
+                st.unknown.append(a)
+                return False
+        return True
 
-    def _action(self, table: Table, chain: Chain, cr: _CompiledRule, a: Action, st: _State,
-                env: _Env, depth: int) -> list[tuple[_State, str]] | None:
-        rule, idx = cr.rule, cr.index
-        if isinstance(a, Jump | Goto):
-            target = self._chains[(table.family, table.name)].get(a.chain)
-            verb = "jump" if isinstance(a, Jump) else "goto"
-            st.steps.append(self._step(table, chain, idx, rule, verb, a.chain))
-            if target is None:
-                st.unknown.append(f"{chain.name}: {verb} to missing chain {a.chain}")
-                return [(st, "continue")]
-            out: list[tuple[_State, str]] = []
-            for st2, res in self._run_chain(table, target, st, env, depth + 1):
-                if res in ("return", "continue"):
-                    out.append((st2, "return" if isinstance(a, Goto) else "continue"))
-                else:
-                    out.append((st2, res))
-            return out
-        if isinstance(a, Return):
-            st.steps.append(self._step(table, chain, idx, rule, "return"))
-            return [(st, "return")]
-        if isinstance(a, Accept):
-            st.steps.append(self._step(table, chain, idx, rule, "accept"))
-            return [(st, "accept")]
-        if isinstance(a, Drop):
-            st.steps.append(self._step(table, chain, idx, rule, "drop"))
-            return [(st, "drop")]
-        if isinstance(a, Reject):
-            st.steps.append(self._step(table, chain, idx, rule, "reject"))
-            return [(st, "reject")]
-        if isinstance(a, MarkSet):
+    def _do(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule, act: _Act,
+            st: _State, env: _Env, depth: int) -> _Out | None:
+        """Run one action. None: it did not end the rule's effect on flow (go on with the
+        rule's next action, then the next rule)."""
+        op, arg, step, extra = act
+        if op <= _GOTO:  # jump / goto
+            st.steps.append(step)
+            tcc = ctx.compiled.get(arg)
+            if tcc is None:
+                target = ctx.chains.get(arg)
+                if target is None:
+                    verb = "jump" if op == _JUMP else "goto"
+                    st.unknown.append(f"{cc.chain.name}: {verb} to missing chain {arg}")
+                    return [(st, "continue")]
+                tcc = self._compiled_chain(ctx, target)
+            sub: _Out = []
+            if depth >= 64:
+                st.unknown.append(f"chain recursion deeper than 64 at {arg}")
+                sub.append((st, "drop"))
+            else:
+                self._walk(ctx, tcc, tcc.candidates(st.pkt.tuple), 0, st, env, depth + 1, sub)
+            fell = "continue" if op == _JUMP else "return"
+            if len(sub) == 1:
+                s1, r1 = sub[0]
+                if r1 == "return" or r1 == "continue":
+                    sub[0] = (s1, fell)
+                return sub
+            return [(s, fell if (r == "return" or r == "continue") else r) for s, r in sub]
+        if op <= _REJECT:
+            st.steps.append(step)
+            return [(st, _OUTCOME[op])]
+        if op == _MARK:
+            a: MarkSet = arg
             old = st.pkt.mark
             if a.op == "or":
                 new = old | a.value
@@ -609,58 +831,55 @@ class Evaluator:
                 new = old & a.value
             else:
                 new = (old & ~a.mask & 0xFFFFFFFF) ^ a.value
-            st.pkt = st.pkt.with_(mark=new)
-            st.steps.append(self._step(table, chain, idx, rule, "mark",
-                                       (a.op, a.value, old, new)))
+            p = st.pkt
+            st.pkt = Packet(tuple=p.tuple, iif=p.iif, oif=p.oif, mark=new)
+            st.steps.append(cr.step("mark", (a.op, a.value, old, new)))
             return None
-        if isinstance(a, Dnat):
-            t = st.pkt.tuple
-            port = a.port if a.port is not None else t.dport
-            new_t = FiveTuple(proto=t.proto, src=t.src, sport=t.sport, dst=a.addr, dport=port)
-            st.pkt = st.pkt.with_(tuple=new_t)
+        if op == _DNAT:
+            d: Dnat = arg
+            p = st.pkt
+            t = p.tuple
+            port = d.port if d.port is not None else t.dport
+            new_t = _retarget(t, d.addr, port)
+            st.pkt = Packet(tuple=new_t, iif=p.iif, oif=p.oif, mark=p.mark)
             st.dnat = True
-            st.steps.append(self._step(table, chain, idx, rule, "DNAT", (t, a.addr, port)))
+            st.steps.append(cr.step("DNAT", (t, d.addr, port)))
             return [(st, "accept")]
-        if isinstance(a, Masquerade):
+        if op == _MASQ:
             st.masq = True
-            st.steps.append(self._step(table, chain, idx, rule, "MASQUERADE"))
+            st.steps.append(step)
             return [(st, "accept")]
-        if isinstance(a, Snat):
-            st.snat_to = a.addr
-            st.steps.append(self._step(table, chain, idx, rule, "SNAT",
-                                       (st.pkt.tuple.src, a.addr)))
+        if op == _SNAT:
+            st.snat_to = arg
+            st.steps.append(cr.step("SNAT", (st.pkt.tuple.src, arg)))
             return [(st, "accept")]
-        if isinstance(a, SetUpdate):
-            st.affinity.append(f"update @{a.set_name}")
-            st.steps.append(self._step(table, chain, idx, rule, "remember", a.set_name))
+        if op == _SETUPD:
+            st.affinity.append(arg)
+            st.steps.append(step)
             return None
-        if isinstance(a, Counter):
-            return None
-        if isinstance(a, Vmap):
-            verdict = self._map_lookup(table, a, st)
+        if op == _VMAP:
+            verdict = self._map_lookup(ctx, arg, st)
             if verdict is None:
                 return None
-            st.steps.append(self._step(table, chain, idx, rule, "vmap", a.map_name))
-            return self._action(table, chain, cr, verdict, st, env, depth)
-        if isinstance(a, NumgenVmap):
-            n = len(a.targets)
-            if n == 0 or a.mod <= 0:
+            st.steps.append(step)
+            return self._do(ctx, cc, cr, cr.verdict_act(verdict), st, env, depth)
+        if op == _NUMGEN:
+            if arg is None:
                 return None
-            outs: list[tuple[_State, str]] = []
-            share = Fraction(1, a.mod)
-            for choice in a.targets:
-                st_k = st.fork(st.prob * share)
-                got = self._action(table, chain, cr, choice, st_k, env, depth)
+            outs: _Out = []
+            for choice in arg:
+                st_k = st.fork(mul_prob(st.prob, step))
+                got = self._do(ctx, cc, cr, choice, st_k, env, depth)
                 outs.extend(got if got is not None else [(st_k, "continue")])
-            if n < a.mod:  # values without an entry: no verdict, fall through
-                rest = st.fork(st.prob * Fraction(a.mod - n, a.mod))
-                outs.append((rest, "continue"))
+            if extra is not None:  # values without an entry: no verdict, fall through
+                outs.append((st.fork(mul_prob(st.prob, extra)), "continue"))
             return outs
-        if isinstance(a, UnknownAction):
-            st.unknown.append(f"{chain.name}[{idx}]: cannot evaluate action {a.text}; ignored")
-            st.steps.append(self._step(table, chain, idx, rule, "unknown action", a.text))
+        if op == _UNKACT:
+            st.unknown.append(arg)
+            st.steps.append(step)
             return None
-        st.unknown.append(f"{chain.name}[{idx}]: unsupported action {a!r}")
+        if arg is not None:  # unsupported action
+            st.unknown.append(arg)
         return None
 
     # -- nft sets and maps
@@ -685,8 +904,8 @@ class Evaluator:
                 return None
         return tuple(out)
 
-    def _set_lookup(self, table: Table, m: SetLookup, pkt: Packet) -> bool | None:
-        idx = self._sets[(table.family, table.name)].get(m.set_name)
+    def _set_lookup(self, ctx: _TableCtx, m: SetLookup, pkt: Packet) -> bool | None:
+        idx = ctx.sets.get(m.set_name)
         if idx is None:
             return None
         if "dynamic" in idx.nftset.flags:
@@ -697,8 +916,8 @@ class Evaluator:
             return None
         return idx.contains(key) != m.negate
 
-    def _map_lookup(self, table: Table, a: Vmap, st: _State) -> Verdict | None:
-        idx = self._sets[(table.family, table.name)].get(a.map_name)
+    def _map_lookup(self, ctx: _TableCtx, a: Vmap, st: _State) -> Verdict | None:
+        idx = ctx.sets.get(a.map_name)
         if idx is None:
             st.unknown.append(f"vmap @{a.map_name}: no such map")
             return None
@@ -707,6 +926,32 @@ class Evaluator:
             st.unknown.append(f"vmap @{a.map_name}: key {' . '.join(a.keys)} not evaluable")
             return None
         return idx.value(key)
+
+
+def _branch(st: _State, disp: str) -> Branch:
+    return Branch(
+        probability=st.prob, packet=st.pkt, disposition=disp,  # type: ignore[arg-type]
+        steps=tuple(st.steps), masquerade=st.masq, snat_to=st.snat_to, dnat=st.dnat,
+        affinity=tuple(st.affinity), unknown=tuple(st.unknown),
+    )
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _retarget(t: FiveTuple, addr: IPAddress, port: int) -> FiveTuple:
+    """``t`` with destination ``addr``:``port``; skips FiveTuple's validation when what it
+    checks provably holds (same protocol, same family, port in range)."""
+    if addr.version != t.src.version or not 0 <= port <= 65535:
+        return FiveTuple(proto=t.proto, src=t.src, sport=t.sport, dst=addr, dport=port)
+    nt = _new(FiveTuple)
+    _set(nt, "proto", t.proto)
+    _set(nt, "src", t.src)
+    _set(nt, "sport", t.sport)
+    _set(nt, "dst", addr)
+    _set(nt, "dport", port)
+    return nt
 
 
 def _hp(addr: IPAddress, port: int) -> str:
