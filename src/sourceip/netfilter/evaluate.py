@@ -307,7 +307,7 @@ def _compile_match(m: Match) -> MatchFn | None:
     if isinstance(m, CtState):
         states = frozenset(s.upper() for s in m.states)
         neg = m.negate
-        return lambda p, e: bool(states & e.ct_state) != neg
+        return lambda p, e: (not states.isdisjoint(e.ct_state)) != neg
     if isinstance(m, Nfacct):
         return lambda p, e: True
     return None  # Statistic, Recent, SetLookup: handled by the walker; UnknownMatch: unknown
@@ -747,19 +747,67 @@ class Evaluator:
                 continue
             res = None
             for act in cr.acts:
-                res = self._do(ctx, cc, cr, act, st, env, depth)
-                if res is not None:
-                    break
-            if res is None:
-                if cr.matched is not None:
-                    st.steps.append(cr.matched)
-                continue
-            for st2, outcome in res:
-                if outcome == "continue":
-                    self._walk(ctx, cc, rules, i, st2, env, depth, out)
+                if act[0] > _GOTO:
+                    res = self._do(ctx, cc, cr, act, st, env, depth)
+                    if res is not None:
+                        break
+                    continue
+                # jump / goto, inline: walk the target, then go on here with what returns
+                st.steps.append(act[2])
+                target = act[1]
+                tcc = ctx.compiled.get(target)
+                if tcc is None:
+                    chain = ctx.chains.get(target)
+                    if chain is None:
+                        verb = "jump" if act[0] == _JUMP else "goto"
+                        st.unknown.append(f"{cc.chain.name}: {verb} to missing chain {target}")
+                        res = [(st, "continue")]
+                        break
+                    tcc = self._compiled_chain(ctx, chain)
+                sub: _Out = []
+                if depth >= 64:
+                    st.unknown.append(f"chain recursion deeper than 64 at {target}")
+                    sub.append((st, "drop"))
                 else:
+                    self._walk(ctx, tcc, tcc.candidates(st.pkt.tuple), 0, st, env, depth + 1,
+                               sub)
+                jump = act[0] == _JUMP
+                if len(sub) == 1:
+                    st2, r = sub[0]
+                    if r != "return" and r != "continue":
+                        out.append((st2, r))
+                        return
+                    if not jump:
+                        out.append((st2, "return"))
+                        return
+                    st = st2  # back from the jump: on to the next rule
+                    break
+                for st2, r in sub:
+                    if r != "return" and r != "continue":
+                        out.append((st2, r))
+                    elif jump:
+                        self._walk(ctx, cc, rules, i, st2, env, depth, out)
+                    else:
+                        out.append((st2, "return"))
+                return
+            else:
+                if res is None:
+                    if cr.matched is not None:
+                        st.steps.append(cr.matched)
+                    continue
+            if res is None:  # a jump returned
+                continue
+            last = len(res) - 1
+            for k, (st2, outcome) in enumerate(res):
+                if outcome != "continue":
                     out.append((st2, outcome))
-            return
+                elif k == last:
+                    st = st2  # the last branch goes on with the next rule here
+                    break
+                else:
+                    self._walk(ctx, cc, rules, i, st2, env, depth, out)
+            else:
+                return
         out.append((st, "continue"))
 
     def _special(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule,
