@@ -241,10 +241,8 @@ _MATCH_FNS: dict[Match, MatchFn | None] = {}
 
 
 def _match_fn(m: Match) -> MatchFn | None:
-    """``_compile_match(m)``, shared between equal matches other than addresses (protocols,
-    ports, marks, conntrack states recur in every rule and ruleset; one predicate each)."""
-    if isinstance(m, Addr):
-        return _compile_match(m)
+    """``_compile_match(m)``, shared between equal matches (protocols, ports, marks,
+    conntrack states, the cluster CIDR recur in every rule and ruleset; one predicate each)."""
     try:
         return _MATCH_FNS[m]
     except TypeError:  # an unhashable value inside the match
@@ -360,33 +358,45 @@ class _CompiledRule:
     """A rule ready to walk: plain match predicates, special matches and actions
     pre-dispatched, and the steps that do not depend on the packet built once."""
 
-    __slots__ = ("index", "rule", "fns", "special", "acts", "matched", "vacts", "_ctx")
+    __slots__ = ("index", "rule", "fns", "special", "src_is", "dst_is", "acts", "matched",
+                 "vacts", "cc")
 
     def __init__(self, index: int, rule: Rule, fns: tuple[MatchFn, ...],
-                 special: tuple[_Spec, ...], ctx: _StepCtx) -> None:
+                 special: tuple[_Spec, ...], src_is: IPAddress | None,
+                 dst_is: IPAddress | None, cc: _CompiledChain) -> None:
         self.index = index
         self.rule = rule
         self.fns = fns
         self.special = special
-        self._ctx = ctx
+        # Plain ``-s HOST`` / ``-d HOST`` matches, tested inline (no predicate object).
+        self.src_is = src_is
+        self.dst_is = dst_is
+        self.cc = cc
+        # Actions are compiled when the rule first matches (many rules never do).
+        self.acts: tuple[_Act, ...] | None = None
+        self.matched: Step | None = None
+        self.vacts: dict[Verdict, _Act] | None = None
+
+    def compile_acts(self) -> tuple[_Act, ...]:
         acts: list[_Act] = []
-        for a in rule.actions:
+        for a in self.rule.actions:
             if isinstance(a, Counter):
                 continue
             acts.append(self.act(a))
+        if not self.rule.actions:
+            # A rule without actions records that it matched.
+            self.matched = self.step("matched")
         self.acts = tuple(acts)
-        # A rule without actions records that it matched.
-        self.matched = None if rule.actions else self.step("matched")
-        self.vacts: dict[Verdict, _Act] | None = None
+        return self.acts
 
     def step(self, kind: str, arg: object = None) -> Step:
-        c = self._ctx
-        return Step(c.table, c.chain, self.index, self.rule, kind, c.backend, c.family, arg)
+        c = self.cc
+        return Step(c.tname, c.cname, self.index, self.rule, kind, c.backend, c.family, arg)
 
     def act(self, a: Action) -> _Act:
         """``a`` as an opcode tuple (``Counter`` included, as a no-op)."""
         idx = self.index
-        chain = self._ctx.chain
+        chain = self.cc.cname
         if isinstance(a, Jump):
             return (_JUMP, a.chain, self.step("jump", a.chain), None)
         if isinstance(a, Goto):
@@ -434,14 +444,6 @@ class _CompiledRule:
         return got
 
 
-@dataclass(frozen=True, slots=True)
-class _StepCtx:
-    table: str
-    chain: str
-    backend: str
-    family: str
-
-
 def _rule_key(rule: Rule) -> tuple[IPAddress, str, int] | None:
     dst: IPAddress | None = None
     proto: str | None = None
@@ -465,22 +467,25 @@ class _CompiledChain:
     """A chain ready to walk. Chains of ``_INDEX_THRESHOLD`` rules or more are indexed by
     (destination, protocol, port), and their rules are compiled when first a candidate."""
 
-    __slots__ = ("chain", "table", "backend", "ctx", "rules", "by_key", "generic",
-                 "generic_rules", "merged")
+    __slots__ = ("chain", "tname", "cname", "backend", "family", "rules", "by_key",
+                 "generic", "generic_rules", "merged")
 
     def __init__(self, chain: Chain, table: Table, backend: str) -> None:
         self.chain = chain
-        self.table = table
+        self.tname = table.name
+        self.cname = chain.name
         self.backend = backend
-        self.ctx = _StepCtx(table.name, chain.name, backend, table.family)
+        self.family = table.family
         n = len(chain.rules)
         self.by_key: dict[tuple[IPAddress, str, int], list[int]] | None = None
-        self.generic: list[int] = []
-        self.merged: dict[tuple[IPAddress, str, int], list[_CompiledRule]] = {}
+        self.generic: list[int] = _NO_RULES
+        self.generic_rules: list[_CompiledRule] = _NO_RULES
+        self.merged: dict[tuple[IPAddress, str, int], list[_CompiledRule]] | None = None
         if n < _INDEX_THRESHOLD:
             self.rules: list[_CompiledRule | None] = [self._compile(i) for i in range(n)]
-            self.generic_rules: list[_CompiledRule] = []
             return
+        self.generic = []
+        self.merged = {}
         self.rules = [None] * n
         by_key: dict[tuple[IPAddress, str, int], list[int]] = {}
         for i, rule in enumerate(chain.rules):
@@ -501,7 +506,16 @@ class _CompiledChain:
         name = self.chain.name
         fns: list[MatchFn] = []
         special: list[_Spec] = []
+        src_is = dst_is = None
         for m in rule.matches:
+            if (type(m) is Addr and not m.negate and len(m.nets) == 1
+                    and not isinstance(m.nets[0], _NET_TYPES)):
+                if m.field == "src" and src_is is None:
+                    src_is = m.nets[0]
+                    continue
+                if m.field == "dst" and dst_is is None:
+                    dst_is = m.nets[0]
+                    continue
             if isinstance(m, _SPECIAL_TYPES):
                 spec = _compile_special(m, name, i)
                 if not (spec[0] == _S_STAT and spec[1] is None):
@@ -512,7 +526,8 @@ class _CompiledChain:
                 special.append(_compile_special(UnknownMatch(text=repr(m)), name, i))
             else:
                 fns.append(fn)
-        return _CompiledRule(i, rule, tuple(fns), tuple(special), self.ctx)
+        return _CompiledRule(i, rule, _intern(tuple(fns)), _intern(tuple(special)),
+                             src_is, dst_is, self)  # type: ignore[arg-type]
 
     def rule(self, i: int) -> _CompiledRule:
         cr = self.rules[i]
@@ -525,7 +540,7 @@ class _CompiledChain:
         if self.by_key is None:
             return self.rules  # type: ignore[return-value]  # all compiled
         key = (t.dst, t.proto, t.dport)
-        got = self.merged.get(key)
+        got = self.merged.get(key)  # type: ignore[union-attr]
         if got is not None:
             return got
         keyed = self.by_key.get(key)
@@ -533,19 +548,37 @@ class _CompiledChain:
             return self.generic_rules
         rule = self.rule
         got = [rule(i) for i in heapq.merge(keyed, self.generic)]
-        if len(self.merged) < 65536:
-            self.merged[key] = got
+        if len(self.merged) < 65536:  # type: ignore[arg-type]
+            self.merged[key] = got  # type: ignore[index]
         return got
 
 
 _INDEX_THRESHOLD = 16
+_INTERNED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def _intern(t: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One object per distinct tuple of predicates or special matches (most rules share
+    them): fewer long-lived objects for the cyclic GC to scan."""
+    if not t:
+        return ()
+    try:
+        got = _INTERNED.get(t)
+    except TypeError:
+        return t
+    if got is None:
+        if len(_INTERNED) >= 65536:
+            _INTERNED.clear()
+        got = _INTERNED[t] = t
+    return got
+_NO_RULES: list[Any] = []  # shared, never modified
 _SHARE_MAX_RULES = 8
 _SPECIAL_TYPES = (Statistic, Recent, SetLookup, UnknownMatch)
 # Small compiled chains shared by every evaluator of the process: (backend, family, table,
 # chain name) -> the variants of that chain seen (kube-proxy's fixed chains recur in every
 # node's ruleset; a Service's chains recur on every node whose rules are built for it).
 # Looked up by name, then by ``==`` (identity first): no hashing of whole chains.
-_SHARED: dict[tuple[str, str, str, str], list[_CompiledChain]] = {}
+_SHARED: dict[tuple[str, str, str, str], _CompiledChain | list[_CompiledChain]] = {}
 _SHARED_VARIANTS = 4
 
 
@@ -707,20 +740,28 @@ class Evaluator:
             table = ctx.table
             if len(chain.rules) <= _SHARE_MAX_RULES:
                 key = (self.backend, table.family, table.name, chain.name)
-                variants = _SHARED.get(key)
-                if variants is None:
+                got = _SHARED.get(key)
+                if got is None:
                     if len(_SHARED) >= 65536:
                         _SHARED.clear()
-                    variants = _SHARED[key] = []
-                for v in variants:
-                    if v.chain is chain or v.chain == chain:
-                        cc = v
-                        break
+                    cc = _SHARED[key] = _CompiledChain(chain, table, self.backend)
+                elif type(got) is _CompiledChain:
+                    if got.chain is chain or got.chain == chain:
+                        cc = got
+                    else:
+                        cc = _CompiledChain(chain, table, self.backend)
+                        _SHARED[key] = [got, cc]
                 else:
-                    cc = _CompiledChain(chain, table, self.backend)
-                    if len(variants) >= _SHARED_VARIANTS:
-                        del variants[0]
-                    variants.append(cc)
+                    assert isinstance(got, list)
+                    for v in got:
+                        if v.chain is chain or v.chain == chain:
+                            cc = v
+                            break
+                    else:
+                        cc = _CompiledChain(chain, table, self.backend)
+                        if len(got) >= _SHARED_VARIANTS:
+                            del got[0]
+                        got.append(cc)
             else:
                 cc = _CompiledChain(chain, table, self.backend)
             ctx.compiled[chain.name] = cc
@@ -736,6 +777,12 @@ class Evaluator:
             cr = rules[i]
             i += 1
             pkt = st.pkt
+            a = cr.dst_is
+            if a is not None and a != pkt.tuple.dst:
+                continue
+            a = cr.src_is
+            if a is not None and a != pkt.tuple.src:
+                continue
             matched = True
             for fn in cr.fns:
                 if not fn(pkt, env):
@@ -745,8 +792,11 @@ class Evaluator:
                 continue
             if cr.special and not self._special(ctx, cc, cr, rules, i, st, env, depth, out):
                 continue
+            acts = cr.acts
+            if acts is None:
+                acts = cr.compile_acts()
             res = None
-            for act in cr.acts:
+            for act in acts:
                 if act[0] > _GOTO:
                     res = self._do(ctx, cc, cr, act, st, env, depth)
                     if res is not None:
