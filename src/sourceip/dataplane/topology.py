@@ -89,6 +89,8 @@ class Topology:
         self.nets: dict[str, NodeNet] = {}
         self._pod_cidrs: PrefixMap[str] = PrefixMap()
         self._local_sets: dict[str, PrefixSet] = {}
+        # route() is a pure function of (node, destination): memoized, bounded.
+        self._routes: dict[tuple[str, IPAddress], Route] = {}
         for node in cluster.nodes:
             ip = node.primary_ip(4) or (node.addresses[0] if node.addresses else None)
             if ip is None:
@@ -157,6 +159,15 @@ class Topology:
 
     def route(self, node: str, dst: IPAddress) -> Route:
         """The route ``node`` takes towards ``dst``."""
+        key = (node, dst)
+        r = self._routes.get(key)
+        if r is None:
+            if len(self._routes) >= 1 << 17:
+                self._routes.clear()
+            r = self._routes[key] = self._route(node, dst)
+        return r
+
+    def _route(self, node: str, dst: IPAddress) -> Route:
         net = self.nets[node]
         if self.is_local(node, dst):
             return Route(kind="local", oif="lo", src=dst)

@@ -20,7 +20,7 @@ from sourceip.errors import LookupFailed, TraceError
 from sourceip.kubeproxy import build_ruleset
 from sourceip.net.addr import IPAddress, parse_ip
 from sourceip.net.packet import FiveTuple, Packet
-from sourceip.netfilter.evaluate import ONE, Branch, Evaluator, Step
+from sourceip.netfilter.evaluate import ONE, Branch, Evaluator, Step, mul_prob
 from sourceip.netfilter.ir import Ruleset
 
 DEFAULT_EXTERNAL_IP = "203.0.113.10"
@@ -62,7 +62,7 @@ class _Walk:
     notes: list[str] = field(default_factory=list)
 
     def fork(self, p: Fraction) -> _Walk:
-        prob = self.prob if p == ONE else self.prob * p
+        prob = self.prob if p is ONE or p == ONE else mul_prob(self.prob, p)
         return _Walk(prob, list(self.hops), list(self.ct), self.masq, self.snat_node,
                      self.snat_iface, self.snat_step, self.dnat_node, self.dnat_step,
                      list(self.notes))
@@ -316,10 +316,14 @@ class Tracer:
                     continue
                 pkt = last.packet
                 if hook == "postrouting":
-                    pkt = pkt.with_(oif=route.oif)
-                ct = _CT_DNAT if any(x.dnat for x in path) else _CT_NEW
+                    pkt = Packet(tuple=pkt.tuple, iif=pkt.iif, oif=route.oif, mark=pkt.mark)
+                ct = _CT_NEW
+                for x in path:
+                    if x.dnat:
+                        ct = _CT_DNAT
+                        break
                 for b2 in ev.run_hook(hook, pkt, ct_state=ct):
-                    nxt.append(path + [b2])
+                    nxt.append([*path, b2])
             paths = nxt
         return paths
 
@@ -327,16 +331,18 @@ class Tracer:
                 route: Route | None) -> Outcome:
         prob = ONE
         steps: list[Step] = []
-        masq = False
+        masq = dnat = False
         snat: IPAddress | None = None
+        notes: list[str] = []
         for b in path:
-            if b.probability != ONE:
-                prob *= b.probability
+            prob = mul_prob(prob, b.probability)
             steps.extend(b.steps)
             masq = masq or b.masquerade
             snat = b.snat_to or snat
+            dnat = dnat or b.dnat
+            if b.affinity or b.unknown:
+                notes.extend(_branch_notes([b]))
         final = path[-1].packet.tuple
-        dnat = any(b.dnat for b in path)
         seen = final.src
         if masq and route is not None:
             seen = route.src
@@ -358,7 +364,7 @@ class Tracer:
                       iif=path[0].packet.iif, oif=route.oif if route else None,
                       steps=tuple(steps)),),
             drop_step=steps[-1] if d in ("dropped", "rejected") and steps else None,
-            notes=tuple(_branch_notes(path)),
+            notes=tuple(notes),
         )
 
     def _at_node(self, node: str, pkt: Packet, local_origin: bool, w: _Walk,
@@ -384,8 +390,7 @@ class Tracer:
             for path in self._run_hooks(ev, hooks, b1, route):
                 p = ONE
                 for b in path:
-                    if b.probability != ONE:
-                        p *= b.probability
+                    p = mul_prob(p, b.probability)
                 w2 = w.fork(p)
                 last = path[-1]
                 out_tuple = self._record(w2, node, pkt, path, route, local_origin)
