@@ -169,8 +169,24 @@ class Branch:
     unknown: tuple[str, ...] = ()
 
 
+_TEXTS: dict[tuple[str, str, str, str, int], tuple[Rule, str]] = {}
+
+
 def render_rule(backend: str, family: str, table: str, chain: str, rule: Rule) -> str:
-    """One rule as its tool lists it (``-A CHAIN ...`` or ``add rule FAMILY TABLE CHAIN ...``)."""
+    """One rule as its tool lists it (``-A CHAIN ...`` or ``add rule FAMILY TABLE CHAIN ...``).
+    Rendered once per rule object (steps of shared compiled chains recur in many traces)."""
+    key = (backend, family, table, chain, id(rule))
+    got = _TEXTS.get(key)
+    if got is not None and got[0] is rule:
+        return got[1]
+    text = _render_rule(backend, family, table, chain, rule)
+    if len(_TEXTS) >= 16384:
+        _TEXTS.clear()
+    _TEXTS[key] = (rule, text)
+    return text
+
+
+def _render_rule(backend: str, family: str, table: str, chain: str, rule: Rule) -> str:
     if backend == "nftables":
         from sourceip.netfilter.render_nft import render_nft_rule
 
@@ -359,11 +375,11 @@ class _CompiledRule:
     pre-dispatched, and the steps that do not depend on the packet built once."""
 
     __slots__ = ("index", "rule", "fns", "special", "src_is", "dst_is", "acts", "matched",
-                 "vacts", "cc")
+                 "vacts", "where")
 
     def __init__(self, index: int, rule: Rule, fns: tuple[MatchFn, ...],
                  special: tuple[_Spec, ...], src_is: IPAddress | None,
-                 dst_is: IPAddress | None, cc: _CompiledChain) -> None:
+                 dst_is: IPAddress | None, where: tuple[str, str, str, str]) -> None:
         self.index = index
         self.rule = rule
         self.fns = fns
@@ -371,7 +387,9 @@ class _CompiledRule:
         # Plain ``-s HOST`` / ``-d HOST`` matches, tested inline (no predicate object).
         self.src_is = src_is
         self.dst_is = dst_is
-        self.cc = cc
+        # (table, chain, backend, family) for steps: strings only, so no reference cycle
+        # through the chain and nothing for the cyclic GC to follow.
+        self.where = where
         # Actions are compiled when the rule first matches (many rules never do).
         self.acts: tuple[_Act, ...] | None = None
         self.matched: Step | None = None
@@ -390,13 +408,13 @@ class _CompiledRule:
         return self.acts
 
     def step(self, kind: str, arg: object = None) -> Step:
-        c = self.cc
-        return Step(c.tname, c.cname, self.index, self.rule, kind, c.backend, c.family, arg)
+        table, chain, backend, family = self.where
+        return Step(table, chain, self.index, self.rule, kind, backend, family, arg)
 
     def act(self, a: Action) -> _Act:
         """``a`` as an opcode tuple (``Counter`` included, as a no-op)."""
         idx = self.index
-        chain = self.cc.cname
+        chain = self.where[1]
         if isinstance(a, Jump):
             return (_JUMP, a.chain, self.step("jump", a.chain), None)
         if isinstance(a, Goto):
@@ -467,15 +485,11 @@ class _CompiledChain:
     """A chain ready to walk. Chains of ``_INDEX_THRESHOLD`` rules or more are indexed by
     (destination, protocol, port), and their rules are compiled when first a candidate."""
 
-    __slots__ = ("chain", "tname", "cname", "backend", "family", "rules", "by_key",
-                 "generic", "generic_rules", "merged")
+    __slots__ = ("chain", "where", "rules", "by_key", "generic", "generic_rules", "merged")
 
     def __init__(self, chain: Chain, table: Table, backend: str) -> None:
         self.chain = chain
-        self.tname = table.name
-        self.cname = chain.name
-        self.backend = backend
-        self.family = table.family
+        self.where = (table.name, chain.name, backend, table.family)
         n = len(chain.rules)
         self.by_key: dict[tuple[IPAddress, str, int], list[int]] | None = None
         self.generic: list[int] = _NO_RULES
@@ -527,7 +541,7 @@ class _CompiledChain:
             else:
                 fns.append(fn)
         return _CompiledRule(i, rule, _intern(tuple(fns)), _intern(tuple(special)),
-                             src_is, dst_is, self)  # type: ignore[arg-type]
+                             src_is, dst_is, self.where)  # type: ignore[arg-type]
 
     def rule(self, i: int) -> _CompiledRule:
         cr = self.rules[i]
