@@ -517,10 +517,16 @@ class _CompiledChain:
 
     def _compile(self, i: int) -> _CompiledRule:
         rule = self.chain.rules[i]
+        matches = rule.matches
+        got = _MATCHES.get(id(matches))
+        if got is not None and got[0] is matches:
+            _m, fns_t, special_t, src, dst = got
+            return _CompiledRule(i, rule, fns_t, special_t, src, dst, self.where)
         name = self.chain.name
         fns: list[MatchFn] = []
         special: list[_Spec] = []
         src_is = dst_is = None
+        named = False  # a special match whose message names this chain
         for m in rule.matches:
             if (type(m) is Addr and not m.negate and len(m.nets) == 1
                     and not isinstance(m.nets[0], _NET_TYPES)):
@@ -534,14 +540,23 @@ class _CompiledChain:
                 spec = _compile_special(m, name, i)
                 if not (spec[0] == _S_STAT and spec[1] is None):
                     special.append(spec)
+                    named = named or spec[0] == _S_SET or spec[0] == _S_UNKNOWN
                 continue
             fn = _match_fn(m)
             if fn is None:
                 special.append(_compile_special(UnknownMatch(text=repr(m)), name, i))
+                named = True
             else:
                 fns.append(fn)
-        return _CompiledRule(i, rule, _intern(tuple(fns)), _intern(tuple(special)),
-                             src_is, dst_is, self.where)  # type: ignore[arg-type]
+        fns_t, special_t = _intern(tuple(fns)), _intern(tuple(special))
+        if not named:
+            # Nothing in it names this chain: reusable for every rule with these matches
+            # (the builders share one matches tuple between alike rules).
+            if len(_MATCHES) >= 65536:
+                _MATCHES.clear()
+            _MATCHES[id(matches)] = (matches, fns_t, special_t, src_is, dst_is)
+        return _CompiledRule(i, rule, fns_t, special_t, src_is, dst_is,  # type: ignore[arg-type]
+                             self.where)
 
     def rule(self, i: int) -> _CompiledRule:
         cr = self.rules[i]
@@ -568,7 +583,11 @@ class _CompiledChain:
 
 
 _INDEX_THRESHOLD = 16
-_INTERNED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_INTERNED: dict[tuple[int, ...], tuple[Any, ...]] = {}
+# id(matches tuple) -> (that tuple, predicates, specials, -s HOST, -d HOST); holds the tuple,
+# so its id is not reused while the entry exists.
+_MATCHES: dict[int, tuple[Any, ...]] = {}
+_STAT_SPECS: dict[str, _Spec] = {}
 
 
 def _intern(t: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -576,14 +595,14 @@ def _intern(t: tuple[Any, ...]) -> tuple[Any, ...]:
     them): fewer long-lived objects for the cyclic GC to scan."""
     if not t:
         return ()
-    try:
-        got = _INTERNED.get(t)
-    except TypeError:
-        return t
+    # Keyed by the elements' identities (predicates and specials are shared objects; the
+    # stored tuple holds them, so their ids are not reused while the entry exists).
+    k = tuple(map(id, t))
+    got = _INTERNED.get(k)
     if got is None:
         if len(_INTERNED) >= 65536:
             _INTERNED.clear()
-        got = _INTERNED[t] = t
+        got = _INTERNED[k] = t
     return got
 _NO_RULES: list[Any] = []  # shared, never modified
 _SHARE_MAX_RULES = 8
@@ -598,12 +617,18 @@ _SHARED_VARIANTS = 4
 
 def _compile_special(m: Match, chain: str, index: int) -> _Spec:
     if isinstance(m, Statistic):
-        p = _fraction(m.probability)
-        if p.numerator <= 0:
-            return (_S_NEVER, None, None)
-        if p.numerator < p.denominator:
-            return (_S_STAT, p, _complement(p))
-        return (_S_STAT, None, None)  # always matches
+        spec = _STAT_SPECS.get(m.probability)
+        if spec is None:
+            p = _fraction(m.probability)
+            if p.numerator <= 0:
+                spec = (_S_NEVER, None, None)
+            elif p.numerator < p.denominator:
+                spec = (_S_STAT, p, _complement(p))
+            else:
+                spec = (_S_STAT, None, None)  # always matches
+            if len(_STAT_SPECS) < 4096:
+                _STAT_SPECS[m.probability] = spec
+        return spec
     if isinstance(m, Recent):
         if m.action == "rcheck" or m.action == "update":
             # A first connection has no affinity entry yet.
