@@ -248,7 +248,11 @@ def _addr_in(nets: tuple[IPAddress | IPNetwork, ...]) -> Callable[[IPAddress], b
     def some(a: IPAddress) -> bool:
         if a in hosts:
             return True
-        return any(a.version == n.version and a in n for n in networks)
+        v = a.version
+        for n in networks:
+            if n.version == v and a in n:
+                return True
+        return False
 
     return some
 
@@ -1022,23 +1026,32 @@ class Evaluator:
     # -- nft sets and maps
 
     def _key(self, keys: tuple[str, ...], pkt: Packet) -> tuple[object, ...] | None:
+        codes = _KEY_CODES.get(keys)
+        if codes is None:
+            codes = _key_codes(keys)
         t = pkt.tuple
+        if codes is _DST_PROTO_DPORT:
+            return (t.dst, t.proto, t.dport)
+        if codes is _DST:
+            return (t.dst,)
+        if codes is _PROTO_DPORT:
+            return (t.proto, t.dport)
+        if codes is _UNKEYABLE:
+            return None
         out: list[object] = []
-        for k in keys:
-            if k.endswith("saddr"):
+        for c in codes:
+            if c == _K_SRC:
                 out.append(t.src)
-            elif k.endswith("daddr"):
+            elif c == _K_DST:
                 out.append(t.dst)
-            elif k in ("meta l4proto", "ip protocol", "ip6 nexthdr"):
+            elif c == _K_PROTO:
                 out.append(t.proto)
-            elif k.endswith("dport"):
+            elif c == _K_DPORT:
                 out.append(t.dport)
-            elif k.endswith("sport"):
+            elif c == _K_SPORT:
                 out.append(t.sport)
-            elif k in ("meta mark", "mark"):
-                out.append(pkt.mark)
             else:
-                return None
+                out.append(pkt.mark)
         return tuple(out)
 
     def _set_lookup(self, ctx: _TableCtx, m: SetLookup, pkt: Packet) -> bool | None:
@@ -1063,6 +1076,43 @@ class Evaluator:
             st.unknown.append(f"vmap @{a.map_name}: key {' . '.join(a.keys)} not evaluable")
             return None
         return idx.value(key)
+
+
+_K_SRC, _K_DST, _K_PROTO, _K_DPORT, _K_SPORT, _K_MARK = range(6)
+_DST_PROTO_DPORT = (_K_DST, _K_PROTO, _K_DPORT)
+_DST = (_K_DST,)
+_PROTO_DPORT = (_K_PROTO, _K_DPORT)
+_UNKEYABLE = (-1,)
+_KEY_CODES: dict[tuple[str, ...], tuple[int, ...]] = {}
+
+
+def _key_codes(keys: tuple[str, ...]) -> tuple[int, ...]:
+    """What each nft key expression reads from the packet (``_UNKEYABLE``: one cannot be
+    evaluated); the common shapes are the module's tuples, compared by identity."""
+    codes: list[int] = []
+    for k in keys:
+        if k.endswith("saddr"):
+            codes.append(_K_SRC)
+        elif k.endswith("daddr"):
+            codes.append(_K_DST)
+        elif k in ("meta l4proto", "ip protocol", "ip6 nexthdr"):
+            codes.append(_K_PROTO)
+        elif k.endswith("dport"):
+            codes.append(_K_DPORT)
+        elif k.endswith("sport"):
+            codes.append(_K_SPORT)
+        elif k in ("meta mark", "mark"):
+            codes.append(_K_MARK)
+        else:
+            codes = list(_UNKEYABLE)
+            break
+    out = tuple(codes)
+    for shape in (_DST_PROTO_DPORT, _DST, _PROTO_DPORT, _UNKEYABLE):
+        if out == shape:
+            out = shape
+    if len(_KEY_CODES) < 4096:
+        _KEY_CODES[keys] = out
+    return out
 
 
 def _branch(st: _State, disp: str) -> Branch:
@@ -1095,6 +1145,9 @@ def _hp(addr: IPAddress, port: int) -> str:
     return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
 
 
+_ABSENT = object()
+
+
 class _SetIndex:
     """Exact-key index over an nft set or map; elements with prefixes are checked in order."""
 
@@ -1112,8 +1165,9 @@ class _SetIndex:
                 self.exact[el.key] = el.value
 
     def _match(self, key: tuple[object, ...]) -> tuple[bool, Verdict | None]:
-        if key in self.exact:
-            return True, self.exact[key]
+        got = self.exact.get(key, _ABSENT)
+        if got is not _ABSENT:
+            return True, got  # type: ignore[return-value]
         for ekey, value in self.fuzzy:
             if len(ekey) != len(key):
                 continue
