@@ -213,8 +213,9 @@ class _State:
     unknown: list[str] = field(default_factory=list)
 
     def fork(self, prob: Fraction) -> _State:
-        return _State(prob, self.pkt, list(self.steps), self.masq, self.snat_to, self.dnat,
-                      list(self.affinity), list(self.unknown))
+        a, u = self.affinity, self.unknown
+        return _State(prob, self.pkt, self.steps.copy(), self.masq, self.snat_to, self.dnat,
+                      a.copy() if a else [], u.copy() if u else [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -861,6 +862,11 @@ class Evaluator:
                 if depth >= 64:
                     st.unknown.append(f"chain recursion deeper than 64 at {target}")
                     sub.append((st, "drop"))
+                elif not tcc.rules:  # an empty chain: straight back
+                    if act[0] == _JUMP:
+                        break
+                    out.append((st, "return"))
+                    return
                 else:
                     self._walk(ctx, tcc, tcc.candidates(st.pkt.tuple), 0, st, env, depth + 1,
                                sub)
@@ -1116,11 +1122,9 @@ def _key_codes(keys: tuple[str, ...]) -> tuple[int, ...]:
 
 
 def _branch(st: _State, disp: str) -> Branch:
-    return Branch(
-        probability=st.prob, packet=st.pkt, disposition=disp,  # type: ignore[arg-type]
-        steps=tuple(st.steps), masquerade=st.masq, snat_to=st.snat_to, dnat=st.dnat,
-        affinity=tuple(st.affinity), unknown=tuple(st.unknown),
-    )
+    a, u = st.affinity, st.unknown
+    return Branch(st.prob, st.pkt, disp, tuple(st.steps),  # type: ignore[arg-type]
+                  st.masq, st.snat_to, st.dnat, tuple(a) if a else (), tuple(u) if u else ())
 
 
 _new = object.__new__
