@@ -414,7 +414,7 @@ class _CompiledRule:
 
     def step(self, kind: str, arg: object = None) -> Step:
         table, chain, backend, family = self.where
-        return Step(table, chain, self.index, self.rule, kind, backend, family, arg)
+        return _new_step(table, chain, self.index, self.rule, kind, backend, family, arg)
 
     def act(self, a: Action) -> _Act:
         """``a`` as an opcode tuple (``Counter`` included, as a no-op)."""
@@ -696,6 +696,10 @@ class Evaluator:
         for t in ruleset.tables:
             ctx = self._ctx[(t.family, t.name)] = _TableCtx(t)
             for c in t.chains:
+                if len(c.rules) >= _INDEX_THRESHOLD:
+                    # Index big chains (kube-proxy's KUBE-SERVICES) with the ruleset, not on
+                    # the first packet; their rules are still compiled on first use.
+                    self._compiled_chain(ctx, c)
                 if c.hook is None or c.hook not in self._hooks:
                     continue
                 if iptables:
@@ -979,7 +983,7 @@ class Evaluator:
             else:
                 new = (old & ~a.mask & 0xFFFFFFFF) ^ a.value
             p = st.pkt
-            st.pkt = Packet(tuple=p.tuple, iif=p.iif, oif=p.oif, mark=new)
+            st.pkt = new_packet(p.tuple, p.iif, p.oif, new)
             st.steps.append(cr.step("mark", (a.op, a.value, old, new)))
             return None
         if op == _DNAT:
@@ -988,7 +992,7 @@ class Evaluator:
             t = p.tuple
             port = d.port if d.port is not None else t.dport
             new_t = _retarget(t, d.addr, port)
-            st.pkt = Packet(tuple=new_t, iif=p.iif, oif=p.oif, mark=p.mark)
+            st.pkt = new_packet(new_t, p.iif, p.oif, p.mark)
             st.dnat = True
             st.steps.append(cr.step("DNAT", (t, d.addr, port)))
             return [(st, "accept")]
@@ -1123,12 +1127,63 @@ def _key_codes(keys: tuple[str, ...]) -> tuple[int, ...]:
 
 def _branch(st: _State, disp: str) -> Branch:
     a, u = st.affinity, st.unknown
-    return Branch(st.prob, st.pkt, disp, tuple(st.steps),  # type: ignore[arg-type]
-                  st.masq, st.snat_to, st.dnat, tuple(a) if a else (), tuple(u) if u else ())
+    b = _new(Branch)
+    _b_prob(b, st.prob)
+    _b_pkt(b, st.pkt)
+    _b_disp(b, disp)
+    _b_steps(b, tuple(st.steps))
+    _b_masq(b, st.masq)
+    _b_snat(b, st.snat_to)
+    _b_dnat(b, st.dnat)
+    _b_aff(b, tuple(a) if a else ())
+    _b_unk(b, tuple(u) if u else ())
+    return b
 
 
+# Private fast constructors of frozen slotted values built on every trace: every field is
+# set through its slot (what the generated __init__ does, minus the frozen-__setattr__
+# detour). Only for classes without __post_init__ (FiveTuple's checks are done by hand).
 _new = object.__new__
-_set = object.__setattr__
+
+
+def _setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    assert set(names) == set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    assert not hasattr(cls, "__post_init__") or cls is FiveTuple
+    return tuple(getattr(cls, n).__set__ for n in names)
+
+
+(_b_prob, _b_pkt, _b_disp, _b_steps, _b_masq, _b_snat, _b_dnat, _b_aff, _b_unk) = _setters(
+    Branch, "probability", "packet", "disposition", "steps", "masquerade", "snat_to", "dnat",
+    "affinity", "unknown")
+(_s_table, _s_chain, _s_index, _s_rule, _s_kind, _s_backend, _s_family, _s_arg) = _setters(
+    Step, "table", "chain", "index", "rule", "kind", "backend", "family", "arg")
+_p_tuple, _p_iif, _p_oif, _p_mark = _setters(Packet, "tuple", "iif", "oif", "mark")
+_t_proto, _t_src, _t_sport, _t_dst, _t_dport = _setters(
+    FiveTuple, "proto", "src", "sport", "dst", "dport")
+
+
+def _new_step(table: str, chain: str, index: int, rule: Rule | None, kind: str, backend: str,
+              family: str, arg: object) -> Step:
+    s = _new(Step)
+    _s_table(s, table)
+    _s_chain(s, chain)
+    _s_index(s, index)
+    _s_rule(s, rule)
+    _s_kind(s, kind)
+    _s_backend(s, backend)
+    _s_family(s, family)
+    _s_arg(s, arg)
+    return s
+
+
+def new_packet(t: FiveTuple, iif: str | None, oif: str | None, mark: int) -> Packet:
+    """``Packet(tuple=t, iif=iif, oif=oif, mark=mark)``, built faster."""
+    p = _new(Packet)
+    _p_tuple(p, t)
+    _p_iif(p, iif)
+    _p_oif(p, oif)
+    _p_mark(p, mark)
+    return p
 
 
 def _retarget(t: FiveTuple, addr: IPAddress, port: int) -> FiveTuple:
@@ -1137,11 +1192,11 @@ def _retarget(t: FiveTuple, addr: IPAddress, port: int) -> FiveTuple:
     if addr.version != t.src.version or not 0 <= port <= 65535:
         return FiveTuple(proto=t.proto, src=t.src, sport=t.sport, dst=addr, dport=port)
     nt = _new(FiveTuple)
-    _set(nt, "proto", t.proto)
-    _set(nt, "src", t.src)
-    _set(nt, "sport", t.sport)
-    _set(nt, "dst", addr)
-    _set(nt, "dport", port)
+    _t_proto(nt, t.proto)
+    _t_src(nt, t.src)
+    _t_sport(nt, t.sport)
+    _t_dst(nt, addr)
+    _t_dport(nt, port)
     return nt
 
 
