@@ -20,7 +20,7 @@ from sourceip.errors import LookupFailed, TraceError
 from sourceip.kubeproxy import build_ruleset
 from sourceip.net.addr import IPAddress, parse_ip
 from sourceip.net.packet import FiveTuple, Packet
-from sourceip.netfilter.evaluate import ONE, Branch, Evaluator, Step, mul_prob
+from sourceip.netfilter.evaluate import ONE, Branch, Evaluator, Step, mul_prob, new_packet
 from sourceip.netfilter.ir import Ruleset
 
 DEFAULT_EXTERNAL_IP = "203.0.113.10"
@@ -316,7 +316,7 @@ class Tracer:
                     continue
                 pkt = last.packet
                 if hook == "postrouting":
-                    pkt = Packet(tuple=pkt.tuple, iif=pkt.iif, oif=route.oif, mark=pkt.mark)
+                    pkt = new_packet(pkt.tuple, pkt.iif, route.oif, pkt.mark)
                 ct = _CT_NEW
                 for x in path:
                     if x.dnat:
