@@ -15,7 +15,6 @@ merging the indexed candidates with the rules the index cannot key, by position.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -581,7 +580,7 @@ class _CompiledChain:
         if not keyed:
             return self.generic_rules
         rule = self.rule
-        got = [rule(i) for i in heapq.merge(keyed, self.generic)]
+        got = [rule(i) for i in sorted(keyed + self.generic)]  # indices: chain order
         if len(self.merged) < 65536:  # type: ignore[arg-type]
             self.merged[key] = got  # type: ignore[index]
         return got
