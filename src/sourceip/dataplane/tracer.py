@@ -470,7 +470,11 @@ class Tracer:
             if route.kind != "external" or dnat:
                 endpoint = _hp(final.dst, final.dport)
                 endpoint_name = self._endpoint_name(final.dst, final.dport, route, at_node)
-            reply_ok, reply = self._reply(w, final, route, at_node, original, start)
+            if route.kind == "external":
+                reply = ("the destination is outside the cluster: its reply path is not "
+                         "modelled")
+            else:
+                reply_ok, reply = self._reply(w, final, route, at_node, original, start)
         return Outcome(
             probability=w.prob, disposition=disp, endpoint=endpoint,
             endpoint_name=endpoint_name, masquerade=w.masq, seen_source=seen,

@@ -242,7 +242,7 @@ class Explainer:
                                         f"{_nodes_label(nodes)}", start,
                                         f"<node IP>:{sp.node_port}", nodes, tr, svc=svc))
         # external -> LoadBalancer IPs and externalIPs, through each group of nodes
-        vips: list[tuple[str, IPAddress]] = [("loadbalancer", ip) for ip in svc.all_lb_ips]
+        vips: list[tuple[str, IPAddress]] = [("loadbalancer", ip) for ip in svc.lb_ips]
         vips += [("external-ip", ip) for ip in svc.external_ips if ip.version == 4]
         for kind, vip in vips:
             for _has_eps, nodes in groups:
@@ -262,7 +262,14 @@ class Explainer:
                 paths.append(self._path("pod-to-lb", f"pod on {src_nodes[0]} -> LoadBalancer "
                                         f"IP {vip} (in-cluster)", start, f"{vip}:{sp.port}",
                                         src_nodes, tr, svc=svc))
-        notes = list(self.cluster.notes[:0])
+        notes: list[str] = []
+        for ing in svc.lb_ingress:
+            if ing.ip is not None and ing.ip_mode == "Proxy":
+                notes.append(
+                    f"LoadBalancer IP {ing.ip} has ipMode Proxy: kube-proxy installs no rule "
+                    "for it; the load balancer connects to the NodePort itself, so the pod "
+                    "sees what the NodePort paths show for the load balancer's own address "
+                    "(the client only through PROXY protocol or X-Forwarded-For)")
         if any(ip.version == 6 for ip in svc.cluster_ips):
             notes.append("IPv6 ClusterIPs are listed but only IPv4 paths are traced")
         return ServiceExplanation(
