@@ -48,13 +48,15 @@ def make_cluster(n_services: int, mode: str) -> Cluster:
                    profile=NetworkProfile())
 
 
-def per_trace(n_services: int, mode: str, traces: int) -> tuple[float, float, float]:
+def per_trace(n_services: int, mode: str, traces: int,
+              batch: bool = False) -> tuple[float, float, float]:
     """(cold s/trace: first visit of each Service, warm s/trace: chains already compiled,
-    setup s: building and indexing the node's ruleset)."""
+    setup s: building and indexing the node's ruleset — and with ``batch`` compiling all of it,
+    as ``sourceip trace --flows`` does)."""
     cluster = make_cluster(n_services, mode)
-    tracer = Tracer(cluster)
+    tracer = Tracer(cluster, compile_all=batch)
     t0 = time.perf_counter()
-    tracer.evaluator("node1")  # build + index the ruleset once
+    tracer.evaluator("node1")  # build + index (batch: + compile) the ruleset once
     setup = time.perf_counter() - t0
     base = int(ipaddress.ip_address("10.96.0.10"))
     dsts = [str(ipaddress.ip_address(base + (i * 7919) % n_services)) for i in range(traces)]
@@ -81,14 +83,17 @@ def main() -> None:
     print("each trace: pod -> ClusterIP with 3 endpoints (3 branches enumerated)")
     print(f"{'mode':9} {'services':>8} {'cold us':>8} {'warm us':>8} {'warm traces/s':>13} "
           f"{'setup s':>8}")
-    for mode in ("iptables", "nftables"):
-        rows = {n: per_trace(n, mode, args.traces) for n in (10, 10_000)}
-        for n, (cold, warm, setup) in rows.items():
-            print(f"{mode:9} {n:>8} {cold * 1e6:>8.1f} {warm * 1e6:>8.1f} {1 / warm:>13.0f} "
-                  f"{setup:>8.2f}")
-        print(f"{mode:9} ratio 10,000/10: cold {rows[10_000][0] / rows[10][0]:.2f}, "
-              f"warm {rows[10_000][1] / rows[10][1]:.2f}")
-
+    for batch in (False, True):
+        label = "batch: whole ruleset compiled at setup (trace --flows)" if batch else \
+            "lazy: chains compiled on first visit (one-off traces)"
+        print(label)
+        for mode in ("iptables", "nftables"):
+            rows = {n: per_trace(n, mode, args.traces, batch) for n in (10, 10_000)}
+            for n, (cold, warm, setup) in rows.items():
+                print(f"{mode:9} {n:>8} {cold * 1e6:>8.1f} {warm * 1e6:>8.1f} "
+                      f"{1 / warm:>13.0f} {setup:>8.2f}")
+            print(f"{mode:9} ratio 10,000/10: cold {rows[10_000][0] / rows[10][0]:.2f}, "
+                  f"warm {rows[10_000][1] / rows[10][1]:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -82,3 +82,10 @@ def test_lb_probabilities_split_over_endpoints() -> None:
         # iptables writes probabilities with 10 decimals; nftables numgen is exact thirds.
         for o in trace.outcomes:
             assert abs(float(o.probability) - 1 / 3) < 1e-9
+
+
+@given(configs, st.sampled_from(FLOWS))
+def test_compiling_everything_up_front_changes_no_trace(cfg, flow) -> None:  # type: ignore[no-untyped-def]
+    cluster = design_cluster(**cfg)
+    lazy, eager = Tracer(cluster), Tracer(cluster, compile_all=True)
+    assert str(lazy.trace(*flow)) == str(eager.trace(*flow))

@@ -70,7 +70,8 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
 
             rulesets[dump_node] = parse_nft_json(Path(nft_json or "").read_text(),
                                                  source=nft_json or "")
-    tracer = Tracer(cluster, cfg, rulesets=rulesets, external_ip=external_ip)
+    tracer = Tracer(cluster, cfg, rulesets=rulesets, external_ip=external_ip,
+                    compile_all=flows is not None)
 
     if flows:
         stream = click.open_file(flows, "r")

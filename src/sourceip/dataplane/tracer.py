@@ -82,6 +82,7 @@ class Tracer:
         topology: Topology | None = None,
         rules_cluster: Cluster | None = None,
         transit_cache: dict[tuple[str, KubeProxyConfig], Evaluator] | None = None,
+        compile_all: bool = False,
     ) -> None:
         self.cluster = cluster
         self.config = config if config is not None else cluster.kube_proxy
@@ -89,6 +90,9 @@ class Tracer:
         # Rules may be built from a smaller view (e.g. one Service) for speed: kube-proxy's
         # rules for one Service do not depend on the others.
         self.rules_cluster = rules_cluster if rules_cluster is not None else cluster
+        # Batch use (many flows through the same nodes): compile each node's whole ruleset
+        # when it is first needed rather than chain by chain on first visit.
+        self._compile_all = compile_all
         # When rules are built from a view of some Services, a node that a packet reaches
         # after DNAT, addressed to a pod, is evaluated with the rules of no Service at all
         # (kube-proxy's per-Service rules only match that Service's addresses and node
@@ -117,6 +121,8 @@ class Tracer:
                 raise LookupFailed(f"no node named {node!r} with an address")
             ev = self._evals[node] = Evaluator(self.ruleset(node),
                                                self.topo.local_set(node))
+            if self._compile_all:
+                ev.compile_all()
         return ev
 
     def _transit_evaluator(self, node: str, dst: IPAddress) -> Evaluator:

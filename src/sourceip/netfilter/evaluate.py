@@ -712,6 +712,18 @@ class Evaluator:
         for chains in self._hooks.values():
             chains.sort(key=lambda b: b.priority)
 
+    def compile_all(self) -> Evaluator:
+        """Compile every chain and rule now instead of on first use (for many traces through
+        one ruleset: the first trace of each Service then costs what later ones do)."""
+        for ctx in self._ctx.values():
+            for c in ctx.table.chains:
+                cc = self._compiled_chain(ctx, c)
+                for i in range(len(c.rules)):
+                    cr = cc.rule(i)
+                    if cr.acts is None:
+                        cr.compile_acts()
+        return self
+
     def base_chains(self, hook: str, table_type: str | None = None) -> list[tuple[Table, Chain]]:
         """The base chains of ``hook`` in kernel order; ``table_type`` keeps only nat or filter
         (iptables table name, nft chain type)."""
