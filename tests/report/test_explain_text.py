@@ -30,3 +30,14 @@ def test_table_names_the_rewriting_node_and_the_fix() -> None:
     assert "node2: -A KUBE-POSTROUTING" in text
     assert "spec.externalTrafficPolicy: Local" in text
     assert "cost: nodes without a ready endpoint drop this traffic (node2)" in text
+
+
+def test_summary_line_per_service() -> None:
+    from sourceip.report.explain_text import summarize
+
+    (cluster_svc,) = explain(load_example("seed"), external_ip="192.168.100.2")
+    assert summarize(cluster_svc) == ("in short: pod clients keep their address; external "
+                                      "clients are seen as a rewritten address.")
+    (local_svc,) = explain(load_example("seed-local"), external_ip="192.168.100.2")
+    assert summarize(local_svc) == ("in short: pod clients keep their address; external "
+                                    "clients keep their address (1 path dropped or rejected).")

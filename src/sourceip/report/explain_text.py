@@ -45,6 +45,7 @@ def render_explanations(items: list[ServiceExplanation], *, wide: bool = False,
             lines += [f"  {n}" for n in e.notes]
             blocks.append("\n".join(lines))
             continue
+        lines.append("  " + summarize(e))
         headers = ["PATH", "POD SEES", "REAL CLIENT?"]
         if wide:
             headers.append("REWRITTEN BY")
@@ -84,6 +85,41 @@ def render_explanations(items: list[ServiceExplanation], *, wide: bool = False,
         lines += [f"  note: {n}" for n in e.notes]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+_IN_CLUSTER = ("pod-same-node", "pod-other-node", "pod-to-lb")
+_EXTERNAL = ("nodeport", "loadbalancer", "external-ip")
+
+
+def _verdict_of(paths: list[PathResult]) -> str:
+    if not paths:
+        return ""
+    reached = [p for p in paths if p.real_client is not None]
+    if not reached:
+        return "never reach a pod"
+    real = sum(1 for p in reached if p.real_client)
+    dropped = len(paths) - len(reached)
+    if real == len(reached):
+        text = "keep their address"
+    elif real == 0:
+        text = "are seen as a rewritten address"
+    else:
+        text = f"keep their address on {real} of {len(reached)} paths"
+    if dropped:
+        text += f" ({dropped} path{'s' if dropped > 1 else ''} dropped or rejected)"
+    return text
+
+
+def summarize(e: ServiceExplanation) -> str:
+    """One line: do pod clients and external clients keep their address?"""
+    parts = []
+    inside = _verdict_of([p for p in e.paths if p.kind in _IN_CLUSTER])
+    outside = _verdict_of([p for p in e.paths if p.kind in _EXTERNAL])
+    if inside:
+        parts.append(f"pod clients {inside}")
+    if outside:
+        parts.append(f"external clients {outside}")
+    return "in short: " + ("; ".join(parts) if parts else "no client paths") + "."
 
 
 def draw_path(p: PathResult) -> str:
