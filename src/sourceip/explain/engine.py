@@ -263,6 +263,12 @@ class Explainer:
                                         f"IP {vip} (in-cluster)", start, f"{vip}:{sp.port}",
                                         src_nodes, tr, svc=svc))
         notes: list[str] = []
+        ext = parse_ip(self.external_ip)
+        for cidr in self.cluster.kube_proxy.cluster_cidrs:
+            if ext.version == cidr.version and ext in cidr:
+                notes.append(f"the external client {ext} is inside kube-proxy's clusterCIDR "
+                             f"{cidr}: kube-proxy treats it as pod traffic (use "
+                             "--external-ip with an address outside the pod range)")
         for ing in svc.lb_ingress:
             if ing.ip is not None and ing.ip_mode == "Proxy":
                 notes.append(
