@@ -29,6 +29,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sourceip.cluster import (
     Cluster,
@@ -42,6 +43,7 @@ from sourceip.cluster import (
     Service,
     ServicePort,
 )
+from sourceip.netfilter.ir import Ruleset
 
 N_NODES = 5_000
 N_SERVICES = 10_000
@@ -157,17 +159,15 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_iptables(cluster: Cluster, node: Node) -> dict[str, float]:
-    from sourceip.kubeproxy.iptables import build_iptables_ruleset
-    from sourceip.netfilter.render_iptables import render_iptables
-
+def _measure(build: Callable[[Cluster, Node, Any], Ruleset],
+             render: Callable[[Ruleset], str], cluster: Cluster, node: Node
+             ) -> dict[str, float]:
+    """Wall and CPU time of ``build`` then ``render`` for ``node``, and the ruleset's size."""
     t0, c0 = time.perf_counter(), time.process_time()
-    rs = build_iptables_ruleset(cluster, node, cluster.kube_proxy)
+    rs = build(cluster, node, cluster.kube_proxy)
     t1, c1 = time.perf_counter(), time.process_time()
-    text = render_iptables(rs)
+    text = render(rs)
     t2, c2 = time.perf_counter(), time.process_time()
-    rules = sum(len(c.rules) for t in rs.tables for c in t.chains)
-    chains = sum(len(t.chains) for t in rs.tables)
     return {
         "build_s": t1 - t0,
         "render_s": t2 - t1,
@@ -175,10 +175,18 @@ def bench_iptables(cluster: Cluster, node: Node) -> dict[str, float]:
         "build_cpu_s": c1 - c0,
         "render_cpu_s": c2 - c1,
         "total_cpu_s": c2 - c0,
-        "rules": rules,
-        "chains": chains,
+        "rules": sum(len(c.rules) for t in rs.tables for c in t.chains),
+        "chains": sum(len(t.chains) for t in rs.tables),
         "bytes": len(text),
     }
+
+
+def bench_iptables(cluster: Cluster, node: Node) -> dict[str, float]:
+    """iptables mode: ``build_iptables_ruleset`` + ``render_iptables``."""
+    from sourceip.kubeproxy.iptables import build_iptables_ruleset
+    from sourceip.netfilter.render_iptables import render_iptables
+
+    return _measure(build_iptables_ruleset, render_iptables, cluster, node)
 
 
 MODES: dict[str, Callable[[Cluster, Node], dict[str, float]]] = {"iptables": bench_iptables}
@@ -233,24 +241,7 @@ def bench_nftables(cluster: Cluster, node: Node) -> dict[str, float]:
     from sourceip.kubeproxy.nftables import build_nftables_ruleset
     from sourceip.netfilter.render_nft import render_nft
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    rs = build_nftables_ruleset(cluster, node, cluster.kube_proxy)
-    t1, c1 = time.perf_counter(), time.process_time()
-    text = render_nft(rs)
-    t2, c2 = time.perf_counter(), time.process_time()
-    rules = sum(len(c.rules) for t in rs.tables for c in t.chains)
-    chains = sum(len(t.chains) for t in rs.tables)
-    return {
-        "build_s": t1 - t0,
-        "render_s": t2 - t1,
-        "total_s": t2 - t0,
-        "build_cpu_s": c1 - c0,
-        "render_cpu_s": c2 - c1,
-        "total_cpu_s": c2 - c0,
-        "rules": rules,
-        "chains": chains,
-        "bytes": len(text),
-    }
+    return _measure(build_nftables_ruleset, render_nft, cluster, node)
 
 
 # Registered when the module is imported (the ``__main__`` guard is at the end of the file).

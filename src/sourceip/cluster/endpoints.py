@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sourceip.cluster.cluster import Cluster
 from sourceip.cluster.model import Service, ServicePort
-from sourceip.net.addr import IPAddress
+from sourceip.net.addr import IPAddress, host_port
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +28,7 @@ class ProxyEndpoint:
     node_hints: frozenset[str] = frozenset()
 
     def __str__(self) -> str:
-        return f"[{self.ip}]:{self.port}" if self.ip.version == 6 else f"{self.ip}:{self.port}"
+        return host_port(self.ip, self.port)
 
 
 def service_port_endpoints(

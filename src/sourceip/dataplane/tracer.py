@@ -18,7 +18,7 @@ from sourceip.dataplane.topology import Route, Topology
 from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
 from sourceip.errors import LookupFailed, TraceError
 from sourceip.kubeproxy import build_ruleset
-from sourceip.net.addr import IPAddress, parse_ip
+from sourceip.net.addr import IPAddress, host_port, parse_ip
 from sourceip.net.packet import FiveTuple, Packet
 from sourceip.netfilter.evaluate import ONE, Branch, Evaluator, Step, mul_prob, new_packet
 from sourceip.netfilter.ir import Ruleset
@@ -212,7 +212,7 @@ class Tracer:
 
     def _trace_flow(self, start: Start, dst: IPAddress, dport: int, proto: str, *,
                     via: str | None, target_desc: str | None) -> Trace:
-        desc = target_desc or _hp(dst, dport)
+        desc = target_desc or host_port(dst, dport)
         notes: list[str] = []
         outcomes: list[Outcome] = []
         if start.kind == "pod":
@@ -276,7 +276,7 @@ class Tracer:
                 last = chain_of[-1]
                 disp = last.disposition if last.disposition != "accept" else "accept"
                 outcomes.append(self._single(node, t, chain_of, disp, route))
-        return Trace(source=f"{src} (node {node}, {first})", target=_hp(d, dport), original=t,
+        return Trace(source=f"{src} (node {node}, {first})", target=host_port(d, dport), original=t,
                      outcomes=tuple(_merge(outcomes)))
 
     # ------------------------------------------------------------------ internals
@@ -363,7 +363,7 @@ class Tracer:
             d = "delivered" if dnat else "passed"
         return Outcome(
             probability=prob, disposition=d,
-            endpoint=_hp(final.dst, final.dport) if d == "delivered" else None,
+            endpoint=host_port(final.dst, final.dport) if d == "delivered" else None,
             endpoint_name=None, masquerade=masq,
             seen_source=seen if d in ("delivered", "passed") else None,
             hops=(Hop(at=f"node {node}", node=node, packet_in=t, packet_out=final,
@@ -474,7 +474,7 @@ class Tracer:
             elif not dnat:
                 disp = "passed"
             if route.kind != "external" or dnat:
-                endpoint = _hp(final.dst, final.dport)
+                endpoint = host_port(final.dst, final.dport)
                 endpoint_name = self._endpoint_name(final.dst, final.dport, route, at_node)
             if route.kind == "external":
                 reply = ("the destination is outside the cluster: its reply path is not "
@@ -579,6 +579,3 @@ def _has_local_ready(cluster: Cluster, svc: Service, node: str) -> bool:
                 return True
     return False
 
-
-def _hp(a: IPAddress, port: int) -> str:
-    return f"[{a}]:{port}" if a.version == 6 else f"{a}:{port}"

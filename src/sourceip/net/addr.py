@@ -45,6 +45,11 @@ def parse_port(value: object, *, allow_zero: bool = False) -> int:
     return value
 
 
+def host_port(addr: IPAddress, port: int) -> str:
+    """``ip:port``, or ``[ip]:port`` for IPv6."""
+    return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+
+
 def family_of(addr: IPAddress | IPNetwork) -> int:
     """4 or 6."""
     return addr.version

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sourceip.net.addr import PROTOCOLS, IPAddress, parse_ip
+from sourceip.net.addr import PROTOCOLS, IPAddress, host_port, parse_ip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,10 +39,8 @@ class FiveTuple:
         )
 
     def __str__(self) -> str:
-        def hp(a: IPAddress, p: int) -> str:
-            return f"[{a}]:{p}" if a.version == 6 else f"{a}:{p}"
-
-        return f"{self.proto} {hp(self.src, self.sport)} -> {hp(self.dst, self.dport)}"
+        return f"{self.proto} {host_port(self.src, self.sport)} -> " \
+            f"{host_port(self.dst, self.dport)}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

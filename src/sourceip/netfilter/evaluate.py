@@ -22,7 +22,7 @@ from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Literal
 
-from sourceip.net.addr import IPAddress, IPNetwork
+from sourceip.net.addr import IPAddress, IPNetwork, host_port
 from sourceip.net.packet import FiveTuple, Packet
 from sourceip.net.prefixset import PrefixSet
 from sourceip.netfilter.ir import (
@@ -124,7 +124,7 @@ class Step:
             return f"mark {op} {value:#x}"
         if k == "DNAT":
             _t, addr, port = a
-            return f"DNAT to {_hp(addr, port)}"
+            return f"DNAT to {host_port(addr, port)}"
         if k == "SNAT":
             _src, addr = a
             return f"SNAT to {addr}"
@@ -139,7 +139,7 @@ class Step:
             return (("mark", f"{old:#x}", f"{new:#x}"),)
         if k == "DNAT":
             t, addr, port = a
-            return (("dst", _hp(t.dst, t.dport), _hp(addr, port)),)
+            return (("dst", host_port(t.dst, t.dport), host_port(addr, port)),)
         if k == "SNAT":
             src, addr = a
             return (("src", str(src), str(addr)),)
@@ -1209,10 +1209,6 @@ def _retarget(t: FiveTuple, addr: IPAddress, port: int) -> FiveTuple:
     _t_dst(nt, addr)
     _t_dport(nt, port)
     return nt
-
-
-def _hp(addr: IPAddress, port: int) -> str:
-    return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
 
 
 _ABSENT = object()
