@@ -23,11 +23,15 @@ ALLOWED: dict[str, set[str]] = {
     "kubeproxy": {"cluster", "netfilter", "net", "errors"},
     "dataplane": {"netfilter", "kubeproxy", "cluster", "net", "errors"},
     "clientip": set(),
-    "explain": {"dataplane", "netfilter", "kubeproxy", "cluster", "clientip", "net", "errors"},
+    "loadbalancer": {"cluster", "kubeproxy", "net", "errors"},
+    "ingress": {"cluster", "clientip", "net", "errors"},
+    "explain": {"dataplane", "netfilter", "kubeproxy", "cluster", "clientip", "net", "errors",
+                "loadbalancer", "ingress"},
     "echo": {"clientip"},
-    "lab": {"cluster", "kubeproxy", "netfilter", "explain", "dataplane", "net", "errors"},
+    "lab": {"cluster", "kubeproxy", "netfilter", "explain", "dataplane", "net", "errors",
+            "loadbalancer", "ingress", "clientip"},
     "report": {"explain", "dataplane", "netfilter", "kubeproxy", "cluster", "net", "errors",
-               "clientip", "lab"},
+               "clientip", "lab", "loadbalancer", "ingress"},
 }
 
 

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "explain": "sourceip.cli.explain:explain",
     "lab": "sourceip.cli.lab:lab",
     "echo": "sourceip.cli.echo:echo",
+    "request": "sourceip.cli.request:request",
 }
 
 

@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from sourceip.cluster.model import (
+    ConfigMap,
     EndpointSlice,
     Ingress,
+    IngressClass,
     KubeProxyConfig,
+    LoadBalancerProfile,
     NetworkProfile,
     Node,
     Pod,
@@ -30,6 +33,9 @@ class Cluster:
     services: tuple[Service, ...] = ()
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     ingresses: tuple[Ingress, ...] = ()
+    ingress_classes: tuple[IngressClass, ...] = ()
+    config_maps: tuple[ConfigMap, ...] = ()
+    lb_profiles: tuple[LoadBalancerProfile, ...] = ()
     kube_proxy: KubeProxyConfig = field(default_factory=KubeProxyConfig)
     profile: NetworkProfile = field(default_factory=NetworkProfile)
     notes: tuple[str, ...] = ()
@@ -94,6 +100,13 @@ class Cluster:
             return self.pod_by_key[key]
         except KeyError:
             raise LookupFailed(f"no Pod {key!r}") from None
+
+    def config_map(self, key: str) -> ConfigMap | None:
+        """The ConfigMap ``ns/name``, or None."""
+        for cm in self.config_maps:
+            if cm.key == key:
+                return cm
+        return None
 
     def slices_for(self, svc: Service) -> tuple[EndpointSlice, ...]:
         return self.slices_by_service.get(svc.key, ())

@@ -8,6 +8,7 @@ that ``sources`` can point at the line of the manifest.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -94,6 +95,15 @@ class ContainerPort:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Container:
+    """A container's identity and command line (what an ingress controller is configured by)."""
+
+    name: str
+    image: str = ""
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pod:
     """A pod: where it runs, its IP(s), labels and the ports its containers declare."""
 
@@ -107,6 +117,9 @@ class Pod:
     phase: str = "Running"
     ready: bool = True
     terminating: bool = False
+    # Containers with an image or args (kept for recognising ingress controllers; plain
+    # application containers without args are not stored).
+    containers: tuple[Container, ...] = ()
 
     @property
     def key(self) -> str:
@@ -397,3 +410,81 @@ class NetworkProfile:
             value = getattr(self, name)
             _check(bool(value) and len(value) <= 15 and "/" not in value and " " not in value,
                    f"spec.{_camel(name)}", f"{value!r} is not a Linux interface name")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngressClass:
+    """An IngressClass (networking.k8s.io/v1): which controller serves Ingresses of this class."""
+
+    name: str
+    controller: str = ""
+    default: bool = False  # ingressclass.kubernetes.io/is-default-class: "true"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigMap:
+    """A ConfigMap's data, with a way back to the input line of each key for errors.
+
+    ``locate(exc)`` fills in the file and line of ``exc.field`` (a path such as
+    ``data["use-forwarded-headers"]``) and returns it; it is a no-op for objects built in code.
+    """
+
+    namespace: str
+    name: str
+    data: dict[str, str] = field(default_factory=dict, hash=False)
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    locate: Callable[[Exception], Exception] | None = field(default=None, compare=False,
+                                                            hash=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+LB_PROVIDERS = ("generic", "gce", "aws-nlb-instance", "aws-nlb-ip", "aws-clb", "azure",
+                "metallb-l2", "metallb-bgp", "octavia")
+LB_MODES = ("forwarding", "proxying")
+LB_PROXY_PROTOCOLS = ("none", "v1", "v2")
+LB_HEALTH_PORTS = ("healthCheckNodePort", "nodePort", "kubeProxyHealthz", "none")
+LB_POOLS = ("all-nodes", "endpoint-nodes", "l2-leader")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadBalancerProfile:
+    """What a Service's annotations cannot say about the load balancer in front of it
+    (sourceip's own kind ``sourceip.dev/v1alpha1 LoadBalancerProfile``).
+
+    Empty fields mean "the provider's behaviour" (``sourceip.loadbalancer`` holds the provider
+    table). ``services`` (``ns/name``) and ``load_balancer_class`` select the Services it applies
+    to; with neither it applies to every LoadBalancer Service without a more specific profile.
+    ``source_address`` is the address a proxying load balancer connects to the nodes from.
+    """
+
+    name: str = "default"
+    provider: str = ""
+    services: tuple[str, ...] = ()
+    load_balancer_class: str = ""
+    mode: str = ""
+    proxy_protocol: str = ""
+    health_check_port: str = ""
+    health_check_path: str = ""
+    pool: str = ""
+    source_address: IPAddress | None = None
+
+    def __post_init__(self) -> None:
+        _check(not self.provider or self.provider in LB_PROVIDERS, "spec.provider",
+               f"{self.provider!r} is not one of {', '.join(LB_PROVIDERS)}")
+        _check(not self.mode or self.mode in LB_MODES, "spec.mode",
+               f"{self.mode!r} is not forwarding or proxying")
+        _check(not self.proxy_protocol or self.proxy_protocol in LB_PROXY_PROTOCOLS,
+               "spec.proxyProtocol", f"{self.proxy_protocol!r} is not none, v1 or v2")
+        _check(not self.health_check_port or self.health_check_port in LB_HEALTH_PORTS,
+               "spec.healthCheck.port",
+               f"{self.health_check_port!r} is not one of {', '.join(LB_HEALTH_PORTS)}")
+        _check(not self.health_check_path or self.health_check_path.startswith("/"),
+               "spec.healthCheck.path", f"{self.health_check_path!r} does not start with /")
+        _check(not self.pool or self.pool in LB_POOLS, "spec.pool",
+               f"{self.pool!r} is not one of {', '.join(LB_POOLS)}")
+        for i, key in enumerate(self.services):
+            _check(key.count("/") == 1 and all(key.split("/")), f"spec.services[{i}]",
+                   f"{key!r} is not namespace/name")
