@@ -37,14 +37,18 @@ from typing import Any, Protocol
 from sourceip.cluster.cluster import Cluster
 from sourceip.cluster.model import (
     ZONE_LABEL,
+    ConfigMap,
+    Container,
     ContainerPort,
     Endpoint,
     EndpointPort,
     EndpointSlice,
     Ingress,
+    IngressClass,
     IngressPath,
     KubeProxyConfig,
     LoadBalancerIngress,
+    LoadBalancerProfile,
     NetworkProfile,
     Node,
     Pod,
@@ -470,7 +474,29 @@ class Converter:
         return Pod(
             namespace=ns, name=name, node_name=node_name, ips=ips, host_network=host_network,
             labels=_str_map(meta.get("labels"), "metadata.labels"), ports=tuple(ports),
-            phase=phase, ready=ready, terminating=meta.get("deletionTimestamp") is not None)
+            phase=phase, ready=ready, terminating=meta.get("deletionTimestamp") is not None,
+            containers=self._containers(spec))
+
+    @staticmethod
+    def _containers(spec: Obj) -> tuple[Container, ...]:
+        """Containers that carry args (ingress controllers are configured by them); other
+        containers are not kept, so 150,000 plain pods cost nothing here."""
+        out: list[Container] = []
+        containers = spec.get("containers")
+        if not isinstance(containers, list):
+            return ()
+        for ci, c in enumerate(containers):
+            if not isinstance(c, dict):
+                continue
+            args = c.get("args")
+            if not args:
+                continue
+            cp = f"spec.containers[{ci}]"
+            out.append(Container(
+                name=_str(c.get("name"), cp + ".name"), image=_str(c.get("image"), cp + ".image"),
+                args=tuple(_str(a, f"{cp}.args[{i}]") for i, a in
+                           enumerate(_list(args, cp + ".args")))))
+        return tuple(out)
 
     def _container_port(self, p: Any, pi: int) -> ContainerPort:
         pp = f"ports[{pi}]"
@@ -723,6 +749,66 @@ class Converter:
         return Ingress(namespace=ns, name=name, ingress_class=klass, paths=tuple(paths),
                        lb_ips=ips, annotations=annotations)
 
+    # ---- IngressClass, ConfigMap, LoadBalancerProfile ----
+    def ingress_class(self, obj: Obj) -> IngressClass:
+        _, name = self.meta(obj, namespaced=False)
+        meta = obj["metadata"]
+        spec = _map(obj.get("spec"), "spec")
+        ann = _str_map(meta.get("annotations"), "metadata.annotations")
+        return IngressClass(
+            name=name, controller=_str(spec.get("controller"), "spec.controller"),
+            default=ann.get("ingressclass.kubernetes.io/is-default-class", "") == "true")
+
+    def config_map(self, obj: Obj, locate: Any = None) -> ConfigMap:
+        ns, name = self.meta(obj)
+        meta = obj["metadata"]
+        data = _map(obj.get("data"), "data")
+        values: dict[str, str] = {}
+        for k, v in data.items():
+            field = key_path("data", str(k))
+            if isinstance(v, bool):  # a YAML `true` where the API wants a string
+                raise ValidationError(
+                    f"expected a string, got a boolean (quote it: \"{str(v).lower()}\"); the "
+                    "API server rejects a ConfigMap whose data values are not strings",
+                    field=field)
+            values[str(k)] = _str(v, field)
+        return ConfigMap(namespace=ns, name=name, data=values,
+                         labels=_str_map(meta.get("labels"), "metadata.labels"), locate=locate)
+
+    def lb_profile(self, obj: Obj) -> LoadBalancerProfile:
+        meta = _map(obj.get("metadata"), "metadata")
+        spec = _map(obj.get("spec"), "spec")
+        known = {"provider", "services", "loadBalancerClass", "mode", "proxyProtocol",
+                 "healthCheck", "pool", "sourceAddress"}
+        for key in spec:
+            if key not in known:
+                raise ValidationError(
+                    f"unknown field (known: {', '.join(sorted(known))})",
+                    field=key_path("spec", str(key)))
+        hc = _map(spec.get("healthCheck"), "spec.healthCheck")
+        for key in hc:
+            if key not in ("port", "path"):
+                raise ValidationError("unknown field (known: path, port)",
+                                      field=key_path("spec.healthCheck", str(key)))
+        src = spec.get("sourceAddress")
+        pp = spec.get("proxyProtocol")
+        if pp is False:  # YAML `none`-ish spellings people write
+            pp = "none"
+        kwargs: dict[str, Any] = dict(
+            name=_str(meta.get("name"), "metadata.name", "default") or "default",
+            provider=_str(spec.get("provider"), "spec.provider"),
+            services=tuple(_str(x, f"spec.services[{i}]") for i, x in
+                           enumerate(_list(spec.get("services"), "spec.services"))),
+            load_balancer_class=_str(spec.get("loadBalancerClass"), "spec.loadBalancerClass"),
+            mode=_str(spec.get("mode"), "spec.mode"),
+            proxy_protocol=_str(pp, "spec.proxyProtocol"),
+            health_check_port=_str(hc.get("port"), "spec.healthCheck.port"),
+            health_check_path=_str(hc.get("path"), "spec.healthCheck.path"),
+            pool=_str(spec.get("pool"), "spec.pool"),
+            source_address=self.ip(src, "spec.sourceAddress") if src else None)
+        prof: LoadBalancerProfile = _model(LoadBalancerProfile, "", **kwargs)
+        return prof
+
     # ---- ServiceCIDR ----
     def service_cidrs(self, obj: Obj) -> tuple[IPNetwork, ...]:
         self.meta(obj, namespaced=False)
@@ -927,6 +1013,12 @@ class _Builder:
                         f"a second NetworkProfile (first at {prof_raw.describe()})",
                         field="kind"))
                 prof_raw = raw
+            elif kind == "IngressClass" and api.startswith("networking.k8s.io/"):
+                by_kind["IngressClass"].append(raw)
+            elif kind == "LoadBalancerProfile" and (not api or api.startswith(_PROFILE_API)):
+                by_kind["LoadBalancerProfile"].append(raw)
+            elif kind == "ConfigMap" and not _is_kube_proxy_cm(obj):
+                by_kind["ConfigMap"].append(raw)
             elif kind == "ConfigMap" and _is_kube_proxy_cm(obj):
                 if kp_raw is not None:
                     raise raw.locate(ManifestError(
@@ -996,6 +1088,23 @@ class _Builder:
                          f"Ingress {ing.namespace}/{ing.name}")
             ingresses.append(ing)
 
+        classes: list[IngressClass] = []
+        for raw in by_kind["IngressClass"]:
+            ic = self._convert(raw, lambda r=raw: conv.ingress_class(r.obj))
+            self._unique(("IngressClass", ic.name), raw, f"IngressClass {ic.name}")
+            classes.append(ic)
+        config_maps: list[ConfigMap] = []
+        for raw in by_kind["ConfigMap"]:
+            cm = self._convert(raw, lambda r=raw: conv.config_map(r.obj, r.locate))
+            self._unique(("ConfigMap", cm.namespace, cm.name), raw, f"ConfigMap {cm.key}")
+            config_maps.append(cm)
+        lb_profiles: list[LoadBalancerProfile] = []
+        for raw in by_kind["LoadBalancerProfile"]:
+            prof = self._convert(raw, lambda r=raw: conv.lb_profile(r.obj))
+            self._unique(("LoadBalancerProfile", prof.name), raw,
+                         f"LoadBalancerProfile {prof.name}")
+            lb_profiles.append(prof)
+
         if self.node_port_range is not None:
             # node_port_range=None means "as given" (kube-proxy's own test objects): no
             # API-server range check and nothing allocated that kube-proxy would not see.
@@ -1016,7 +1125,9 @@ class _Builder:
             self.notes.append("IPv6 addresses are loaded; rules are generated for IPv4 only")
         return Cluster(
             nodes=tuple(nodes), pods=tuple(pods), services=tuple(services),
-            endpoint_slices=tuple(slices), ingresses=tuple(ingresses), kube_proxy=kube_proxy,
+            endpoint_slices=tuple(slices), ingresses=tuple(ingresses),
+            ingress_classes=tuple(classes), config_maps=tuple(config_maps),
+            lb_profiles=tuple(lb_profiles), kube_proxy=kube_proxy,
             profile=profile, notes=tuple(self.notes), skipped=dict(sorted(self.skipped.items())))
 
     @staticmethod
