@@ -44,13 +44,18 @@ def _port_ok(value: int, field_path: str, *, allow_zero: bool = False) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Node:
-    """A node: its addresses (InternalIP first), pod CIDRs and labels."""
+    """A node: its addresses (InternalIP first), pod CIDRs, labels, and whether it is being
+    deleted (``deletion_timestamp``) or tainted (``taints``, the taint keys)."""
 
     name: str
     internal_ips: tuple[IPAddress, ...] = ()
     external_ips: tuple[IPAddress, ...] = ()
     pod_cidrs: tuple[IPNetwork, ...] = ()
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
+    # metadata.deletionTimestamp as written ("" = not being deleted) and the keys of
+    # spec.taints: kube-proxy's /healthz reads both (pkg/proxy/healthcheck NodeEligible).
+    deletion_timestamp: str = ""
+    taints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "metadata.name", "a node needs a name")

@@ -407,9 +407,20 @@ class Converter:
             cidrs = (self.network(spec["podCIDR"], "spec.podCIDR"),)
         else:
             cidrs = ()
+        deleted = meta.get("deletionTimestamp")
+        if hasattr(deleted, "isoformat"):  # YAML reads an unquoted timestamp as a datetime
+            deleted = deleted.isoformat().replace("+00:00", "Z")
+        taints: list[str] = []
+        for i, t in enumerate(_list(spec.get("taints"), "spec.taints")):
+            key = _str(_map(t, f"spec.taints[{i}]").get("key"), f"spec.taints[{i}].key")
+            if not key:
+                raise ValidationError("a taint needs a key", field=f"spec.taints[{i}].key")
+            taints.append(key)
         node: Node = _model(Node, "", name=name, internal_ips=tuple(internal),
                       external_ips=tuple(external), pod_cidrs=cidrs,
-                      labels=_str_map(meta.get("labels"), "metadata.labels"))
+                      labels=_str_map(meta.get("labels"), "metadata.labels"),
+                      deletion_timestamp=_str(deleted, "metadata.deletionTimestamp"),
+                      taints=tuple(taints))
         return node
 
     # ---- Pod ----
