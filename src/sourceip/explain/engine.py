@@ -57,6 +57,12 @@ class PathResult:
     fixes: tuple[Fix, ...] = ()
     changes: tuple[str, ...] = ()  # settings that would change this answer
     node_count: int = 0  # how many nodes behave this way
+    # kind "ingress": what the app receives behind the controller (peer, headers, the client
+    # the recommended clientip strategy resolves, whether a client can forge it)
+    app_sees: dict[str, Any] | None = None
+    # paths through a load balancer: its profile, health checks per node and pool
+    load_balancer: dict[str, Any] | None = None
+    findings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +73,9 @@ class PathResult:
             "summary": self.summary, "fixes": [f.to_dict() for f in self.fixes],
             "what_would_change_this": list(self.changes),
             "outcomes": [o.to_dict() for o in self.trace.outcomes],
+            **({"app_sees": self.app_sees} if self.app_sees is not None else {}),
+            **({"load_balancer": self.load_balancer} if self.load_balancer is not None else {}),
+            **({"findings": list(self.findings)} if self.findings else {}),
         }
 
 
@@ -111,6 +120,8 @@ class Explainer:
     _changes_cache: dict[tuple[Any, ...], tuple[str, ...]] = field(init=False)
     _eps_for: str = field(init=False)
     _eps: frozenset[IPAddress] = field(init=False)
+    _discovery: Any = field(init=False)
+    _ctrl_paths: dict[tuple[str, int], tuple[PathResult, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.topo = Topology(self.cluster)
@@ -120,6 +131,26 @@ class Explainer:
         self._eps_for = ""
         self._eps = frozenset()
         self._sorted_nodes = sorted(self.topo.nets)
+        self._discovery = None
+        self._ctrl_paths = {}
+
+    @property
+    def discovery(self) -> Any:
+        """The cluster's ingress controllers and routes (``sourceip.ingress.discover``)."""
+        if self._discovery is None:
+            from sourceip.ingress.discover import discover
+
+            self._discovery = discover(self.cluster)
+        return self._discovery
+
+    def controller_paths(self, svc: Service, sp: ServicePort) -> tuple[PathResult, ...]:
+        """The paths of an ingress controller's own Service port (memoized: every Ingress
+        rule behind the controller enters through them)."""
+        key = (svc.key, sp.port)
+        hit = self._ctrl_paths.get(key)
+        if hit is None:
+            hit = self._ctrl_paths[key] = self._explain_port(svc, sp, ingress=False).paths
+        return hit
 
     # ------------------------------------------------------------------ entry points
     def explain(self, names: list[str] | None = None) -> list[ServiceExplanation]:
@@ -192,7 +223,8 @@ class Explainer:
         return Tracer(self.cluster, cfg, topology=self.topo, rules_cluster=sub,
                       external_ip=self.external_ip, transit_cache=self._transit)
 
-    def _explain_port(self, svc: Service, sp: ServicePort) -> ServiceExplanation:
+    def _explain_port(self, svc: Service, sp: ServicePort, *,
+                      ingress: bool = True) -> ServiceExplanation:
         tracer = self._tracer(svc)
         groups = self._node_groups(svc, sp)
         ep_nodes = [g for g in groups if g[0]]
@@ -253,8 +285,9 @@ class Explainer:
                 paths.append(self._path(kind, f"external -> {what} {vip} arriving at "
                                         f"{_nodes_label(nodes)}", start, f"{vip}:{sp.port}",
                                         nodes, tr, svc=svc))
-        # pod -> its own Service's LoadBalancer IP (kube-proxy short-circuits the LB)
-        for vip in svc.lb_ips:
+        # pod -> its own Service's LoadBalancer IP (kube-proxy short-circuits the LB); no
+        # client pod without Nodes (the CLI says that Nodes are missing)
+        for vip in svc.lb_ips if groups else ():
             src_nodes = (bare_nodes or ep_nodes)[0][1]
             start = self._client_pod(src_nodes[0], svc)
             if start is not None:
@@ -262,6 +295,10 @@ class Explainer:
                 paths.append(self._path("pod-to-lb", f"pod on {src_nodes[0]} -> LoadBalancer "
                                         f"IP {vip} (in-cluster)", start, f"{vip}:{sp.port}",
                                         src_nodes, tr, svc=svc))
+        if ingress and self.cluster.ingresses:
+            from sourceip.explain.ingress_paths import ingress_paths
+
+            paths.extend(ingress_paths(self, svc, sp, self.discovery))
         notes: list[str] = []
         ext = parse_ip(self.external_ip)
         for cidr in self.cluster.kube_proxy.cluster_cidrs:

@@ -1,0 +1,280 @@
+"""explain's L7 step: the paths of a Service that an Ingress routes to.
+
+For each Ingress rule whose backend is the Service: external client -> (load balancer) -> node
+-> controller pod (the L4 path of the controller's own Service, traced like any other Service)
+-> the controller's request to the backend pod (``sourceip.ingress.forward``, one truth per
+controller) -> the address the app resolves with the recommended ``sourceip.clientip``
+strategy. The same request is sent once more with a forged ``X-Forwarded-For`` to check that
+the app cannot be fooled. Nothing here re-decides what kube-proxy or the controller does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sourceip.cluster import Pod, Service, ServicePort, service_port_endpoints
+from sourceip.dataplane.trace import Outcome
+from sourceip.dataplane.tracer import Start
+
+if TYPE_CHECKING:
+    from sourceip.explain.engine import Explainer, PathResult
+    from sourceip.ingress.discover import Controller, Discovery, IngressRoute
+
+FORGED_IP = "6.6.6.6"
+ENTRY_KINDS = ("nodeport", "through-lb", "external-ip")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the backend app receives for one request through a controller."""
+
+    peer: str
+    headers: tuple[tuple[str, str], ...]
+    controller_client: str | None
+    resolved: str | None
+    ok: bool
+    error: str | None
+    provenance: tuple[tuple[str, str], ...]
+
+
+def _route_matches(route: IngressRoute, svc: Service, sp: ServicePort) -> bool:
+    if route.service is None or route.service.key != svc.key:
+        return False
+    want = route.path.service_port
+    return want == sp.port if isinstance(want, int) else want == sp.name
+
+
+def _http_port(csvc: Service) -> ServicePort | None:
+    """The controller Service's plain-HTTP port (named http, else 80, else the first TCP)."""
+    tcp = [p for p in csvc.ports if p.protocol == "tcp"]
+    for p in tcp:
+        if p.name == "http":
+            return p
+    for p in tcp:
+        if p.port == 80:
+            return p
+    return tcp[0] if tcp else None
+
+
+def controller_trusted_cidrs(explainer: Explainer, ctrl: Controller) -> list[str]:
+    """What the app should trust: the pod CIDRs of the nodes the controller pods run on
+    (every controller replica connects from its pod IP), else the pods' own /32s."""
+    cidrs: list[str] = []
+    for pod in ctrl.pods:
+        node = explainer.cluster.node_by_name.get(pod.node_name)
+        cidr = node.pod_cidr(4) if node is not None else None
+        text = str(cidr) if cidr is not None else (f"{pod.ip}/32" if pod.ip else "")
+        if text and text not in cidrs:
+            cidrs.append(text)
+    return cidrs
+
+
+def deliver(settings: Any, ctrl_pod: Pod, remote: str, proxy: tuple[str, int] | None,
+            headers: list[tuple[str, str]], strategy: Any) -> Delivery:
+    """One request through the controller and the app's resolution of it."""
+    from sourceip.ingress import Connection, forward
+
+    assert ctrl_pod.ip is not None
+    fwd = forward(settings, Connection(peer=remote, peer_port=0, proxy=proxy), headers,
+                  controller_ip=str(ctrl_pod.ip), host="example.test")
+    resolved = None
+    if fwd.ok:
+        hdrs: dict[str, str] = {}
+        for k, v in fwd.headers:
+            lk = k.lower()
+            hdrs[lk] = f"{hdrs[lk]}, {v}" if lk in hdrs else v
+        res = strategy.resolve(fwd.peer, hdrs)
+        resolved = res.ip if res.ip else None
+    return Delivery(peer=fwd.peer, headers=tuple(fwd.headers),
+                    controller_client=fwd.controller_client, resolved=resolved, ok=fwd.ok,
+                    error=fwd.error, provenance=tuple(fwd.provenance))
+
+
+def ingress_paths(explainer: Explainer, svc: Service, sp: ServicePort,
+                  disc: Discovery) -> list[PathResult]:
+    """The ingress paths to ``svc``:``sp``, one per entry (node group or load balancer) of
+    each controller Service that serves an Ingress rule routed here."""
+    from sourceip.explain.engine import Fix, PathResult
+
+    out: list[PathResult] = []
+    routes = [r for r in disc.routes if _route_matches(r, svc, sp)]
+    seen_ctrl: set[tuple[str, str]] = set()
+    for route in routes:
+        ctrl = route.controller
+        if ctrl is None:
+            continue
+        for csvc in ctrl.services:
+            if (csvc.key, route.ingress.name) in seen_ctrl:
+                continue
+            seen_ctrl.add((csvc.key, route.ingress.name))
+            csp = _http_port(csvc)
+            if csp is None:
+                continue
+            entries = [p for p in explainer.controller_paths(csvc, csp)
+                       if p.kind in ENTRY_KINDS]
+            if not entries:
+                continue
+            eps = [e for e in service_port_endpoints(explainer.cluster, svc, sp)]
+            backend = f"{eps[0].ip}:{eps[0].port}" if eps else "-"
+            for entry in entries:
+                out.append(_one(explainer, route, ctrl, csvc, entry, svc, sp, backend,
+                                PathResult, Fix))
+    return out
+
+
+def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Service,
+         entry: PathResult, svc: Service, sp: ServicePort, backend: str,
+         path_cls: Any, fix_cls: Any) -> PathResult:
+    from sourceip.ingress import recommend
+
+    ing = route.ingress
+    host = route.path.host or "*"
+    trusted = controller_trusted_cidrs(explainer, ctrl)
+    rec = recommend(ctrl.settings, trusted_cidrs=trusted)
+    strategy = rec.build()
+    client_ip = str(entry.trace.original.src)
+    lb = entry.load_balancer or {}
+    pp = lb.get("proxy_protocol")
+    proxy = (lb.get("client") or client_ip, 0) if pp in ("v1", "v2") else None
+    branches: list[dict[str, Any]] = []
+    findings: list[str] = []
+    rewritten = list(entry.rewritten_by)
+    real: bool | None = None
+    forgeable = False
+    first: Delivery | None = None
+    delivered: list[Outcome] = [o for o in entry.trace.outcomes
+                                if o.disposition == "delivered"]
+    for o in delivered:
+        ep_ip = (o.endpoint or "").rpartition(":")[0]
+        ctrl_pod = next((p for p in ctrl.pods if str(p.ip) == ep_ip), None)
+        if ctrl_pod is None or o.seen_source is None:
+            continue
+        remote = str(o.seen_source)
+        honest = deliver(ctrl.settings, ctrl_pod, remote, proxy, [], strategy)
+        forged = deliver(ctrl.settings, ctrl_pod, remote, proxy,
+                         [("X-Forwarded-For", FORGED_IP)], strategy)
+        peer = _l3_peer(explainer, ctrl_pod, svc, backend, sp)
+        if first is None:
+            first = honest
+        ok_real = honest.ok and honest.resolved == client_ip
+        real = ok_real if real is None else (real and ok_real)
+        if forged.ok and forged.resolved == FORGED_IP:
+            forgeable = True
+        if not honest.ok and honest.error:
+            findings.append(f"{ctrl.label}: {honest.error}")
+        branches.append({
+            "probability": float(o.probability),
+            "controller_pod": ctrl_pod.key,
+            "controller_remote_addr": remote,
+            "peer": peer,
+            "ok": honest.ok, "error": honest.error,
+            "headers": _headers_dict(honest.headers),
+            "controller_client": honest.controller_client,
+            "resolved_client": honest.resolved,
+            "provenance": dict(honest.provenance),
+            "forged": {"header": f"X-Forwarded-For: {FORGED_IP}",
+                       "headers": _headers_dict(forged.headers),
+                       "resolved_client": forged.resolved,
+                       "refused": forged.resolved != FORGED_IP},
+        })
+    if not branches:
+        real = None
+    if pp in ("v1", "v2") and not _expects_proxy(ctrl.settings):
+        findings.append(f"the load balancer sends PROXY {pp} but {ctrl.label} does not expect "
+                        "it: every request fails (enable PROXY protocol on the controller, "
+                        "or turn it off on the load balancer, at the same time)")
+    if pp not in ("v1", "v2") and _expects_proxy(ctrl.settings):
+        findings.append(f"{ctrl.label} expects a PROXY header but this path sends none: every "
+                        "request on it fails (in-cluster callers of the LB IP bypass the load "
+                        "balancer unless ipMode is Proxy)")
+    b0 = branches[0] if branches else None
+    app_sees = {
+        "controller": ctrl.name, "controller_namespace": ctrl.namespace,
+        "settings_from": ctrl.settings_from,
+        "ingress": f"{ing.namespace}/{ing.name}", "host": host, "path": route.path.path,
+        "peer": b0["peer"] if b0 else None,
+        "headers": b0["headers"] if b0 else {},
+        "resolved_client": b0["resolved_client"] if b0 else None,
+        "strategy": rec.strategy_code,
+        "trusted_cidrs": trusted,
+        "forgeable": forgeable,
+        "branches": branches,
+    }
+    if first is not None and first.controller_client and first.controller_client != client_ip:
+        rewritten.append(f"{ctrl.label}: the controller's client is {first.controller_client} "
+                         "(its $remote_addr after the L4 path), which it passes on in the "
+                         "headers")
+    seen = []
+    for b in branches:
+        d = f"{b['resolved_client']} via {rec.header or 'peer'}" if b["resolved_client"] \
+            else "nothing (request fails)"
+        if d not in seen:
+            seen.append(d)
+    if not branches:
+        summary = "never reaches the controller: " + entry.summary
+    elif real:
+        summary = "the app resolves the real client address from the controller's headers"
+    elif any(not b["ok"] for b in branches):
+        summary = "requests fail at the controller: " + "; ".join(findings[:1])
+    else:
+        summary = ("the app resolves a rewritten address, not the client: the controller "
+                   "passes on the address the L4 path left it")
+    if forgeable:
+        summary += f"; a client can forge it (X-Forwarded-For: {FORGED_IP} is believed)"
+    fixes = []
+    for ch in rec.settings_changes:
+        fixes.append(fix_cls(change=ch.change, effect=ch.effect,
+                             side_effects=tuple(getattr(ch, "costs", ()) or
+                                                getattr(ch, "side_effects", ()) or
+                                                ((ch.cost,) if getattr(ch, "cost", "") else ()))))
+    if real is False and not forgeable and entry.fixes:
+        fixes.extend(f for f in entry.fixes if "externalTrafficPolicy" in f.change)
+    fixes.append(fix_cls(change=f"in the app: {rec.strategy_code}",
+                         effect=f"resolves the client from {rec.header or 'the socket peer'}, "
+                                "trusting only the controller pods "
+                                f"({', '.join(trusted) or '-'})",
+                         side_effects=("any other proxy between the controller and the app "
+                                       "must be added to the trusted ranges",)))
+    entry_title = entry.title.replace("external -> ", "")
+    title = (f"external -> Ingress {ing.namespace}/{ing.name} ({host}{route.path.path}) via "
+             f"{ctrl.label}, entering at {entry_title}")
+    return path_cls(
+        kind="ingress", title=title, client=entry.client,
+        target=f"http://{host}{route.path.path}", nodes=entry.nodes,
+        node_count=entry.node_count, trace=entry.trace, seen=tuple(seen), real_client=real,
+        rewritten_by=tuple(rewritten), summary=summary, fixes=tuple(fixes),
+        app_sees=app_sees, load_balancer=entry.load_balancer,
+        findings=tuple(dict.fromkeys(findings)))
+
+
+def _headers_dict(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in headers:
+        out[k] = f"{out[k]}, {v}" if k in out else v
+    return out
+
+
+def _expects_proxy(settings: Any) -> bool:
+    from sourceip.ingress import expects_proxy_protocol
+
+    return bool(expects_proxy_protocol(settings))
+
+
+def _l3_peer(explainer: Explainer, ctrl_pod: Pod, svc: Service, backend: str,
+             sp: ServicePort) -> str | None:
+    """The source address the backend pod sees for the controller's connection (traced: a
+    CNI egress NAT would show here)."""
+    if backend == "-" or ctrl_pod.ip is None or ctrl_pod.host_network:
+        return str(ctrl_pod.ip) if ctrl_pod.ip else None
+    from sourceip.net.addr import parse_ip
+
+    ip_text, _, port = backend.rpartition(":")
+    tracer = explainer._tracer(svc)
+    start = Start(kind="pod", name=ctrl_pod.key, ip=ctrl_pod.ip, node=ctrl_pod.node_name,
+                  pod=ctrl_pod)
+    tr = tracer.trace_flow(start, parse_ip(ip_text), int(port), sp.protocol)
+    for o in tr.outcomes:
+        if o.disposition == "delivered" and o.seen_source is not None:
+            return str(o.seen_source)
+    return str(ctrl_pod.ip)
