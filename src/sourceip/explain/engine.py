@@ -395,6 +395,14 @@ class Explainer:
         ip = o.seen_source
         if ip is None:
             return "-"
+        iface = o.snat_iface if o.snat_iface and o.snat_node else None
+        return self.describe_ip(ip, client_ip, client_is_node=client_is_node,
+                                snat=(o.snat_node, iface) if iface else None)
+
+    def describe_ip(self, ip: IPAddress, client_ip: IPAddress | None = None, *,
+                    client_is_node: bool = False,
+                    snat: tuple[str | None, str] | None = None) -> str:
+        """``IP (what it is)``: the client, a node's bridge/tunnel/address, a pod, or bare."""
         if client_ip is not None and ip == client_ip and not client_is_node:
             return f"{ip} (the client)"
         owner = self.topo.node_owning(ip)
@@ -406,8 +414,8 @@ class Explainer:
                 what = f"{owner}'s tunnel {net.tunnel_device}"
             else:
                 what = f"{owner}'s address"
-                if o.snat_iface and o.snat_node == owner:
-                    what += f" on {o.snat_iface}"
+                if snat is not None and snat[0] == owner:
+                    what += f" on {snat[1]}"
             return f"{ip} ({what})"
         pod = self.cluster.pod_by_ip.get(ip)
         if pod is not None:

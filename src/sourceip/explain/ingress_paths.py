@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sourceip.cluster import Pod, Service, ServicePort, service_port_endpoints
 from sourceip.dataplane.trace import Outcome
 from sourceip.dataplane.tracer import Start
+from sourceip.net.addr import parse_ip
 
 if TYPE_CHECKING:
     from sourceip.explain.engine import Explainer, PathResult
@@ -206,9 +207,16 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
                          "(its $remote_addr after the L4 path), which it passes on in the "
                          "headers")
     seen = []
+    client = parse_ip(client_ip)
     for b in branches:
-        d = f"{b['resolved_client']} via {rec.header or 'peer'}" if b["resolved_client"] \
-            else "nothing (request fails)"
+        if b["resolved_client"]:
+            try:
+                who = explainer.describe_ip(parse_ip(b["resolved_client"]), client)
+            except ValueError:
+                who = b["resolved_client"]
+            d = f"{who} from {rec.header or 'the peer'} (peer {b['peer']}, the controller)"
+        else:
+            d = f"nothing: the controller fails the request ({b['error']})"
         if d not in seen:
             seen.append(d)
     if not branches:
@@ -267,8 +275,6 @@ def _l3_peer(explainer: Explainer, ctrl_pod: Pod, svc: Service, backend: str,
     CNI egress NAT would show here)."""
     if backend == "-" or ctrl_pod.ip is None or ctrl_pod.host_network:
         return str(ctrl_pod.ip) if ctrl_pod.ip else None
-    from sourceip.net.addr import parse_ip
-
     ip_text, _, port = backend.rpartition(":")
     tracer = explainer._tracer(svc)
     start = Start(kind="pod", name=ctrl_pod.key, ip=ctrl_pod.ip, node=ctrl_pod.node_name,

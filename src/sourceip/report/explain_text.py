@@ -63,6 +63,7 @@ def render_explanations(items: list[ServiceExplanation], *, wide: bool = False,
                 for r in p.rewritten_by if not wide else ():
                     extra.append(f"    rewritten on {r.split(':', 1)[0]}: "
                                  f"{r.split(': ', 1)[1]}")
+            extra += _app_lines(p)
             for c in p.changes:
                 extra.append(f"    what would change this: {c}")
             if diagrams:
@@ -87,8 +88,34 @@ def render_explanations(items: list[ServiceExplanation], *, wide: bool = False,
     return "\n\n".join(blocks)
 
 
+def _app_lines(p: PathResult) -> list[str]:
+    """Behind an ingress controller: the request the app receives and how it should read it."""
+    app = p.app_sees
+    if not app:
+        return []
+    out = [f"    the app's peer is {app.get('peer')} (the controller pod); it receives:"]
+    for name, value in (app.get("headers") or {}).items():
+        out.append(f"      {name}: {value}")
+    if not app.get("headers"):
+        out.append("      no forwarding headers")
+    out.append(f"    read it with: {app.get('strategy')}")
+    branches = app.get("branches") or []
+    forged = [b["forged"] for b in branches if b.get("forged")]
+    if forged:
+        believed = [f for f in forged if not f.get("refused")]
+        if believed:
+            out.append(f"    FORGEABLE: a client sending {forged[0]['header']} makes the app "
+                       f"resolve {believed[0].get('resolved_client')}")
+        else:
+            out.append(f"    a client sending {forged[0]['header']} is not believed (the app "
+                       f"resolves {forged[0].get('resolved_client')})")
+    for f in p.findings:
+        out.append(f"    finding: {f}")
+    return out
+
+
 _IN_CLUSTER = ("pod-same-node", "pod-other-node", "pod-to-lb")
-_EXTERNAL = ("nodeport", "loadbalancer", "external-ip")
+_EXTERNAL = ("nodeport", "loadbalancer", "external-ip", "through-lb")
 
 
 def _verdict_of(paths: list[PathResult]) -> str:
@@ -119,6 +146,11 @@ def summarize(e: ServiceExplanation) -> str:
         parts.append(f"pod clients {inside}")
     if outside:
         parts.append(f"external clients {outside}")
+    behind = _verdict_of([p for p in e.paths if p.kind == "ingress"])
+    if behind:
+        forge = any((p.app_sees or {}).get("forgeable") for p in e.paths)
+        parts.append(f"clients through an ingress {behind}"
+                     + (" and CAN FORGE it" if forge else ""))
     return "in short: " + ("; ".join(parts) if parts else "no client paths") + "."
 
 
