@@ -274,7 +274,17 @@ class Explainer:
                                         f"{_nodes_label(nodes)}", start,
                                         f"<node IP>:{sp.node_port}", nodes, tr, svc=svc))
         # external -> LoadBalancer IPs and externalIPs, through each group of nodes
-        vips: list[tuple[str, IPAddress]] = [("loadbalancer", ip) for ip in svc.lb_ips]
+        from sourceip.explain.lb_paths import (
+            checks_for,
+            lb_plan,
+            out_of_pool_title,
+            through_lb_path,
+        )
+
+        plan = lb_plan(self, svc)
+        vips: list[tuple[str, IPAddress]] = []
+        if plan is None or plan.mode != "proxying":
+            vips += [("loadbalancer", ip) for ip in svc.lb_ips]
         vips += [("external-ip", ip) for ip in svc.external_ips if ip.version == 4]
         for kind, vip in vips:
             for _has_eps, nodes in groups:
@@ -282,9 +292,28 @@ class Explainer:
                 tr = tracer.trace_flow(start, vip, sp.port, proto, via=nodes[0],
                                        target_desc=f"{vip}:{sp.port}")
                 what = "LoadBalancer IP" if kind == "loadbalancer" else "externalIP"
-                paths.append(self._path(kind, f"external -> {what} {vip} arriving at "
-                                        f"{_nodes_label(nodes)}", start, f"{vip}:{sp.port}",
-                                        nodes, tr, svc=svc))
+                p = self._path(kind, f"external -> {what} {vip} arriving at "
+                               f"{_nodes_label(nodes)}", start, f"{vip}:{sp.port}",
+                               nodes, tr, svc=svc)
+                if kind == "loadbalancer" and plan is not None:
+                    out = out_of_pool_title(plan, nodes)
+                    lbd = {"decided_by": plan.decided_by, "mode": plan.mode,
+                           "checks": checks_for(plan, nodes), "in_pool": out is None}
+                    if out is not None:
+                        p = replace(p, title=f"external -> {what} {vip}: {_nodes_label(nodes)} "
+                                    f"{out}", summary=f"the load balancer sends nothing to "
+                                    f"{_nodes_label(nodes)}: {out}", real_client=None,
+                                    seen=(), fixes=(), load_balancer=lbd)
+                    else:
+                        p = replace(p, load_balancer=lbd)
+                paths.append(p)
+        if plan is not None:
+            for vip in svc.all_lb_ips:
+                if vip.version != 4:
+                    continue
+                tp = through_lb_path(self, svc, sp, vip, plan, groups, tracer, PathResult, Fix)
+                if tp is not None:
+                    paths.append(tp)
         # pod -> its own Service's LoadBalancer IP (kube-proxy short-circuits the LB); no
         # client pod without Nodes (the CLI says that Nodes are missing)
         for vip in svc.lb_ips if groups else ():
@@ -306,7 +335,7 @@ class Explainer:
                 notes.append(f"the external client {ext} is inside kube-proxy's clusterCIDR "
                              f"{cidr}: kube-proxy treats it as pod traffic (use "
                              "--external-ip with an address outside the pod range)")
-        for ing in svc.lb_ingress:
+        for ing in svc.lb_ingress if plan is None else ():
             if ing.ip is not None and ing.ip_mode == "Proxy":
                 notes.append(
                     f"LoadBalancer IP {ing.ip} has ipMode Proxy: kube-proxy installs no rule "
@@ -477,7 +506,7 @@ class Explainer:
     def _fixes(self, kind: str, tr: Trace, delivered: list[Outcome], real: bool | None,
                svc: Service | None, nodes: list[str]) -> list[Fix]:
         fixes: list[Fix] = []
-        external = kind in ("nodeport", "loadbalancer", "external-ip")
+        external = kind in ("nodeport", "loadbalancer", "external-ip", "through-lb")
         if external and svc is not None and real is False \
                 and svc.external_traffic_policy != "Local":
             ready_on = {ep.node_name for es in self.cluster.slices_for(svc)

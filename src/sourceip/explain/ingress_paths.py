@@ -112,8 +112,11 @@ def ingress_paths(explainer: Explainer, svc: Service, sp: ServicePort,
             csp = _http_port(csvc)
             if csp is None:
                 continue
-            entries = [p for p in explainer.controller_paths(csvc, csp)
-                       if p.kind in ENTRY_KINDS]
+            cpaths = explainer.controller_paths(csvc, csp)
+            # Behind a load balancer, clients come through it; otherwise through NodePorts
+            # (and externalIPs).
+            entries = [p for p in cpaths if p.kind == "through-lb"] or \
+                [p for p in cpaths if p.kind in ENTRY_KINDS]
             if not entries:
                 continue
             eps = [e for e in service_port_endpoints(explainer.cluster, svc, sp)]

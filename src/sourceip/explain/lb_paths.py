@@ -1,0 +1,159 @@
+"""explain's load-balancer step: external client -> load balancer -> the nodes in its pool.
+
+The load balancer's behaviour (forwarding or proxying, PROXY protocol, which nodes its health
+check keeps, the MetalLB L2 leader) comes from ``sourceip.loadbalancer.plan_load_balancer``;
+what each node then does comes from the same traces as every other path. This module only
+joins the two: the nodes' outcomes weighted by the pool (a load balancer spreads flows evenly
+over the nodes it keeps), each outcome prefixed with the load balancer's hop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from sourceip.cluster import Service, ServicePort
+from sourceip.dataplane.trace import Hop, Outcome, Trace
+from sourceip.net.addr import IPAddress, parse_ip
+from sourceip.net.packet import FiveTuple
+
+if TYPE_CHECKING:
+    from sourceip.dataplane.tracer import Tracer
+    from sourceip.explain.engine import Explainer, PathResult
+
+
+def lb_plan(explainer: Explainer, svc: Service) -> Any:
+    """The load balancer in front of ``svc`` (None for other Service types or without an
+    address in status.loadBalancer)."""
+    if svc.type != "LoadBalancer" or not svc.all_lb_ips or not explainer.topo.nets:
+        return None
+    from sourceip.loadbalancer import plan_load_balancer
+
+    return plan_load_balancer(explainer.cluster, svc)
+
+
+def _check_text(chk: Any) -> str:
+    resp = getattr(chk, "response", None)
+    hc = chk.check
+    where = f"{hc.path} on {hc.port}" if hc.port else hc.kind
+    if resp is not None:
+        return f"{resp.status} for {where}"
+    return f"{'open' if chk.in_pool else 'closed'} ({where})"
+
+
+def checks_for(plan: Any, nodes: list[str]) -> list[dict[str, Any]]:
+    """The health-check rows of ``nodes`` (JSON shape of docs/json.md)."""
+    want = set(nodes)
+    out = []
+    for chk in plan.checks:
+        if chk.node in want:
+            resp = getattr(chk, "response", None)
+            out.append({"node": chk.node, "port": chk.check.port, "path": chk.check.path,
+                        "kind": chk.check.kind,
+                        "status": resp.status if resp is not None else None,
+                        "in_pool": chk.in_pool, "reason": chk.reason})
+    return out
+
+
+def out_of_pool_title(plan: Any, nodes: list[str]) -> str | None:
+    """``node3: taken out of the pool by the health check (503 for / on 32000)`` when the
+    load balancer sends these nodes nothing; None when they are in its pool."""
+    if nodes[0] in plan.pool:
+        return None
+    chk = next((c for c in plan.checks if c.node == nodes[0]), None)
+    if plan.leader is not None:
+        return f"not the announcing node (MetalLB L2 leader is {plan.leader}): gets no traffic"
+    if chk is None:
+        return "not in the load balancer's pool"
+    return f"taken out of the pool by the health check ({_check_text(chk)})"
+
+
+def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IPAddress,
+                    plan: Any, groups: list[tuple[bool, list[str]]], tracer: Tracer,
+                    path_cls: Any, fix_cls: Any) -> PathResult | None:
+    """external -> ``vip``:port through the load balancer: every pool node's outcomes, each
+    with probability 1/len(pool), behind the load balancer's own hop."""
+    pool = list(plan.pool)
+    client_start = tracer.start(f"external={explainer.external_ip}")
+    client_ip = client_start.ip
+    assert client_ip is not None
+    original = FiveTuple(proto=sp.protocol, src=client_ip, sport=40000, dst=vip, dport=sp.port)
+    rep = {n: nodes[0] for _, nodes in groups for n in nodes}
+    proxying = plan.mode == "proxying"
+    outcomes: list[Outcome] = []
+    notes = list(plan.notes)
+    if not pool:
+        notes.append("the load balancer's pool is empty: every health check fails, so the "
+                     "load balancer drops the traffic (or, for some providers, fails open and "
+                     "sends it to every node)")
+    weight = Fraction(1, len(pool)) if pool else Fraction(0)
+    lb_src: IPAddress | None = None
+    if proxying:
+        if plan.source_address is None:
+            return None
+        lb_src = parse_ip(str(plan.source_address))
+    for node in pool:
+        if node not in explainer.topo.nets:
+            continue
+        if proxying:
+            assert lb_src is not None
+            start = tracer.start(f"external={lb_src}")
+            dst = explainer.topo.net(node).ip
+            tr = tracer.trace_flow(start, dst, plan.target_port, sp.protocol,
+                                   target_desc=f"{node}:{plan.target_port}")
+            hop_out = FiveTuple(proto=sp.protocol, src=lb_src, sport=40000, dst=dst,
+                                dport=plan.target_port)
+            note = (f"proxies the connection to {node}:{plan.target_port} from its own "
+                    f"address {lb_src}"
+                    + (f", sending a PROXY {plan.proxy_protocol} header with the client "
+                       f"{client_ip}" if plan.proxy_protocol else ""))
+        else:
+            tr = tracer.trace_flow(client_start, vip, sp.port, sp.protocol,
+                                   via=rep.get(node, node), target_desc=f"{vip}:{sp.port}")
+            hop_out = original
+            note = f"forwards the packet unchanged to {node} (the destination stays {vip})"
+        chk = next((c for c in plan.checks if c.node == node), None)
+        if chk is not None:
+            note += f"; health check: {_check_text(chk)}"
+        lb_hop = Hop(at="load balancer", node=None, packet_in=original, packet_out=hop_out,
+                     note=note)
+        for o in tr.outcomes:
+            outcomes.append(replace(o, probability=o.probability * weight,
+                                    hops=(lb_hop, *o.hops)))
+    trace = Trace(source=client_start.describe(), target=f"{vip}:{sp.port}",
+                  original=original, outcomes=tuple(_merge(outcomes)), notes=tuple(notes))
+    how = f"{plan.mode} load balancer ({plan.decided_by})"
+    lbd = plan.to_dict()
+    lbd["client"] = str(client_ip)
+    p: PathResult = explainer._path("through-lb", f"external -> LoadBalancer IP {vip} through "
+                                    f"the {how}", client_start, f"{vip}:{sp.port}",
+                                    pool or [], trace, svc=svc)
+    extra_fixes = [fix_cls(change=c, effect=e, side_effects=tuple(s))
+                   for c, e, s in _lb_fixes(plan)]
+    summary = p.summary
+    if proxying:
+        summary = (f"the load balancer terminates TCP: the pod's peer is {lb_src} or a node "
+                   "address, never the client")
+        if plan.proxy_protocol:
+            summary += (f"; the client {client_ip} travels in the PROXY "
+                        f"{plan.proxy_protocol} header, which the app (or its ingress "
+                        "controller) must be configured to read")
+    if plan.leader is not None:
+        summary += (f"; MetalLB L2: {plan.leader} alone announces {vip} and receives all of "
+                    "its traffic")
+    return replace(p, load_balancer=lbd, summary=summary,
+                   fixes=tuple(list(p.fixes) + extra_fixes),
+                   node_count=len(pool))
+
+
+def _lb_fixes(plan: Any) -> list[tuple[str, str, list[str]]]:
+    from sourceip.loadbalancer import fixes
+
+    return [(c, e, list(s)) for c, e, s in fixes(plan)]
+
+
+def _merge(outcomes: list[Outcome]) -> list[Outcome]:
+    """Outcomes sorted most likely first (equal outcomes of different nodes stay apart: they
+    crossed different nodes)."""
+    return sorted(outcomes, key=lambda o: -o.probability)
