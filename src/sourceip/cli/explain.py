@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from sourceip.cli.common import cluster_options, emit, load_from_options, output_option
+from sourceip.cli.common import (
+    WHAT_TO_FEED,
+    cluster_options,
+    emit,
+    ipv4_option_value,
+    load_from_options,
+    missing_inputs,
+    output_option,
+)
+from sourceip.cluster.cluster import Cluster
+from sourceip.errors import InputError
 
 AUTO_SAMPLE_ABOVE = 100
 
@@ -21,6 +31,7 @@ AUTO_SAMPLE_ABOVE = 100
 @click.option("--diagram/--no-diagram", default=False,
               help="Draw each path as ASCII art (client, nodes, endpoint, where SNAT happens).")
 @click.option("--external-ip", default="203.0.113.10", show_default=True,
+              callback=ipv4_option_value,
               help="Address of the external client used for external paths.")
 @click.option("--sample-nodes", type=click.IntRange(0), default=None,
               help="Trace the endpoints of at most K nodes per endpoint condition for each "
@@ -56,12 +67,30 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
                          "endpoints of at most 3 nodes per endpoint condition were traced; "
                          "outcome probabilities are those of that sample "
                          "(--sample-nodes 0 traces every endpoint)")
-    results = Explainer(cluster, external_ip=external_ip,
-                        sample_nodes=sample_nodes or None).explain(names)
+    if not any(s.proxied for s in cluster.services) and not names:
+        raise InputError("nothing to explain: no Service that kube-proxy proxies was given; "
+                         f"feed Services with their Nodes and Pods, e.g. `{WHAT_TO_FEED}`")
+    explainer = Explainer(cluster, external_ip=external_ip, sample_nodes=sample_nodes or None)
+    results = explainer.explain(names)
+    if cluster.ingresses:  # Ingress routes that no controller serves, missing backends, ...
+        notes.extend(explainer.discovery.findings)
+    # What the input lacks, per Service; nothing traced for any Service is an error (exit 1)
+    # so that an incomplete `kubectl get` piped in does not look like an answer.
+    for key in dict.fromkeys(r.service for r in results):
+        notes.extend(f"Service {key}: {m}" for m in missing_inputs(cluster, cluster.service(key)))
+    untraced = bool(results) and not any(r.paths or not _proxied(cluster, r.service)
+                                         for r in results)
     if output in ("json", "yaml"):
         emit({"services": [r.to_dict() for r in results], "notes": notes}, output)
-        return
-    text = render_explanations(results, wide=output == "wide", diagrams=diagram)
-    for note in notes:
-        text += f"\nnote: {note}"
-    emit(text, "text")
+    else:
+        text = render_explanations(results, wide=output == "wide", diagrams=diagram)
+        for note in notes:
+            text += f"\nnote: {note}"
+        emit(text, "text")
+    if untraced:
+        raise InputError("no path could be traced for any Service (see the notes above); "
+                         f"give Nodes, Pods and EndpointSlices too, e.g. `{WHAT_TO_FEED}`")
+
+
+def _proxied(cluster: Cluster, key: str) -> bool:
+    return cluster.service(key).proxied
