@@ -72,7 +72,7 @@ def test_trace_bad_flow_line_names_file_and_line(tmp_path) -> None:  # type: ign
 
 @pytest.mark.parametrize("args,code,needle", [
     (("trace", "--example", "seed", "--from", "pod/nope", "--to", "svc/nginx"), 1, "no Pod"),
-    (("trace", "--example", "seed", "--from", "moon", "--to", "svc/nginx"), 1, "--from"),
+    (("trace", "--example", "seed", "--from", "moon", "--to", "svc/nginx"), 2, "--from"),
     (("trace", "--example", "seed"), 2, "--from"),
     (("rules", "--example", "seed", "--node", "node9"), 1, "no node named 'node9'"),
     (("rules", "--example", "seed"), 2, "--node is required"),

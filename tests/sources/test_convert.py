@@ -318,7 +318,9 @@ def test_kube_proxy_configuration_in_kubeadm_configmap(write) -> None:
     c = load_cluster([str(p)])
     assert c.kube_proxy.mode == "nftables"
     assert c.kube_proxy.cluster_cidrs == (net("10.244.0.0/16"),)
-    assert c.skipped == {"ConfigMap": 1}
+    # other ConfigMaps are kept (ingress controllers read theirs), not skipped
+    assert c.skipped == {}
+    assert [cm.key for cm in c.config_maps] == ["default/coredns"]
 
 
 def test_network_profile_and_service_cidr_objects_merge() -> None:
@@ -351,7 +353,7 @@ def test_skipped_kinds_are_counted_and_workloads_noted() -> None:
         {"kind": "Endpoints", "metadata": {"name": "web"}},
         {"apiVersion": "extensions/v1beta1", "kind": "Ingress", "metadata": {"name": "old"}},
     ])
-    assert c.skipped == {"ConfigMap": 1, "DaemonSet": 1, "Deployment": 1, "Endpoints": 1,
+    assert c.skipped == {"DaemonSet": 1, "Deployment": 1, "Endpoints": 1,
                          "Ingress (extensions/v1beta1)": 1, "Secret": 2}
     notes = [n for n in c.notes if "workload" in n]
     assert len(notes) == 1

@@ -302,7 +302,7 @@ def test_cli_input_error_exit_1_one_line(write, cli) -> None:
 def test_cli_broken_yaml_from_stdin(cli) -> None:
     code, _, err = cli(["load-check", "-f", "-"], stdin="kind: Node\nmetadata: [\n")
     assert code == 1
-    assert err.startswith("error: <stdin>:3: invalid YAML")
+    assert err.startswith("error: <stdin>:2: invalid YAML")  # the line of the unclosed "["
     assert "Traceback" not in err
 
 

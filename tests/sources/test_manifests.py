@@ -122,7 +122,7 @@ def test_broken_yaml_has_file_and_line(write) -> None:
     with pytest.raises(ManifestError) as ei:
         load_cluster([str(p)])
     assert ei.value.file == str(p)
-    assert ei.value.line == 7
+    assert ei.value.line == 6  # the line of the unclosed "[", not the end of the file
     assert "invalid YAML" in ei.value.message
 
 

@@ -21,14 +21,75 @@ from typing import Any, TypeVar
 import click
 
 from sourceip.cluster.cluster import Cluster
+from sourceip.cluster.model import Service
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_RANGE_KEY = "sourceip.node_port_range"
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """kube-apiserver's ``--service-node-port-range`` value (``utilnet.ParsePortRange``):
+    ``MIN-MAX``, ``BASE+SIZE`` (BASE to BASE+SIZE) or a single port; ``ValueError`` otherwise."""
+    t = text.strip()
+    try:
+        if "-" in t:
+            lo_s, hi_s = t.split("-", 1)
+            lo, hi = int(lo_s), int(hi_s)
+        elif "+" in t:
+            base_s, size_s = t.split("+", 1)
+            lo = int(base_s)
+            hi = lo + int(size_s)
+        else:
+            lo = hi = int(t)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port range (MIN-MAX, e.g. 30000-32767)") from None
+    if not 1 <= lo <= hi <= 65535:
+        raise ValueError(f"{text!r}: need 1 <= MIN <= MAX <= 65535")
+    return lo, hi
+
+
+def _store_range(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        ctx.meta[_RANGE_KEY] = parse_port_range(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def ipv4_option_value(ctx: click.Context, param: click.Parameter, value: str | None
+                      ) -> str | None:
+    """A click callback: the option's value must be an IPv4 address (tracing is IPv4 only);
+    otherwise a usage error (exit 2) naming the option."""
+    if value is None:
+        return None
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IP address", ctx=ctx,
+                                 param=param) from None
+    if ip.version != 4:
+        raise click.BadParameter(f"{value!r}: IPv6 is not traced (kube-proxy rules are "
+                                 "generated for IPv4 only)", ctx=ctx, param=param)
+    return str(ip)
+
+
 def cluster_options(f: F) -> F:
-    """Add ``-f/--filename PATH`` (repeatable: a file, a directory or ``-`` for stdin) and
-    ``--example NAME`` to a command; its function receives ``filenames`` and ``example`` and
-    passes them to ``load_from_options``."""
+    """Add ``-f/--filename PATH`` (repeatable: a file, a directory or ``-`` for stdin),
+    ``--example NAME`` and ``--service-node-port-range MIN-MAX`` to a command; its function
+    receives ``filenames`` and ``example`` and passes them to ``load_from_options`` (the range
+    travels in the click context, so commands need no parameter for it)."""
+    f = click.option(
+        "--service-node-port-range", "node_port_range", metavar="MIN-MAX", default=None,
+        expose_value=False, callback=_store_range, is_eager=True,
+        help="The API server's --service-node-port-range (default 30000-32767): nodePorts of "
+             "hand-written manifests must lie in it, and missing ones are allocated from it. "
+             "Objects read from a cluster (with metadata.uid or resourceVersion) are accepted "
+             "outside it, with a note.")(f)
     f = click.option(
         "--example", "example", metavar="NAME", default=None,
         help="Use a built-in example cluster (see `sourceip examples`).")(f)
@@ -42,8 +103,14 @@ def cluster_options(f: F) -> F:
 def load_from_options(filenames: Sequence[str], example: str | None) -> Cluster:
     """The cluster named by the options: exactly one of ``-f`` (any number of times) or
     ``--example``, else a usage error (exit 2). Input errors propagate as ``InputError``
-    (exit 1, ``error: file:line: field: message``)."""
-    from sourceip.sources import load_cluster, load_example
+    (exit 1, ``error: file:line: field: message``); input that holds no object sourceip reads
+    is an ``InputError`` too, saying what to feed."""
+    from sourceip.sources import DEFAULT_NODE_PORT_RANGE, load_cluster, load_example
+
+    ctx = click.get_current_context(silent=True)
+    node_port_range = DEFAULT_NODE_PORT_RANGE
+    if ctx is not None:
+        node_port_range = ctx.meta.get(_RANGE_KEY, DEFAULT_NODE_PORT_RANGE)
 
     if filenames and example:
         raise click.UsageError("give either -f/--filename or --example, not both")
@@ -52,16 +119,55 @@ def load_from_options(filenames: Sequence[str], example: str | None) -> Cluster:
             "no cluster given: use -f PATH (a file, a directory or - for stdin) or "
             "--example NAME (see `sourceip examples`)")
     if example:
-        return load_example(example)
+        return load_example(example, node_port_range=node_port_range)
     if list(filenames).count("-") > 1:
         raise click.UsageError("stdin (-f -) can be given only once")
-    stdin = click.get_text_stream("stdin") if "-" in filenames else None
-    cluster = load_cluster(list(filenames), stdin=stdin)
+    # stdin is read by the loader (as bytes, so that binary input is a located error)
+    cluster = load_cluster(list(filenames), node_port_range=node_port_range)
+    _require_objects(cluster, filenames)
     # The snapshot lives until the command ends: keep the garbage collector from rescanning
     # its (possibly millions of) objects on every collection.
     gc.collect()
     gc.freeze()
     return cluster
+
+
+WHAT_TO_FEED = "kubectl get nodes,pods,svc,endpointslices -A -o yaml | sourceip explain -f -"
+
+
+def _require_objects(cluster: Cluster, filenames: Sequence[str]) -> None:
+    """Refuse input in which nothing was read: an empty stdin, /dev/null, or only kinds that
+    do not change a packet's path would otherwise answer with an empty (successful) report."""
+    from sourceip.errors import InputError
+
+    if cluster.nodes or cluster.pods or cluster.services or cluster.endpoint_slices:
+        return
+    where = ", ".join("<stdin>" if f == "-" else f for f in filenames)
+    if cluster.skipped:
+        kinds = ", ".join(f"{k} ({n})" for k, n in list(cluster.skipped.items())[:6])
+        found = f"only kinds sourceip does not read: {kinds}"
+    else:
+        found = "no Kubernetes objects"
+    raise InputError(f"{found}; give Nodes, Pods, Services and EndpointSlices, e.g. "
+                     f"`{WHAT_TO_FEED}`", file=where)
+
+
+def missing_inputs(cluster: Cluster, svc: Service) -> list[str]:
+    """What the input lacks for ``svc`` to have paths worth reading (empty: nothing)."""
+    missing = []
+    if not cluster.nodes:
+        missing.append("no Nodes were given, so no path can be traced "
+                       "(kubectl get nodes -o yaml)")
+    if svc.proxied and not any(es.endpoints for es in cluster.slices_for(svc)):
+        if svc.selector:
+            sel = ",".join(f"{k}={v}" for k, v in svc.selector.items())
+            missing.append(f"no endpoints: no given Pod matches its selector {sel} and no "
+                           "EndpointSlice names it (kubectl get pods,endpointslices -n "
+                           f"{svc.namespace} -o yaml)")
+        else:
+            missing.append("no endpoints: it has no selector and no EndpointSlice names it "
+                           f"(kubectl get endpointslices -n {svc.namespace} -o yaml)")
+    return missing
 
 
 def output_option(

@@ -9,24 +9,52 @@ from typing import Any
 
 import click
 
-from sourceip.cli.common import cluster_options, emit, load_from_options, output_option
-from sourceip.errors import InputError
+from sourceip.cli.common import (
+    cluster_options,
+    emit,
+    ipv4_option_value,
+    load_from_options,
+    output_option,
+)
+from sourceip.errors import InputError, SourceIPError
+
+
+def _syntax(parse: Any) -> Any:
+    """A click callback that checks an option's syntax with ``parse`` (one of the tracer's
+    ``parse_source`` / ``parse_target``): a typo is a usage error (exit 2) before anything is
+    loaded."""
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from sourceip.dataplane import tracer
+
+        try:
+            getattr(tracer, parse)(value)
+        except SourceIPError as exc:
+            raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
+        return value
+
+    return check
 
 
 @click.command()
 @cluster_options
-@click.option("--from", "source", metavar="WHERE",
+@click.option("--from", "source", metavar="WHERE", callback=_syntax("parse_source"),
               help="pod/NS/NAME | node/NAME | external[=IP]")
-@click.option("--to", "target", metavar="WHAT",
-              help="svc/NS/NAME[:PORT] | IP:PORT | node/NAME:NODEPORT")
-@click.option("--via", metavar="NODE", help="For external traffic to a LoadBalancer IP or "
-              "externalIP: the node it arrives at (default: every node the LB would use).")
+@click.option("--to", "target", metavar="WHAT", callback=_syntax("parse_target"),
+              help="svc/NS/NAME[:PORT] | IP:PORT | node/NAME:NODEPORT (ports 1-65535; "
+                   "IPv4 only)")
+@click.option("--via", metavar="NODE", help="With --from external only: for traffic to a "
+              "LoadBalancer IP or externalIP, the node it arrives at (default: every node the "
+              "LB would use).")
 @click.option("--proto", type=click.Choice(["tcp", "udp", "sctp"]), default=None,
               help="Protocol (default: the Service port's, else tcp).")
 @click.option("--node", metavar="NODE", help="Evaluate this node's rules alone (with --src, "
               "--dst, --dport), as kube-proxy's packet-flow tests do.")
-@click.option("--src", metavar="IP", help="Source address for --node.")
-@click.option("--dst", metavar="IP", help="Destination address for --node.")
+@click.option("--src", metavar="IP", callback=ipv4_option_value,
+              help="Source address for --node.")
+@click.option("--dst", metavar="IP", callback=ipv4_option_value,
+              help="Destination address for --node.")
 @click.option("--dport", type=click.IntRange(1, 65535), help="Destination port for --node.")
 @click.option("--flows", "flows", type=click.Path(dir_okay=False, allow_dash=True),
               help="JSON lines of {node, src, dst, dport[, proto]}: one JSON line out each.")
@@ -40,6 +68,7 @@ from sourceip.errors import InputError
 @click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
               help="kube-proxy mode of generated rules.")
 @click.option("--external-ip", default="203.0.113.10", show_default=True,
+              callback=ipv4_option_value,
               help="Address of the external client for --from external.")
 @output_option(("text", "json", "yaml", "wide"))
 def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
@@ -52,6 +81,11 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
     from sourceip.dataplane.tracer import Tracer
     from sourceip.report.trace_text import render_trace
 
+    if via is not None and source is not None and not source.startswith("external"):
+        raise click.UsageError("--via applies to --from external only (a pod or node client "
+                               "sends from its own node)")
+    if via is not None and (node is not None or flows):
+        raise click.UsageError("--via applies to --from external only, not to --node/--flows")
     cluster = load_from_options(filenames, example)
     cfg = cluster.kube_proxy if mode is None else replace(cluster.kube_proxy, mode=mode)
     rulesets = {}

@@ -16,7 +16,7 @@ from fractions import Fraction
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
 from sourceip.dataplane.topology import Route, Topology
 from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
-from sourceip.errors import LookupFailed, TraceError
+from sourceip.errors import LookupFailed, TraceError, ValidationError
 from sourceip.kubeproxy import build_ruleset
 from sourceip.net.addr import IPAddress, host_port, parse_ip
 from sourceip.net.packet import FiveTuple, Packet
@@ -148,8 +148,9 @@ class Tracer:
     # ------------------------------------------------------------------ vantage points
     def start(self, spec: str) -> Start:
         """Parse ``pod/NS/NAME``, ``pod/NAME``, ``node/NAME``, ``external`` or ``external=IP``."""
-        if spec.startswith("pod/"):
-            pod = self.cluster.pod(spec[4:])
+        kind, name, ip = parse_source(spec)
+        if kind == "pod":
+            pod = self.cluster.pod(name)
             if pod.host_network:
                 return Start(kind="node", name=pod.node_name, node=pod.node_name, pod=pod)
             if pod.ip is None:
@@ -157,39 +158,29 @@ class Tracer:
             if pod.node_name not in self.topo.nets:
                 raise TraceError(f"pod {pod.key} runs on unknown node {pod.node_name!r}")
             return Start(kind="pod", name=pod.key, ip=pod.ip, node=pod.node_name, pod=pod)
-        if spec.startswith("node/"):
-            node = self.cluster.node(spec[5:]).name
+        if kind == "node":
+            node = self.cluster.node(name).name
             return Start(kind="node", name=node, node=node)
-        if spec == "external" or spec.startswith("external="):
-            ip = parse_ip(spec.split("=", 1)[1]) if "=" in spec else self.external_ip
-            if self.topo.pod_node(ip) is not None or self.topo.node_owning(ip) is not None:
-                raise TraceError(f"external client {ip} is inside the cluster's addresses")
-            return Start(kind="external", name="external", ip=ip)
-        raise TraceError(f"--from {spec!r}: expected pod/NS/NAME, node/NAME or external[=IP]")
+        ip = ip if ip is not None else self.external_ip
+        if self.topo.pod_node(ip) is not None or self.topo.node_owning(ip) is not None:
+            raise TraceError(f"external client {ip} is inside the cluster's addresses")
+        return Start(kind="external", name="external", ip=ip)
 
     def target(self, spec: str, proto: str | None = None) -> tuple[IPAddress, int, str, str]:
         """Parse ``svc/NS/NAME[:PORT]``, ``IP:PORT``, ``[IPv6]:PORT`` or ``node/NAME:PORT`` into
         (ip, port, proto, description)."""
-        if spec.startswith("svc/"):
-            body, port_s = (spec[4:].rsplit(":", 1) + [""])[:2] if ":" in spec else (spec[4:], "")
-            svc = self.cluster.service(body)
+        kind, name, port_s, ip = parse_target(spec)
+        if kind == "svc":
+            svc = self.cluster.service(name)
             if not svc.proxied:
                 raise TraceError(f"Service {svc.key} is not proxied by kube-proxy "
                                  f"({'headless' if svc.headless else svc.type})")
             sp = _pick_port(svc, port_s, proto)
             return svc.cluster_ips[0], sp.port, sp.protocol, f"svc/{svc.key}:{sp.port}"
-        if spec.startswith("node/"):
-            name, _, port_s = spec[5:].partition(":")
+        if kind == "node":
             node = self.cluster.node(name)
-            if not port_s.isdigit():
-                raise TraceError(f"--to {spec!r}: expected node/NAME:PORT")
-            ip = self.topo.net(node.name).ip
-            return ip, int(port_s), proto or "tcp", f"node/{name}:{port_s}"
-        host, sep, port_s = spec.rpartition(":")
-        if not sep or not port_s.isdigit():
-            raise TraceError(f"--to {spec!r}: expected svc/NS/NAME[:PORT], IP:PORT or "
-                             "node/NAME:PORT")
-        ip = parse_ip(host.strip("[]"))
+            return self.topo.net(node.name).ip, int(port_s), proto or "tcp", spec
+        assert ip is not None
         return ip, int(port_s), proto or "tcp", spec
 
     # ------------------------------------------------------------------ public tracing
@@ -539,6 +530,80 @@ class Tracer:
         if start.kind == "node":
             return rt.kind == "local" and loc == start.node
         return rt.kind == "external" and r.dst == start.ip
+
+
+# ---------------------------------------------------------------------------------------------
+# --from / --to: the syntax alone (no cluster needed), so that a CLI can refuse a typo as a
+# usage error before loading anything. Tracing is IPv4 only (rules are generated for IPv4).
+# ---------------------------------------------------------------------------------------------
+
+FROM_FORMS = "pod/NS/NAME, node/NAME, external or external=IP"
+TO_FORMS = "svc/NS/NAME[:PORT], IP:PORT or node/NAME:PORT"
+
+
+def _bad(flag: str, spec: str, why: str) -> ValidationError:
+    return ValidationError(f"{spec!r}: {why}", field=flag)
+
+
+def _ipv4(text: str, flag: str, spec: str) -> IPAddress:
+    try:
+        ip = parse_ip(text)
+    except ValueError:
+        raise _bad(flag, spec, f"{text!r} is not an IP address") from None
+    if ip.version != 4:
+        raise _bad(flag, spec, "IPv6 is not traced (kube-proxy rules are generated for "
+                               "IPv4 only)")
+    return ip
+
+
+def _port_number(text: str, flag: str, spec: str) -> str:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise _bad(flag, spec, f"port {text!r} is not a number in 1-65535")
+    return str(int(text))
+
+
+def parse_source(spec: str) -> tuple[str, str, IPAddress | None]:
+    """``--from`` → ``(kind, name, ip)``: ``("pod", "NS/NAME", None)``, ``("node", NAME,
+    None)``, ``("external", "external", IP or None)``. Raises ``ValidationError`` (field
+    ``--from``) for anything else."""
+    for prefix in ("pod/", "node/"):
+        if spec.startswith(prefix):
+            name = spec[len(prefix):]
+            if not name or name.endswith("/") or name.count("/") > (prefix == "pod/"):
+                raise _bad("--from", spec, f"expected {FROM_FORMS}")
+            return prefix[:-1], name, None
+    if spec == "external":
+        return "external", "external", None
+    if spec.startswith("external="):
+        return "external", "external", _ipv4(spec[9:], "--from", spec)
+    raise _bad("--from", spec, f"expected {FROM_FORMS}")
+
+
+def parse_target(spec: str) -> tuple[str, str, str, IPAddress | None]:
+    """``--to`` → ``(kind, name, port, ip)``: ``("svc", "NS/NAME", PORT or name or "",
+    None)``, ``("node", NAME, PORT, None)``, ``("addr", "", PORT, IP)``. Ports are checked to
+    be in 1-65535. Raises ``ValidationError`` (field ``--to``) for anything else."""
+    if spec.startswith("svc/"):
+        name, sep, port = spec[4:].partition(":")
+        if not name or name.endswith("/") or name.count("/") > 1 or (sep and not port):
+            raise _bad("--to", spec, f"expected {TO_FORMS}")
+        if port.isdigit():
+            port = _port_number(port, "--to", spec)
+        return "svc", name, port, None
+    if spec.startswith("node/"):
+        name, sep, port = spec[5:].partition(":")
+        if not name or not sep:
+            raise _bad("--to", spec, "expected node/NAME:PORT (a nodePort)")
+        return "node", name, _port_number(port, "--to", spec), None
+    host, sep, port = spec.rpartition(":")
+    if not sep or not host:
+        raise _bad("--to", spec, f"expected {TO_FORMS}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise _bad("--to", spec, "write an IPv6 address as [ADDR]:PORT")
+    ip = _ipv4(host, "--to", spec)
+    return "addr", "", _port_number(port, "--to", spec), ip
 
 
 def _disp(verdict: str) -> Disposition:

@@ -85,6 +85,22 @@ def _decode(data: bytes, name: str) -> str:
         raise ManifestError(f"not UTF-8 text (byte {exc.start})", file=name) from None
 
 
+def _read_stdin(stdin: IO[str] | None) -> str:
+    """Standard input as text: ``stdin`` if given, else ``sys.stdin``'s bytes decoded as UTF-8
+    (so that binary input is a located error, not a ``UnicodeDecodeError``)."""
+    import sys
+
+    try:
+        if stdin is not None:
+            return stdin.read()
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None:
+            return sys.stdin.read()
+        return _decode(buffer.read(), "<stdin>")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8 text (byte {exc.start})", file="<stdin>") from None
+
+
 def parse_text(text: str, name: str, *, path: Path | None = None,
                keep_text: bool = True) -> Iterator[RawObject]:
     """The objects in one input text. Raises ``ManifestError`` at ``name:line`` when the text
@@ -104,12 +120,8 @@ def parse_text(text: str, name: str, *, path: Path | None = None,
         try:
             docs = list(yaml.load_all(text, Loader=_FAST_LOADER))
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or "cannot parse"
-            if exc.context:
-                problem = f"{problem} ({exc.context})"
-            raise ManifestError(f"invalid YAML: {problem}", file=name,
-                                line=mark.line + 1 if mark is not None else None) from None
+            raise ManifestError(_yaml_problem(exc, text), file=name,
+                                line=_yaml_error_line(exc, text)) from None
         except yaml.YAMLError as exc:
             raise ManifestError(f"invalid YAML: {exc}", file=name) from None
     source = Source(name, path=path, text=text if keep_text or path is None else None,
@@ -122,7 +134,50 @@ def parse_text(text: str, name: str, *, path: Path | None = None,
                 yield from expand(item, origin=source, doc=0, prefix=(i,))
             return
     for i, doc in enumerate(docs):
+        if isinstance(doc, str):
+            # plain text (a README, /etc/passwd) is one YAML string: say so without echoing it
+            shown = doc if len(doc) <= 40 else doc[:40] + "..."
+            raise ManifestError(
+                "expected a Kubernetes object (a mapping with apiVersion and kind), got text "
+                f"({len(doc)} characters: {shown!r}); is this a manifest?", file=name,
+                line=source.line_of(i, ()))
         yield from expand(doc, origin=source, doc=i)
+
+
+# Constructs PyYAML reports where it finds them unclosed (often lines later, or at the end of
+# the stream): the error is located where they begin.
+_UNCLOSED = ("flow sequence", "flow mapping", "quoted scalar")
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, text: str) -> str:
+    problem = exc.problem or "cannot parse"
+    if exc.context:
+        problem = f"{problem} ({exc.context})"
+    mark = exc.problem_mark
+    if mark is not None and _yaml_error_line(exc, text) != mark.line + 1:
+        where = ("at the end of the input" if _at_end(mark.index, text)
+                 else f"noticed on line {mark.line + 1}")
+        problem = f"{problem}; {where}"
+    return f"invalid YAML: {problem}"
+
+
+def _at_end(index: int, text: str) -> bool:
+    return index >= len(text.rstrip())
+
+
+def _yaml_error_line(exc: yaml.MarkedYAMLError, text: str) -> int | None:
+    """The 1-based line to blame: where an unclosed bracket or quote begins, else the last
+    line with text when the problem shows only at the end of the input, else where PyYAML
+    noticed it."""
+    mark, context = exc.problem_mark, exc.context_mark
+    if mark is None:
+        return context.line + 1 if context is not None else None
+    if context is not None and context.line < mark.line and any(
+            c in (exc.context or "") for c in _UNCLOSED):
+        return int(context.line) + 1
+    if _at_end(mark.index, text):
+        return text.rstrip().count("\n") + 1
+    return int(mark.line) + 1
 
 
 def files_in(directory: Path, *, recursive: bool = False) -> list[Path]:
@@ -139,10 +194,7 @@ def read_inputs(paths: Sequence[str], *, stdin: IO[str] | None = None,
         raise ManifestError("no input given (-f PATH, or --example NAME)")
     for p in paths:
         if p == "-":
-            import sys
-
-            stream = stdin if stdin is not None else sys.stdin
-            yield from parse_text(stream.read(), "<stdin>")
+            yield from parse_text(_read_stdin(stdin), "<stdin>")
             continue
         path = Path(p)
         if path.is_dir():
