@@ -333,6 +333,7 @@ class Converter:
     def __init__(self, *, node_port_range: NodePortRange = DEFAULT_NODE_PORT_RANGE) -> None:
         self.node_port_range = node_port_range
         self.saw_ipv6 = False
+        self.outside_range: list[str] = []  # node ports read from a cluster outside the range
         self._ips: dict[str, IPAddress] = {}
         self._container_ports: dict[tuple[Any, ...], ContainerPort] = {}
 
@@ -365,13 +366,20 @@ class Converter:
             self.saw_ipv6 = True
         return net
 
-    def node_port(self, v: Any, field: str) -> int:
+    def node_port(self, v: Any, field: str, *, meta: Obj | None = None) -> int:
+        """A nodePort / healthCheckNodePort inside the node port range; outside it only when
+        ``meta`` (the object's metadata) carries server-set fields (``uid``,
+        ``resourceVersion``): that object was read from a cluster whose API server accepted
+        the port (its --service-node-port-range differs), and ``outside_range`` notes it."""
         port = _port(v, field)
         rng = self.node_port_range
         if rng is not None and not rng[0] <= port <= rng[1]:
-            raise ValidationError(
-                f"{port} is outside the node port range {rng[0]}-{rng[1]} "
-                "(the API server's --service-node-port-range)", field=field)
+            if not (meta and (meta.get("uid") or meta.get("resourceVersion"))):
+                raise ValidationError(
+                    f"{port} is outside the node port range {rng[0]}-{rng[1]} "
+                    "(the API server's --service-node-port-range)", field=field)
+            self.outside_range.append(
+                f"{meta.get('namespace') or 'default'}/{meta.get('name')} {field} {port}")
         return port
 
     @staticmethod
@@ -566,7 +574,7 @@ class Converter:
                 if stype in ("ClusterIP", "ExternalName"):
                     raise ValidationError(
                         f"may not be used when type is {stype}", field=pp + ".nodePort")
-                node_port = self.node_port(np_raw, pp + ".nodePort")
+                node_port = self.node_port(np_raw, pp + ".nodePort", meta=meta)
             ports.append(_model(
                 ServicePort, pp, port=_port(p.get("port"), pp + ".port"),
                 name=_str(p.get("name"), pp + ".name"),
@@ -596,7 +604,7 @@ class Converter:
             raise ValidationError(f"{itp!r} is not Cluster or Local",
                                   field="spec.internalTrafficPolicy")
         hc_raw = spec.get("healthCheckNodePort")
-        hc = self.node_port(hc_raw, "spec.healthCheckNodePort") if hc_raw else None
+        hc = self.node_port(hc_raw, "spec.healthCheckNodePort", meta=meta) if hc_raw else None
         # kube-proxy trims spaces around each range (proxyutil.MapCIDRsByIPFamily).
         ranges = tuple(self.network(r, f"spec.loadBalancerSourceRanges[{i}]") for i, r in
                        enumerate(_list(spec.get("loadBalancerSourceRanges"),
@@ -1132,6 +1140,14 @@ class _Builder:
                 f"no Pods given for {len(unexpanded)} workload(s) ({shown}): pods are not "
                 "expanded from workloads; include the Pods themselves (kubectl get pods -o yaml) "
                 "or use --example")
+        if conv.outside_range:
+            lo, hi = self.node_port_range or DEFAULT_NODE_PORT_RANGE
+            shown = "; ".join(conv.outside_range[:5]) + ("; ..." if len(conv.outside_range) > 5
+                                                        else "")
+            self.notes.append(
+                f"node ports outside {lo}-{hi} accepted as read from a cluster (metadata.uid/"
+                f"resourceVersion set: its API server allowed them): {shown}; pass the "
+                "cluster's --service-node-port-range to check them")
         if conv.saw_ipv6:
             self.notes.append("IPv6 addresses are loaded; rules are generated for IPv4 only")
         return Cluster(
