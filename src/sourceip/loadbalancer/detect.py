@@ -144,12 +144,14 @@ def detect_profile(cluster: Cluster, service: Service) -> tuple[LoadBalancerProf
     elif ann_provider:
         provider = ann_provider
         decided = (why + "; provider " if why else "") + ann_how
+    elif why:
+        provider = "generic"
+        decided = f"{why} (no provider named: generic, the profile's fields over its defaults)"
     else:
         provider = "generic"
-        default = ("default: no provider annotation, loadBalancerClass or "
+        decided = ("default: no provider annotation, loadBalancerClass or "
                    "LoadBalancerProfile names the load balancer; a generic forwarding LB "
                    "that health-checks like GCE")
-        decided = f"{why}; {default}" if why else default
     row = PROVIDERS[provider]
     etp = service.external_traffic_policy
     base = prof if prof is not None else LoadBalancerProfile(name="detected")
