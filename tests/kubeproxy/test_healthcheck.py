@@ -252,3 +252,24 @@ def test_response_round_trip_and_validation() -> None:
         HealthResponse(status=42, headers=(), body="")
     with pytest.raises(ValidationError):
         HealthResponse(status=200, headers=(("X-A", "b\r\nInjected: 1"),), body="")
+
+
+def test_node_deletion_and_taints_read_from_manifests(tmp_path: object) -> None:
+    # Converter.node reads metadata.deletionTimestamp (YAML may give a datetime) and the keys
+    # of spec.taints; /healthz then says 503 for that node.
+    from pathlib import Path
+
+    from sourceip.sources import load_cluster
+
+    path = Path(str(tmp_path)) / "nodes.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: gone, deletionTimestamp: "
+        "2026-03-01T12:00:00Z}\n---\n"
+        "apiVersion: v1\nkind: Node\nmetadata: {name: scaled}\nspec:\n  taints:\n"
+        "  - {key: ToBeDeletedByClusterAutoscaler, value: '1700000000', effect: NoSchedule}\n"
+        "---\napiVersion: v1\nkind: Node\nmetadata: {name: fine}\n")
+    cluster = load_cluster([str(path)])
+    assert cluster.node("gone").deletion_timestamp == "2026-03-01T12:00:00Z"
+    assert cluster.node("scaled").taints == (TO_BE_DELETED,)
+    assert [proxy_health(cluster, n, now=NOW).status for n in ("gone", "scaled", "fine")] == [
+        503, 503, 200]
