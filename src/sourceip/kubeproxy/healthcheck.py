@@ -1,8 +1,9 @@
 """kube-proxy's two health-check servers, as pure functions (no socket).
 
 Modelled on kubernetes/kubernetes ``pkg/proxy/healthcheck`` as it stands since the NodeManager
-change (k/k PR #130837, first released in v1.33; read at the newest stored revision of the
-files, which the v1.35 line carries unchanged): ``service_health.go`` (``hcHandler.ServeHTTP``),
+change (k/k PR #130837, merged March 2025, so v1.33 and later), read at the newest revision in
+sourceip's code index (the release tag could not be checked: the k/k mirror is too large to
+fetch here): ``service_health.go`` (``hcHandler.ServeHTTP``),
 ``proxy_health.go`` (``ProxyHealthServer.Health``, ``NodeEligible``, ``healthzHandler``,
 ``livezHandler``), ``healthcheck_test.go`` (``TestServer``, ``TestHealthzServer``,
 ``TestLivezServer``) and ``pkg/proxy/endpointschangetracker.go``
