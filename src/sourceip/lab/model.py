@@ -18,10 +18,13 @@ from typing import Literal
 
 from sourceip.errors import ValidationError
 
-Disposition = Literal["delivered", "dropped", "rejected"]
-ObservedDisposition = Literal["delivered", "dropped", "rejected", "error"]
-DISPOSITIONS: tuple[str, ...] = ("delivered", "dropped", "rejected")
-PROBE_PROTOCOLS: tuple[str, ...] = ("tcp", "udp")
+# "failed": an HTTP request reached the proxy in front (an ingress controller) but the proxy
+# answered by itself (an error status) or closed the connection: the backend never saw it.
+Disposition = Literal["delivered", "dropped", "rejected", "failed"]
+ObservedDisposition = Literal["delivered", "dropped", "rejected", "failed", "error"]
+DISPOSITIONS: tuple[str, ...] = ("delivered", "dropped", "rejected", "failed")
+PROBE_PROTOCOLS: tuple[str, ...] = ("tcp", "udp", "http")
+Headers = tuple[tuple[str, str], ...]
 
 _CLIENT_RE = re.compile(r"^(external|node/[^/\s]+|pod/[^/\s]+/[^/\s]+)$")
 
@@ -66,6 +69,11 @@ class ProbeSpec:
     that receives the packet on paths where the network (not the client) picks it: an external
     client's LoadBalancer IP or externalIP (the lab's router sends it to that node). For a
     NodePort the destination address already names the node; ``via_node`` is then descriptive.
+
+    ``proto`` ``http`` is an HTTP request over TCP (``GET http_path`` with ``Host: http_host``
+    and ``http_headers``), for paths through an ingress controller. ``via_lb``: the packet goes
+    through the lab's load balancer (the router's pool for the LoadBalancer IP), not to a node
+    chosen by the probe.
     """
 
     id: str
@@ -75,6 +83,10 @@ class ProbeSpec:
     dst_port: int
     via_node: str | None = None
     description: str = ""
+    http_host: str = ""
+    http_path: str = "/"
+    http_headers: Headers = ()
+    via_lb: bool = False
 
     def __post_init__(self) -> None:
         _check(bool(self.id), "id", "a probe needs an id")
@@ -83,7 +95,16 @@ class ProbeSpec:
             "client",
             f"{self.client!r} is not pod/NS/NAME, node/NAME or external",
         )
-        _check(self.proto in PROBE_PROTOCOLS, "proto", f"{self.proto!r}: the lab probes tcp/udp")
+        _check(self.proto in PROBE_PROTOCOLS, "proto",
+               f"{self.proto!r}: the lab probes tcp/udp/http")
+        _check(self.http_path.startswith("/"), "http_path",
+               f"{self.http_path!r} does not start with /")
+        for i, (name, value) in enumerate(self.http_headers):
+            _check(bool(re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", name))
+                   and "\n" not in value and "\r" not in value,
+                   f"http_headers[{i}]", f"{name!r}: {value!r} is not a valid header")
+        _check(not (self.via_lb and self.via_node), "via_lb",
+               "a probe goes through the load balancer or to one node, not both")
         _check(_is_ip(self.dst_ip), "dst_ip", f"{self.dst_ip!r} is not an IP address")
         _check(
             isinstance(self.dst_port, int) and 0 < self.dst_port <= 65535,
@@ -97,12 +118,21 @@ class ProbeSpec:
         return self.client.split("/", 1)[0]
 
     @property
+    def l4_proto(self) -> str:
+        """The transport protocol (``tcp`` for ``http``)."""
+        return "tcp" if self.proto == "http" else self.proto
+
+    @property
     def target(self) -> str:
         host = f"[{self.dst_ip}]" if ":" in self.dst_ip else self.dst_ip
+        if self.proto == "http":
+            extra = "".join(f" +{n}: {v}" for n, v in self.http_headers)
+            return f"http://{self.http_host or host}{self.http_path} at {host}:{self.dst_port}" \
+                + extra
         return f"{self.proto}/{host}:{self.dst_port}"
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "id": self.id,
             "client": self.client,
             "proto": self.proto,
@@ -111,18 +141,35 @@ class ProbeSpec:
             "via_node": self.via_node,
             "description": self.description,
         }
+        if self.via_lb:
+            out["via_lb"] = True
+        if self.proto == "http":
+            out["http"] = {"host": self.http_host, "path": self.http_path,
+                           "headers": [list(h) for h in self.http_headers]}
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PredictedOutcome:
     """One possible result of a probe. ``endpoint`` is ``ip:port`` of the pod (or node) that
     answers and ``seen_source`` the source address it sees; both are ``None`` unless
-    ``disposition`` is ``delivered``."""
+    ``disposition`` is ``delivered``.
+
+    For an HTTP probe through a controller, ``seen_source`` is the backend's peer (the
+    controller pod), ``headers`` the request headers the backend receives (each one named here
+    is compared; ``None``: not predicted), ``resolved_client`` the address the app's strategy
+    resolves from peer + headers (compared when ``Prediction.strategy`` is set). ``proxy_source``:
+    the source address of the PROXY protocol header the backend receives (``None``: none).
+    ``note``: what this branch is (e.g. "via node1, controller sees 10.0.0.12")."""
 
     probability: float
     disposition: Disposition
     endpoint: str | None = None
     seen_source: str | None = None
+    headers: Headers | None = None
+    resolved_client: str | None = None
+    proxy_source: str | None = None
+    note: str = ""
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.probability <= 1.0, "probability",
@@ -137,22 +184,41 @@ class PredictedOutcome:
         else:
             _check(self.endpoint is None and self.seen_source is None, "endpoint",
                    f"a {self.disposition} outcome has no endpoint or seen_source")
+        _check(self.resolved_client is None or _is_ip(self.resolved_client), "resolved_client",
+               f"{self.resolved_client!r} is not an IP address")
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "probability": self.probability,
             "disposition": self.disposition,
             "endpoint": self.endpoint,
             "seen_source": self.seen_source,
         }
+        if self.headers is not None:
+            out["headers"] = [list(h) for h in self.headers]
+        if self.resolved_client is not None or self.headers is not None:
+            out["resolved_client"] = self.resolved_client
+        if self.proxy_source is not None:
+            out["proxy_source"] = self.proxy_source
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prediction:
-    """What the explain engine says a probe will do: every outcome with its probability."""
+    """What the explain engine says a probe will do: every outcome with its probability.
+
+    ``strategy``: the ``sourceip.clientip`` strategy the app should use, as its constructor
+    call (``Chain(RightmostTrustedRange(trusted_proxies=[...]), RemoteAddress())``); the lab
+    evaluates it on each observed peer + headers and compares the result with the outcome's
+    ``resolved_client``. ``kind`` is the explain path kind (``ingress``, ``through-lb``, ...).
+    """
 
     spec: ProbeSpec
     outcomes: tuple[PredictedOutcome, ...]
+    strategy: str = ""
+    kind: str = ""
 
     def __post_init__(self) -> None:
         _check(bool(self.outcomes), "outcomes", "a prediction needs at least one outcome")
@@ -163,14 +229,26 @@ class Prediction:
         return sum(1 for o in self.outcomes if o.probability > 0) > 1
 
     def to_json(self) -> dict[str, object]:
-        return {"spec": self.spec.to_json(), "outcomes": [o.to_json() for o in self.outcomes]}
+        out: dict[str, object] = {"spec": self.spec.to_json(),
+                                  "outcomes": [o.to_json() for o in self.outcomes]}
+        if self.strategy:
+            out["strategy"] = self.strategy
+        if self.kind:
+            out["kind"] = self.kind
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Observation:
     """What one real connection did. ``endpoint`` is the ``ip:port`` the answering socket was
     bound to (after any DNAT), ``pod`` the name the echo server reported, ``seen_source`` the
-    peer address it saw. ``error`` explains an ``error`` disposition (the probe itself broke)."""
+    peer address it saw. ``error`` explains an ``error`` disposition (the probe itself broke)
+    and a ``failed`` one (the proxy in front answered ``http_status`` or closed).
+
+    HTTP probes: ``headers`` as the backend received them; ``resolved_client`` is filled by
+    the comparison (the prediction's strategy evaluated on ``seen_source`` + ``headers``).
+    ``proxy``: the PROXY protocol header the backend decoded (``as_dict``), or its error text.
+    """
 
     spec_id: str
     attempt: int = 0
@@ -181,12 +259,26 @@ class Observation:
     pod: str | None = None
     error: str = ""
     elapsed_ms: float = 0.0
+    http_status: int | None = None
+    headers: Headers | None = None
+    resolved_client: str | None = None
+    proxy: dict[str, object] | str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Observation:
         """Build from one JSON line of the probe client (``lab.probe``)."""
         seen_port = data.get("seen_port")
+        status = data.get("http_status")
+        raw_headers = data.get("headers")
+        headers: Headers | None = None
+        if isinstance(raw_headers, list):
+            headers = tuple((str(h[0]), str(h[1])) for h in raw_headers
+                            if isinstance(h, list | tuple) and len(h) == 2)
+        proxy = data.get("proxy")
         return cls(
+            http_status=int(str(status)) if status is not None else None,
+            headers=headers,
+            proxy=proxy if isinstance(proxy, dict | str) else None,
             spec_id=str(data["id"]),
             attempt=int(str(data.get("attempt", 0))),
             disposition=str(data["disposition"]),  # type: ignore[arg-type]
@@ -209,15 +301,27 @@ class Observation:
             "pod": self.pod,
             "error": self.error,
             "elapsed_ms": round(self.elapsed_ms, 1),
+            **({"http_status": self.http_status} if self.http_status is not None else {}),
+            **({"headers": [list(h) for h in self.headers]} if self.headers is not None else {}),
+            **({"resolved_client": self.resolved_client}
+               if self.resolved_client is not None else {}),
+            **({"proxy": self.proxy} if self.proxy is not None else {}),
         }
+
+    def header(self, name: str) -> str | None:
+        """Every value of header ``name`` (any case) joined with ``", "``, or ``None``."""
+        if self.headers is None:
+            return None
+        values = [v for n, v in self.headers if n.lower() == name.lower()]
+        return ", ".join(values) if values else None
 
     def summary(self) -> str:
         """``10.244.1.1 at 10.244.1.5:8080 (default/server)``, ``dropped``, ``rejected``."""
         if self.disposition == "delivered":
             who = f" ({self.pod})" if self.pod else ""
             return f"{self.seen_source} at {self.endpoint}{who}"
-        if self.disposition == "error":
-            return f"error: {self.error}"
+        if self.disposition in ("error", "failed"):
+            return f"{self.disposition}: {self.error}"
         return self.disposition
 
 
@@ -326,6 +430,7 @@ class EchoServer:
     pod: str
     tcp_ports: tuple[int, ...] = ()
     udp_ports: tuple[int, ...] = ()
+    http_ports: tuple[int, ...] = ()  # TCP ports that wait for an HTTP request / PROXY header
 
     def argv(self, python: str, runid: str, owner_pid: int | str) -> tuple[str, ...]:
         """The command (run under ``ip netns exec``) that starts it."""
@@ -333,6 +438,8 @@ class EchoServer:
                 "--owner-pid", str(owner_pid)]
         if self.tcp_ports:
             args += ["--tcp", ",".join(str(p) for p in self.tcp_ports)]
+        if self.http_ports:
+            args += ["--http", ",".join(str(p) for p in self.http_ports)]
         if self.udp_ports:
             args += ["--udp", ",".join(str(p) for p in self.udp_ports)]
         return tuple(args)

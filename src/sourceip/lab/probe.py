@@ -13,6 +13,13 @@ Every probe runs in its own thread; each answers one line as soon as it is done:
      "seen_port": 41234, "endpoint": "10.244.1.5:8080", "pod": "default/server",
      "elapsed_ms": 1.3}
 
+An ``http`` probe (``"proto": "http"`` with ``"http": {"host", "path", "headers": [[n, v]]}``)
+sends ``GET <path> HTTP/1.1`` with ``Host``, the extra headers and ``Connection: close`` over
+TCP, and reads the whole response. When the echo server behind the proxy answered, the line is
+``delivered`` with the backend's ``seen_source`` and the ``headers`` it received; when the proxy
+answered by itself (an error status) or closed the connection, it is ``failed`` with
+``http_status`` (or none) and ``error``.
+
 ``delivered``: the echo server answered (what it saw is in the line); ``dropped``: no answer
 within ``timeout`` (TCP connect or UDP reply); ``rejected``: connection refused or an ICMP
 unreachable came back; ``error``: the probe itself failed (``error`` says how). A
@@ -63,13 +70,17 @@ def _parse_reply(data: bytes) -> dict[str, Any]:
 
 
 def _delivered(reply: dict[str, Any]) -> dict[str, Any]:
-    return {
+    out = {
         "disposition": "delivered",
         "seen_source": reply.get("seen_source"),
         "seen_port": reply.get("seen_port"),
         "endpoint": reply.get("local"),
         "pod": reply.get("pod"),
     }
+    for key in ("headers", "proxy"):
+        if key in reply:
+            out[key] = reply[key]
+    return out
 
 
 def _oserror(exc: OSError) -> dict[str, Any]:
@@ -128,6 +139,71 @@ def probe_udp(dst: str, port: int, timeout: float, sport_range: list[int] | None
             return {"disposition": "error", "error": f"unreadable reply: {exc}"}
 
 
+def _request(http: dict[str, Any]) -> bytes:
+    host = str(http.get("host") or "localhost")
+    path = str(http.get("path") or "/")
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{n}: {v}" for n, v in http.get("headers", [])]
+    lines += ["User-Agent: sourceip-lab-probe", "Accept: */*", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def _parse_response(data: bytes) -> dict[str, Any]:
+    if not data:
+        return {"disposition": "failed",
+                "error": "the connection was closed without an HTTP response"}
+    head, _sep, body = data.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        try:  # no HTTP in front: an echo server answered the TCP connection itself
+            return _delivered(_parse_reply(data))
+        except ValueError:
+            return {"disposition": "failed", "error": f"not an HTTP response: {status_line!r}"}
+    status = int(parts[1])
+    if status == 200:
+        try:
+            reply = json.loads(body.decode("utf-8", "replace"))
+        except ValueError:
+            reply = None
+        if isinstance(reply, dict) and "pod" in reply:
+            out = _delivered(reply)
+            out["http_status"] = status
+            return out
+    text = body.decode("utf-8", "replace").strip().replace("\n", " ")
+    return {"disposition": "failed", "http_status": status,
+            "error": f"{status_line}" + (f": {text[:120]}" if text else "")}
+
+
+def probe_http(dst: str, port: int, timeout: float, sport_range: list[int] | None,
+               http: dict[str, Any] | None = None) -> dict[str, Any]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            _bind(s, sport_range)
+            s.connect((dst, port))
+        except TimeoutError:
+            return {"disposition": "dropped"}
+        except OSError as exc:
+            return _oserror(exc)
+        buf = b""
+        try:
+            s.sendall(_request(http or {}))
+            s.settimeout(timeout * 2)  # the proxy makes a connection of its own first
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except TimeoutError:
+            if not buf:
+                return {"disposition": "failed", "error": "connected, but no HTTP response"}
+        except OSError as exc:
+            if not buf:
+                return {"disposition": "failed", "error": f"connected, then {exc}"}
+        return _parse_response(buf)
+
+
 PROBERS: dict[str, Callable[[str, int, float, list[int] | None], dict[str, Any]]] = {
     "tcp": probe_tcp,
     "udp": probe_udp,
@@ -142,10 +218,14 @@ def run_one(probe: dict[str, Any], timeout: float) -> dict[str, Any]:
     (the chosen source port still in use for that destination) is retried with another."""
     t0 = time.monotonic()
     try:
-        prober = PROBERS[str(probe.get("proto", "tcp"))]
+        proto = str(probe.get("proto", "tcp"))
         for _ in range(5):
-            result = prober(str(probe["dst_ip"]), int(probe["dst_port"]), timeout,
-                            probe.get("sport_range"))
+            if proto == "http":
+                result = probe_http(str(probe["dst_ip"]), int(probe["dst_port"]), timeout,
+                                    probe.get("sport_range"), probe.get("http"))
+            else:
+                result = PROBERS[proto](str(probe["dst_ip"]), int(probe["dst_port"]), timeout,
+                                        probe.get("sport_range"))
             if result.get("errno") not in LOCAL_RETRY_ERRNOS:
                 break
         result.pop("errno", None)

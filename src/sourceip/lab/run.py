@@ -420,10 +420,14 @@ def _probe_batches(
                 continue
             sport = [int(rng[0]), int(rng[1])]
         for a in range(n):
-            batches.setdefault(ns, []).append({
+            probe: dict[str, Any] = {
                 "id": spec.id, "attempt": a, "proto": spec.proto, "dst_ip": spec.dst_ip,
                 "dst_port": spec.dst_port, "sport_range": sport,
-            })
+            }
+            if spec.proto == "http":
+                probe["http"] = {"host": spec.http_host, "path": spec.http_path,
+                                 "headers": [list(h) for h in spec.http_headers]}
+            batches.setdefault(ns, []).append(probe)
     return batches, errors
 
 
