@@ -396,7 +396,8 @@ def render_nginx_conf(s: NginxSettings, *, listen_port: int, backend: str, prefi
     Runs in the foreground (``daemon off``), one worker, pid/error_log/temp paths under
     ``prefix_dir``, access_log off, no ``user``. lua_ingress.lua's rewrite() is rendered as
     ``set``/``if`` (stock nginx has no Lua): the same variables from the same inputs, except
-    that a present-but-empty X-Forwarded-* header is treated as absent. PROXY + forwarded
+    that a present-but-empty X-Forwarded-* header (or an X-Forwarded-Host whose first
+    element is empty) is treated as absent. PROXY + forwarded
     headers needs the headers-more module (``load_module headers_more_module``).
     """
     p = prefix_dir.rstrip("/")
@@ -461,7 +462,7 @@ def render_nginx_conf(s: NginxSettings, *, listen_port: int, backend: str, prefi
           "{ set $pass_access_scheme $http_x_forwarded_proto; }")
         w("            if ($http_x_forwarded_port != '') "
           "{ set $pass_server_port $http_x_forwarded_port; }")
-        w("            if ($http_x_forwarded_host ~ \"^([^,]*)\") { set $best_http_host $1; }")
+        w("            if ($http_x_forwarded_host ~ \"^([^,]+)\") { set $best_http_host $1; }")
     if s.use_proxy_protocol:
         w("            if ($proxy_protocol_server_port = 443) { set $pass_access_scheme https; }")
     w("            set $pass_port           $pass_server_port;")
