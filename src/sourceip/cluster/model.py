@@ -200,6 +200,7 @@ class Service:
     ip_families: tuple[str, ...] = ()
     external_name: str = ""
     annotations: dict[str, str] = field(default_factory=dict, hash=False)
+    load_balancer_class: str = ""
     # Written by EndpointSlice controller semantics: whether `type` was given explicitly
     # (ExternalPolicyLocal needs type exactly ClusterIP/NodePort/LoadBalancer).
     type_set: bool = True

@@ -641,6 +641,7 @@ class Converter:
                                          "spec.allocateLoadBalancerNodePorts", True),
             ip_families=families, external_name=external_name,
             annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
+            load_balancer_class=_str(spec.get("loadBalancerClass"), "spec.loadBalancerClass"),
             type_set=type_raw is not None)
         publish = _bool(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses",
                         False)
