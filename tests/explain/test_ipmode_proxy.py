@@ -23,12 +23,19 @@ def _lb_cluster(mode: str):  # type: ignore[no-untyped-def]
     return c.with_(services=(svc,))
 
 
-def test_proxy_mode_lb_ip_gets_a_note_not_a_path() -> None:
+def test_proxy_mode_lb_ip_is_reached_through_the_load_balancer_only() -> None:
     (e,) = explain(_lb_cluster("VIP"))
-    titles = [p.title for p in e.paths]
-    assert any("172.18.255.10" in t for t in titles)
-    assert not any("172.18.255.11" in t for t in titles)
-    assert any("172.18.255.11 has ipMode Proxy" in n for n in e.notes)
+    by_kind = {(p.kind, ip): p for p in e.paths for ip in ("172.18.255.10", "172.18.255.11")
+               if ip in p.title}
+    # kube-proxy programs the VIP-mode IP on every node, not the Proxy-mode one
+    assert ("loadbalancer", "172.18.255.10") in by_kind
+    assert ("loadbalancer", "172.18.255.11") not in by_kind
+    # through the load balancer, the Proxy-mode IP arrives at the nodes' NodePort (KEP-1860)
+    lb = by_kind[("through-lb", "172.18.255.11")]
+    delivered = [o for o in lb.trace.outcomes if o.disposition == "delivered"]
+    assert delivered and sum(o.probability for o in delivered) == 1
+    assert all(o.hops[0].packet_out is not None and o.hops[0].packet_out.dport == 30080
+               for o in delivered)
 
 
 def test_traffic_leaving_the_cluster_claims_no_reply_path() -> None:

@@ -18,6 +18,8 @@ from sourceip.dataplane.trace import Hop, Outcome, Trace
 from sourceip.net.addr import IPAddress, parse_ip
 from sourceip.net.packet import FiveTuple
 
+MAX_TRACED_POOL = 20
+
 if TYPE_CHECKING:
     from sourceip.dataplane.tracer import Tracer
     from sourceip.explain.engine import Explainer, PathResult
@@ -33,40 +35,23 @@ def lb_plan(explainer: Explainer, svc: Service) -> Any:
     return plan_load_balancer(explainer.cluster, svc)
 
 
-def _check_text(chk: Any) -> str:
-    resp = getattr(chk, "response", None)
-    hc = chk.check
-    where = f"{hc.path} on {hc.port}" if hc.port else hc.kind
-    if resp is not None:
-        return f"{resp.status} for {where}"
-    return f"{'open' if chk.in_pool else 'closed'} ({where})"
-
-
 def checks_for(plan: Any, nodes: list[str]) -> list[dict[str, Any]]:
-    """The health-check rows of ``nodes`` (JSON shape of docs/json.md)."""
+    """The health-check rows of ``nodes``, as ``LoadBalancerPlan.to_dict()`` gives them."""
     want = set(nodes)
-    out = []
-    for chk in plan.checks:
-        if chk.node in want:
-            resp = getattr(chk, "response", None)
-            out.append({"node": chk.node, "port": chk.check.port, "path": chk.check.path,
-                        "kind": chk.check.kind,
-                        "status": resp.status if resp is not None else None,
-                        "in_pool": chk.in_pool, "reason": chk.reason})
-    return out
+    return [c for c in plan.to_dict()["checks"] if c["node"] in want]
 
 
 def out_of_pool_title(plan: Any, nodes: list[str]) -> str | None:
-    """``node3: taken out of the pool by the health check (503 for / on 32000)`` when the
-    load balancer sends these nodes nothing; None when they are in its pool."""
+    """``taken out of the pool by the health check: 503 on 32000 (...)`` when the load
+    balancer sends these nodes nothing; None when they are in its pool."""
     if nodes[0] in plan.pool:
         return None
-    chk = next((c for c in plan.checks if c.node == nodes[0]), None)
     if plan.leader is not None:
         return f"not the announcing node (MetalLB L2 leader is {plan.leader}): gets no traffic"
+    chk = next((c for c in plan.checks if c.node == nodes[0]), None)
     if chk is None:
         return "not in the load balancer's pool"
-    return f"taken out of the pool by the health check ({_check_text(chk)})"
+    return str(chk.reason)
 
 
 def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IPAddress,
@@ -79,7 +64,19 @@ def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IP
     client_ip = client_start.ip
     assert client_ip is not None
     original = FiveTuple(proto=sp.protocol, src=client_ip, sport=40000, dst=vip, dport=sp.port)
-    rep = {n: nodes[0] for _, nodes in groups for n in nodes}
+    # Each pool node is traced on its own (its local endpoints differ); above
+    # MAX_TRACED_POOL nodes, or when endpoints are sampled, alike nodes share their group
+    # representative's trace, weighted by how many of them are in the pool.
+    traced: list[tuple[str, Fraction]]
+    if len(pool) <= MAX_TRACED_POOL and explainer.sample_nodes is None:
+        traced = [(n, Fraction(1, len(pool))) for n in pool]
+    else:
+        in_pool = set(pool)
+        traced = []
+        for _, nodes in groups:
+            k = sum(1 for n in nodes if n in in_pool)
+            if k:
+                traced.append((nodes[0], Fraction(k, len(pool))))
     proxying = plan.mode == "proxying"
     outcomes: list[Outcome] = []
     notes = list(plan.notes)
@@ -87,35 +84,50 @@ def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IP
         notes.append("the load balancer's pool is empty: every health check fails, so the "
                      "load balancer drops the traffic (or, for some providers, fails open and "
                      "sends it to every node)")
-    weight = Fraction(1, len(pool)) if pool else Fraction(0)
+    if len(traced) < len(pool):
+        notes.append(f"{len(pool)} nodes in the pool: nodes with the same local endpoints "
+                     "share one traced representative")
     lb_src: IPAddress | None = None
     if proxying:
         if plan.source_address is None:
             return None
         lb_src = parse_ip(str(plan.source_address))
-    for node in pool:
-        if node not in explainer.topo.nets:
+    target = plan.target
+    if target == "vip" and any(i.ip == vip and i.ip_mode == "Proxy" for i in svc.lb_ingress):
+        target = "nodePort"  # ipMode Proxy: the LB delivers to node IP:nodePort (KEP-1860)
+    if target == "pod":
+        notes.append("the load balancer targets pod IPs directly (no kube-proxy hop): not "
+                     "traced through the nodes")
+        traced = []
+    port = sp.node_port if target == "nodePort" else sp.port
+    if target == "nodePort" and not port:
+        notes.append("the load balancer targets NodePorts but this port has none")
+        traced = []
+    for node, weight in traced:
+        if node not in explainer.topo.nets or port is None:
             continue
-        if proxying:
-            assert lb_src is not None
-            start = tracer.start(f"external={lb_src}")
+        src_start = tracer.start(f"external={lb_src}") if lb_src is not None else client_start
+        src_ip = lb_src if lb_src is not None else client_ip
+        if target == "nodePort":
             dst = explainer.topo.net(node).ip
-            tr = tracer.trace_flow(start, dst, plan.target_port, sp.protocol,
-                                   target_desc=f"{node}:{plan.target_port}")
-            hop_out = FiveTuple(proto=sp.protocol, src=lb_src, sport=40000, dst=dst,
-                                dport=plan.target_port)
-            note = (f"proxies the connection to {node}:{plan.target_port} from its own "
-                    f"address {lb_src}"
+            tr = tracer.trace_flow(src_start, dst, port, sp.protocol,
+                                   target_desc=f"{node}:{port}")
+        else:
+            dst = vip
+            tr = tracer.trace_flow(src_start, vip, port, sp.protocol, via=node,
+                                   target_desc=f"{vip}:{port}")
+        hop_out = FiveTuple(proto=sp.protocol, src=src_ip, sport=40000, dst=dst, dport=port)
+        if proxying:
+            note = (f"proxies the connection to {node}:{port} from its own address {lb_src}"
                     + (f", sending a PROXY {plan.proxy_protocol} header with the client "
                        f"{client_ip}" if plan.proxy_protocol else ""))
+        elif target == "nodePort":
+            note = f"forwards the packet to {node}:{port}, keeping the client's address"
         else:
-            tr = tracer.trace_flow(client_start, vip, sp.port, sp.protocol,
-                                   via=rep.get(node, node), target_desc=f"{vip}:{sp.port}")
-            hop_out = original
             note = f"forwards the packet unchanged to {node} (the destination stays {vip})"
         chk = next((c for c in plan.checks if c.node == node), None)
         if chk is not None:
-            note += f"; health check: {_check_text(chk)}"
+            note += f"; health check: {chk.reason}"
         lb_hop = Hop(at="load balancer", node=None, packet_in=original, packet_out=hop_out,
                      note=note)
         for o in tr.outcomes:
@@ -123,8 +135,8 @@ def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IP
                                     hops=(lb_hop, *o.hops)))
     trace = Trace(source=client_start.describe(), target=f"{vip}:{sp.port}",
                   original=original, outcomes=tuple(_merge(outcomes)), notes=tuple(notes))
-    how = f"{plan.mode} load balancer ({plan.decided_by})"
     lbd = plan.to_dict()
+    how = str(lbd.get("title") or f"{plan.mode} load balancer")
     lbd["client"] = str(client_ip)
     p: PathResult = explainer._path("through-lb", f"external -> LoadBalancer IP {vip} through "
                                     f"the {how}", client_start, f"{vip}:{sp.port}",

@@ -1,0 +1,106 @@
+"""explain's ingress paths: what the app behind a controller receives and resolves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from sourceip.cli.main import cli
+from sourceip.explain import Explainer
+from sourceip.sources import example_text, load_cluster, load_example
+
+
+def _ingress_paths(cluster, service="default/nginx"):  # type: ignore[no-untyped-def]
+    (e,) = Explainer(cluster).explain([service])
+    return [p for p in e.paths if p.kind == "ingress"]
+
+
+def _with_configmap(tmp_path: Path, example: str, data: dict[str, str]) -> Path:
+    docs = [d for d in yaml.safe_load_all(example_text(example)) if d]
+    for d in docs:
+        if d.get("kind") == "ConfigMap":
+            d["data"] = data
+    out = tmp_path / "cluster.yaml"
+    out.write_text(yaml.safe_dump_all(docs))
+    return out
+
+
+def test_default_ingress_nginx_passes_on_the_node_address_and_is_not_forgeable() -> None:
+    paths = _ingress_paths(load_example("ingress-nginx"))
+    assert len(paths) == 2  # NodePort on node1, NodePort on node2
+    for p in paths:
+        app = p.app_sees
+        assert app is not None
+        assert app["controller"] == "ingress-nginx"
+        assert app["ingress"] == "default/nginx" and app["host"] == "example.test"
+        assert app["peer"] == "192.168.2.30"  # the controller pod, pod -> pod unchanged
+        # eTP Cluster on the controller Service: $remote_addr is a node address, and the
+        # default template replaces X-Forwarded-For / sets X-Real-IP with it.
+        assert app["resolved_client"] in ("10.0.0.11", "192.168.2.1")
+        assert app["headers"]["X-Forwarded-For"] == app["resolved_client"]
+        assert app["headers"]["X-Real-IP"] == app["resolved_client"]
+        assert app["forgeable"] is False
+        assert all(b["forged"]["refused"] for b in app["branches"])
+        assert p.real_client is False
+        assert "192.168.2.0/24" in app["strategy"]
+
+
+def test_use_forwarded_headers_with_the_default_trust_is_forgeable(tmp_path: Path) -> None:
+    f = _with_configmap(tmp_path, "ingress-nginx", {"use-forwarded-headers": "true"})
+    paths = _ingress_paths(load_cluster([str(f)]))
+    assert paths and all(p.app_sees and p.app_sees["forgeable"] for p in paths)
+    # The fix names the setting that closes it.
+    changes = " ".join(f.change for p in paths for f in p.fixes)
+    assert "proxy-real-ip-cidr" in changes
+
+
+def test_proxy_protocol_from_the_load_balancer_carries_the_client() -> None:
+    paths = _ingress_paths(load_example("ingress-proxy-protocol"))
+    assert paths
+    for p in paths:
+        app = p.app_sees
+        assert app is not None and not p.findings
+        assert app["resolved_client"] == "203.0.113.10"
+        assert p.real_client is True and app["forgeable"] is False
+
+
+def test_proxy_protocol_mismatch_is_a_finding(tmp_path: Path) -> None:
+    f = _with_configmap(tmp_path, "ingress-proxy-protocol", {})
+    paths = _ingress_paths(load_cluster([str(f)]))
+    assert paths
+    assert any("PROXY" in x and "every request fails" in x for p in paths for x in p.findings)
+
+
+def test_json_has_kind_ingress_and_app_sees() -> None:
+    res = CliRunner().invoke(cli, ["explain", "--example", "ingress-nginx", "-o", "json",
+                                   "default/nginx"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    ingress = [p for s in data["services"] for p in s["paths"] if p["kind"] == "ingress"]
+    assert ingress
+    for p in ingress:
+        assert set(p["app_sees"]) >= {"peer", "headers", "resolved_client", "strategy",
+                                      "forgeable"}
+
+
+def test_missing_backend_service_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    docs = [d for d in yaml.safe_load_all(example_text("ingress-nginx")) if d]
+    for d in docs:
+        if d.get("kind") == "Ingress":
+            d["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = "nope"
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump_all(docs))
+    res = CliRunner().invoke(cli, ["explain", "-f", str(f)])
+    assert res.exit_code == 0, res.output
+    assert "default/nope does not exist" in res.output
+
+
+def test_bad_configmap_value_names_file_line_field(tmp_path: Path) -> None:
+    f = _with_configmap(tmp_path, "ingress-nginx", {"use-forwarded-headers": "maybe"})
+    res = CliRunner().invoke(cli, ["explain", "-f", str(f)])
+    assert res.exit_code == 1
+    assert f"{f}:" in res.output and 'data["use-forwarded-headers"]' in res.output
+    assert "Traceback" not in res.output
