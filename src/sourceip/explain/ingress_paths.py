@@ -10,7 +10,7 @@ the app cannot be fooled. Nothing here re-decides what kube-proxy or the control
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sourceip.cluster import Pod, Service, ServicePort, service_port_endpoints
@@ -166,7 +166,7 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
         if forged.ok and forged.resolved == FORGED_IP:
             forgeable = True
         if not honest.ok and honest.error:
-            findings.append(f"{ctrl.label}: {honest.error}")
+            findings.append(f"{ctrl.label}: every request on this path fails: {honest.error}")
         branches.append({
             "probability": float(o.probability),
             "controller_pod": ctrl_pod.key,
@@ -184,14 +184,6 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
         })
     if not branches:
         real = None
-    if pp in ("v1", "v2") and not _expects_proxy(ctrl.settings):
-        findings.append(f"the load balancer sends PROXY {pp} but {ctrl.label} does not expect "
-                        "it: every request fails (enable PROXY protocol on the controller, "
-                        "or turn it off on the load balancer, at the same time)")
-    if pp not in ("v1", "v2") and _expects_proxy(ctrl.settings):
-        findings.append(f"{ctrl.label} expects a PROXY header but this path sends none: every "
-                        "request on it fails (in-cluster callers of the LB IP bypass the load "
-                        "balancer unless ipMode is Proxy)")
     b0 = branches[0] if branches else None
     app_sees = {
         "controller": ctrl.name, "controller_namespace": ctrl.namespace,
@@ -235,12 +227,11 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
         summary += f"; a client can forge it (X-Forwarded-For: {FORGED_IP} is believed)"
     fixes = []
     for ch in rec.settings_changes:
-        fixes.append(fix_cls(change=ch.change, effect=ch.effect,
-                             side_effects=tuple(getattr(ch, "costs", ()) or
-                                                getattr(ch, "side_effects", ()) or
-                                                ((ch.cost,) if getattr(ch, "cost", "") else ()))))
+        fixes.append(fix_cls(change=f"{ctrl.label} {ch.setting}: {ch.value}", effect=ch.effect,
+                             side_effects=(ch.cost,) if ch.cost else ()))
     if real is False and not forgeable and entry.fixes:
-        fixes.extend(f for f in entry.fixes if "externalTrafficPolicy" in f.change)
+        fixes.extend(replace(f, change=f"{f.change} on the controller Service {csvc.key}")
+                     for f in entry.fixes if "externalTrafficPolicy" in f.change)
     fixes.append(fix_cls(change=f"in the app: {rec.strategy_code}",
                          effect=f"resolves the client from {rec.header or 'the socket peer'}, "
                                 "trusting only the controller pods "
@@ -250,13 +241,14 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
     entry_title = entry.title.replace("external -> ", "")
     title = (f"external -> Ingress {ing.namespace}/{ing.name} ({host}{route.path.path}) via "
              f"{ctrl.label}, entering at {entry_title}")
-    return path_cls(
+    result: PathResult = path_cls(
         kind="ingress", title=title, client=entry.client,
         target=f"http://{host}{route.path.path}", nodes=entry.nodes,
         node_count=entry.node_count, trace=entry.trace, seen=tuple(seen), real_client=real,
         rewritten_by=tuple(rewritten), summary=summary, fixes=tuple(fixes),
         app_sees=app_sees, load_balancer=entry.load_balancer,
         findings=tuple(dict.fromkeys(findings)))
+    return result
 
 
 def _headers_dict(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -264,12 +256,6 @@ def _headers_dict(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
     for k, v in headers:
         out[k] = f"{out[k]}, {v}" if k in out else v
     return out
-
-
-def _expects_proxy(settings: Any) -> bool:
-    from sourceip.ingress import expects_proxy_protocol
-
-    return bool(expects_proxy_protocol(settings))
 
 
 def _l3_peer(explainer: Explainer, ctrl_pod: Pod, svc: Service, backend: str,

@@ -136,7 +136,7 @@ def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IP
     trace = Trace(source=client_start.describe(), target=f"{vip}:{sp.port}",
                   original=original, outcomes=tuple(_merge(outcomes)), notes=tuple(notes))
     lbd = plan.to_dict()
-    how = str(lbd.get("title") or f"{plan.mode} load balancer")
+    how = f"{plan.mode} load balancer ({lbd.get('provider') or 'generic'})"
     lbd["client"] = str(client_ip)
     p: PathResult = explainer._path("through-lb", f"external -> LoadBalancer IP {vip} through "
                                     f"the {how}", client_start, f"{vip}:{sp.port}",

@@ -126,8 +126,9 @@ def _ingress_outcomes(p: PathResult, backend: str | None, *, forged: bool
     return tuple(out)
 
 
-def _ingress_probes(p: PathResult, cluster: Cluster, base_id: str, description: str,
-                    via: str | None, via_lb: bool) -> list[PredictedProbe]:
+def _ingress_probes(p: PathResult, cluster: Cluster, service_key: str, port_text: str,
+                    base_id: str, description: str, via: str | None, via_lb: bool
+                    ) -> list[PredictedProbe]:
     app = p.app_sees or {}
     t = p.trace.original
     controller = str(app.get("controller", ""))
@@ -136,19 +137,13 @@ def _ingress_probes(p: PathResult, cluster: Cluster, base_id: str, description: 
         skip = (f"{controller} is not run in the lab (not packaged in Debian): its prediction "
                 "is checked against its documented semantics in tests/ingress only")
     backend = None
-    ing = str(app.get("ingress", ""))
-    ns = ing.split("/", 1)[0] if "/" in ing else "default"
-    for route_svc in cluster.services:
-        if route_svc.namespace != ns:
-            continue
-        # the Service this path explains is the backend; its key is in the id
-        if base_id.startswith(f"{route_svc.key}:"):
-            port_text = base_id.split(":", 1)[1].split("#", 1)[0]
-            sp = next((x for x in route_svc.ports
-                       if str(x.name) == port_text or str(x.port) == port_text.split("/")[0]),
-                      None)
-            if sp is not None:
-                backend = ingress_backend(cluster, route_svc, sp)
+    svc = cluster.service_by_key.get(service_key)
+    if svc is not None:
+        number, _, proto = port_text.split()[-1].partition("/")
+        sp = next((x for x in svc.ports
+                   if str(x.port) == number and x.protocol == (proto or "tcp")), None)
+        if sp is not None:
+            backend = ingress_backend(cluster, svc, sp)
     host = _http_host(app)
     path = str(app.get("path") or "/")
     common: dict[str, Any] = {
@@ -185,7 +180,8 @@ def predicted_probes(cluster: Cluster, *, external_ip: str,
             description = f"{e.service}: {p.title}"
             via, via_lb = _entry(p, cluster) if client == "external" else (None, False)
             if p.kind == "ingress":
-                out += _ingress_probes(p, cluster, pid, description, via, via_lb)
+                out += _ingress_probes(p, cluster, e.service, e.port, pid, description, via,
+                                       via_lb)
                 continue
             outcomes = tuple(
                 (float(o.probability), o.disposition, o.endpoint,
