@@ -73,7 +73,8 @@ def test_proxy_protocol_mismatch_is_a_finding(tmp_path: Path) -> None:
     f = _with_configmap(tmp_path, "ingress-proxy-protocol", {})
     paths = _ingress_paths(load_cluster([str(f)]))
     assert paths
-    assert any("PROXY" in x and "every request on this path fails" in x for p in paths for x in p.findings)
+    found = [x for p in paths for x in p.findings]
+    assert any("PROXY" in x and "every request on this path fails" in x for x in found)
 
 
 def test_json_has_kind_ingress_and_app_sees() -> None:
