@@ -238,9 +238,10 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
                                 f"({', '.join(trusted) or '-'})",
                          side_effects=("any other proxy between the controller and the app "
                                        "must be added to the trusted ranges",)))
-    entry_title = entry.title.replace("external -> ", "")
+    entry_title = ("the load balancer" if entry.kind == "through-lb"
+                   else entry.title.replace("external -> ", ""))
     title = (f"external -> Ingress {ing.namespace}/{ing.name} ({host}{route.path.path}) via "
-             f"{ctrl.label}, entering at {entry_title}")
+             f"{ctrl.name}, {entry_title}")
     result: PathResult = path_cls(
         kind="ingress", title=title, client=entry.client,
         target=f"http://{host}{route.path.path}", nodes=entry.nodes,
