@@ -64,7 +64,7 @@ HEADER_SETS = [[], FORGED, FORGED_MORE]
 
 
 def _request(headers: list[tuple[str, str]], host: str = "example.test") -> bytes:
-    lines = [f"GET / HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines = ["GET / HTTP/1.1", f"Host: {host}", "Connection: close"]
     lines += [f"{n}: {v}" for n, v in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 

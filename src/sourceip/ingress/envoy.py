@@ -7,6 +7,11 @@ Pinned sources:
   00790513c858): trusted client address rules for use_remote_address / xff_num_trusted_hops,
   Examples 1-6, X-Envoy-External-Address (edge requests only), X-Envoy-Internal, "Downstream
   x-forwarded-proto headers will only be trusted if xff_num_trusted_hops is non-zero".
+* envoyproxy/envoy ``source/common/http/conn_manager_utility.cc`` mutateRequestHeaders (the
+  version with original_ip_detection_extensions): use_remote_address appends the peer (Envoy's
+  own address for a loopback peer) unless skip_xff_append and keeps an incoming
+  X-Forwarded-Proto only when xff_num_trusted_hops > 0; otherwise the first extension that
+  detects an address wins, nothing is appended, an incoming X-Forwarded-Proto is kept.
 * envoyproxy/envoy ``source/extensions/http/original_ip_detection/xff/xff.cc`` (commit
   0cf5c6c3f65c): with ``xff_trusted_cidrs`` the peer must be trusted, then ``recurse`` walks
   past trusted entries (all trusted: the first) or, without recurse, the last entry; without
@@ -370,9 +375,13 @@ def forward(s: EnvoySettings, conn: Connection, headers: Sequence[tuple[str, str
         out.append(("X-Forwarded-For", ",".join(xff_vals)))
         prov["X-Forwarded-For"] = "incoming value, not appended to"
     xfp_in = next((v for n, v in hdrs if n.lower() == "x-forwarded-proto"), None)
-    if xfp_in is not None and s.xff_num_trusted_hops > 0 and not s.use_remote_address:
+    # conn_manager_utility.cc: with use_remote_address the incoming value survives only when
+    # xff_num_trusted_hops > 0; otherwise it is kept whenever present
+    if xfp_in is not None and (s.xff_num_trusted_hops > 0 or not s.use_remote_address):
         out.append(("X-Forwarded-Proto", xfp_in))
-        prov["X-Forwarded-Proto"] = "incoming value (xff_num_trusted_hops > 0)"
+        prov["X-Forwarded-Proto"] = ("incoming value (xff_num_trusted_hops > 0)"
+                                     if s.use_remote_address else
+                                     "incoming value (use_remote_address false keeps it)")
     else:
         out.append(("X-Forwarded-Proto", scheme))
         prov["X-Forwarded-Proto"] = "from the downstream connection (TLS or not)"
@@ -437,7 +446,12 @@ def recommend(s: EnvoySettings, *, trusted_cidrs: Sequence[str]) -> Recommendati
         code = (f"RightmostTrustedRange(header='x-forwarded-for', "
                 f"trusted_proxies={app_trust!r})")
         header = "X-Forwarded-For"
-        forgeable = s.ext_skip_append
+        forgeable = True
+        notes.append("when the peer is not in the trusted CIDRs the xff extension detects "
+                     "nothing: Envoy uses the peer but does not append it "
+                     "(conn_manager_utility.cc appends only with use_remote_address or for a "
+                     "detected address), so a direct client's own X-Forwarded-For reaches the "
+                     "app unmarked; only let the trusted proxies reach the listener")
         if s.ext_skip_append:
             changes.append(SettingChange(
                 setting=("spec.clientIPDetection.xForwardedFor.disableXForwardedForAppend"
