@@ -250,9 +250,16 @@ def explain_predictions(cluster: Cluster, *, external_ip: str,
     notes: list[str] = []
     for pp in predicted_probes(cluster, external_ip=external_ip,
                                services=list(services) if services else None):
+        if getattr(pp, "skip", ""):
+            notes.append(f"{pp.id} ({pp.description}): not probed: {pp.skip}")
+            continue
         try:
             spec = ProbeSpec(id=pp.id, client=pp.client, via_node=pp.via_node, proto=pp.proto,
-                             dst_ip=pp.dst_ip, dst_port=pp.dst_port, description=pp.description)
+                             dst_ip=pp.dst_ip, dst_port=pp.dst_port, description=pp.description,
+                             via_lb=bool(getattr(pp, "via_lb", False)),
+                             http_host=getattr(pp, "http_host", ""),
+                             http_path=getattr(pp, "http_path", "/"),
+                             http_headers=tuple(getattr(pp, "http_headers", ())))
         except ValidationError as exc:
             notes.append(f"{pp.id}: not probed: {exc}")
             continue
@@ -268,6 +275,23 @@ def explain_predictions(cluster: Cluster, *, external_ip: str,
                     seen_source=seen if disposition == "delivered" else None))
             except ValidationError as exc:
                 notes.append(f"{pp.id}: unusable predicted outcome: {exc}")
+        for h in getattr(pp, "http_outcomes", ()):
+            if h.disposition not in DISPOSITIONS:
+                notes.append(f"{pp.id}: outcome {h.disposition!r} cannot be observed by a probe")
+                continue
+            delivered = h.disposition == "delivered"
+            try:
+                outcomes.append(PredictedOutcome(
+                    probability=h.probability, disposition=h.disposition,
+                    endpoint=h.endpoint if delivered else None,
+                    seen_source=h.peer if delivered else None,
+                    headers=tuple(h.headers) if delivered else None,
+                    resolved_client=h.resolved_client if delivered else None,
+                    note=h.note))
+            except ValidationError as exc:
+                notes.append(f"{pp.id}: unusable predicted outcome: {exc}")
         if outcomes:
-            predictions.append(Prediction(spec=spec, outcomes=tuple(outcomes)))
+            predictions.append(Prediction(spec=spec, outcomes=tuple(outcomes),
+                                          strategy=getattr(pp, "strategy", ""),
+                                          kind=getattr(pp, "kind", "")))
     return predictions, notes

@@ -445,6 +445,36 @@ class EchoServer:
         return tuple(args)
 
 
+ProcessRole = Literal["ingress", "loadbalancer", "health"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabProcess:
+    """A program the lab runs in one namespace besides the echo servers: a real ingress
+    controller (Debian's ``nginx`` / ``haproxy`` in a controller pod's namespace), the load
+    balancer's ``haproxy`` (router namespace), or a node's kube-proxy health server.
+
+    ``argv`` may hold ``{python}`` and ``{owner_pid}``, filled in when it starts. ``files``
+    (absolute path, text) are written first, all under ``workdir``, the run's own directory
+    (``/run/sourceip-lab/<runid>.d/...``) that teardown removes. ``listen``: TCP ports the
+    process must be listening on before probing starts. ``pod``: the pod it stands for."""
+
+    ns: str
+    name: str
+    role: ProcessRole
+    program: str
+    argv: tuple[str, ...]
+    workdir: str
+    files: tuple[tuple[str, str], ...] = ()
+    listen: tuple[int, ...] = ()
+    pod: str = ""
+    node: str = ""
+
+    def command(self, python: str, owner_pid: int | str) -> tuple[str, ...]:
+        return tuple(a.replace("{python}", python).replace("{owner_pid}", str(owner_pid))
+                     for a in self.argv)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LabPlan:
     """A cluster's dataplane as namespaces, links, per-namespace setup and echo servers.
@@ -470,6 +500,10 @@ class LabPlan:
     rules_loaded: bool
     notes: tuple[str, ...] = ()
     node_ips: tuple[tuple[str, str], ...] = field(default=())
+    processes: tuple[LabProcess, ...] = ()
+    workdir: str = ""  # the run's directory for process files (removed on teardown)
+    # ingress paths whose controller the lab does not run: (controller, reason)
+    not_run: tuple[tuple[str, str], ...] = ()
 
     def client_ns(self, client: str) -> str | None:
         return dict(self.clients).get(client)

@@ -36,6 +36,7 @@ from sourceip.lab.model import (
     EchoServer,
     LabNamespace,
     LabPlan,
+    LabProcess,
     NsSetup,
     ProbeSpec,
     RulesetLoad,
@@ -55,10 +56,16 @@ ROUTE_TABLE_BASE = 1000
 VXLAN_ID = 1
 VXLAN_PORT = 8472  # flannel's
 CNI_TABLE = "sourceip-cni"
+RUN_ROOT = "/run/sourceip-lab"  # state files; <runid>.d/ holds a run's process files
 IPTABLES_RESTORE = {"legacy": "iptables-legacy-restore", "nft": "iptables-nft-restore"}
 
 IPv4 = ipaddress.IPv4Address
 IPv4Net = ipaddress.IPv4Network
+
+
+def run_workdir(runid: str) -> str:
+    """The directory of a run's process files (configs, pid files, logs)."""
+    return f"{RUN_ROOT}/{runid}.d"
 
 
 def new_runid() -> str:
@@ -284,6 +291,7 @@ def plan_lab(
     tunnel = profile.inter_node == "tunnel"
     pod_mtu = 1450 if tunnel else 1500
     host_ports_taken: dict[str, set[tuple[str, int]]] = {n.name: set() for n in nodes}
+    pod_ns: dict[str, str] = {}
     for k, pod in enumerate(cluster.pods):
         if pod.node_name not in node_ns:
             notes.append(f"pod {pod.key} is not on a known node: not built")
@@ -326,6 +334,7 @@ def plan_lab(
         ns = f"{prefix}p{k}-{_label(pod.namespace + '.' + pod.name)}"
         namespaces.append(LabNamespace(name=ns, role="pod", node=pod.node_name, pod=pod.key))
         clients.append((f"pod/{pod.key}", ns))
+        pod_ns[pod.key] = ns
         host_if = host_veth_name(pod.key, routed=routed)
         veths.append(Veth(ns_a=node_ns[pod.node_name], name_a=host_if, ns_b=ns, name_b="eth0"))
         node_ifaces[pod.node_name].append(host_if)
@@ -363,6 +372,25 @@ def plan_lab(
         setups.append(NsSetup(ns=ns, ip=tuple(lines)))
         if tcp or udp:
             servers.append(EchoServer(ns=ns, pod=pod.key, tcp_ports=tcp, udp_ports=udp))
+
+    # ---- ingress controllers: real nginx / haproxy in their pods; HTTP echo on backends
+    from sourceip.lab.ingress import plan_ingress
+
+    workdir = run_workdir(runid)
+    ingress = plan_ingress(cluster, pod_ns, workdir)
+    notes += ingress.notes
+    processes: list[LabProcess] = list(ingress.processes)
+    if ingress.taken or ingress.http_endpoints:
+        pod_ips = {p.key: {str(ip) for ip in p.ips} for p in cluster.pods}
+        patched = []
+        for srv in servers:
+            held = ingress.taken.get(srv.pod, set())
+            tcp = tuple(p for p in srv.tcp_ports if p not in held)
+            http = tuple(p for p in tcp if any((ip, p) in ingress.http_endpoints
+                                               for ip in pod_ips.get(srv.pod, ())))
+            if tcp or srv.udp_ports:
+                patched.append(replace(srv, tcp_ports=tcp, http_ports=http))
+        servers = patched
 
     # ---- nodes
     pools = pod_cidrs_of(cluster)
@@ -500,6 +528,9 @@ def plan_lab(
         rules_loaded=rules,
         notes=tuple(notes),
         node_ips=tuple((n, str(ip)) for n, ip in node_ip.items()),
+        processes=tuple(processes),
+        workdir=workdir,
+        not_run=tuple(ingress.not_run),
     )
 
 
@@ -540,6 +571,7 @@ def render_script(plan: LabPlan, *, python: str = "python3") -> str:
         '  for pid in $PIDS; do kill "$pid" 2>/dev/null; done',
         "  wait 2>/dev/null",
         '  for ns in $NAMESPACES; do ip netns del "$ns" 2>/dev/null; done',
+        *([f"  rm -rf {q(plan.workdir)}"] if plan.processes else []),
         f'  echo "lab {plan.runid} torn down"',
         "}",
         "trap teardown EXIT",
@@ -573,6 +605,17 @@ def render_script(plan: LabPlan, *, python: str = "python3") -> str:
             argv = " ".join(q(a) for a in srv.argv(python, plan.runid, "$$")).replace(
                 q("$$"), "$$")
             out.append(f'ip netns exec {q(srv.ns)} {argv} & PIDS="$PIDS $!"')
+    if plan.processes:
+        out += ["", "# processes: real ingress controllers, the load balancer, health servers",
+                f"mkdir -p {q(plan.workdir)}"]
+        for proc in plan.processes:
+            out += [f"# {proc.role}: {proc.name} in {proc.ns}", f"mkdir -p {q(proc.workdir)}"]
+            for path, text in proc.files:
+                start, body = _heredoc(text)
+                out += [f"cat > {q(path)} {start}", body]
+            argv = " ".join(q(a) for a in proc.command(python, "$$")).replace(q("$$"), "$$")
+            out.append(f'ip netns exec {q(proc.ns)} {argv} & PIDS="$PIDS $!"')
+        out.append("sleep 1  # let them bind their ports")
     out += [
         "",
         f'echo "lab {plan.runid} is up ({len(plan.namespaces)} namespaces); '

@@ -40,6 +40,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+# A TCP probe waits this long for the echo server's line; then it asks over HTTP (a real
+# ingress controller in front answers requests for this Host with what it saw).
+SPEAK_AFTER = 0.3
+STATUS_REQUEST = (b"GET / HTTP/1.1\r\nHost: sourceip-lab.invalid\r\n"
+                  b"User-Agent: sourceip-lab-probe\r\nConnection: close\r\n\r\n")
 REJECT_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES,
                  errno.EPERM}
 
@@ -101,7 +106,29 @@ def probe_tcp(dst: str, port: int, timeout: float, sport_range: list[int] | None
             return _oserror(exc)
         buf = b""
         try:
-            while b"\n" not in buf:
+            s.settimeout(SPEAK_AFTER)
+            try:
+                buf = s.recv(4096)
+            except TimeoutError:
+                # Silent: a real proxy (an ingress controller) waits for a request. Ask it
+                # what it saw of this connection (the lab adds that answer to its config).
+                s.settimeout(timeout)
+                s.sendall(STATUS_REQUEST)
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                result = _parse_response(data)
+                result.pop("http_status", None)
+                if result["disposition"] != "delivered":
+                    return {"disposition": "error",
+                            "error": f"connected, no reply line; asked over HTTP: "
+                                     f"{result.get('error')}"}
+                return result
+            s.settimeout(timeout)
+            while buf and b"\n" not in buf:
                 chunk = s.recv(4096)
                 if not chunk:
                     break

@@ -12,8 +12,12 @@ Hygiene, in order of defence:
 * ``Lab.down()`` runs on every exit path: ``with Lab(plan)`` / ``try``–``finally``,
   KeyboardInterrupt (SIGINT), SIGTERM and SIGHUP (turned into ``SystemExit``), ``atexit``;
 * the echo servers exit on their own within half a second when their owner dies;
+* the other processes a plan holds (real nginx / haproxy as ingress controllers or as the load
+  balancer, kube-proxy health servers) run in the foreground with their files in the run's own
+  directory ``/run/sourceip-lab/<runid>.d/``; they are recorded in the state file like the echo
+  servers (with a marker: that directory, which their command line names) and stopped by PID;
 * after a SIGKILL, the next run (or ``lab down --all-stale``) finds the state file of a dead
-  owner and removes its namespaces, killing recorded server PIDs only after checking that the
+  owner and removes its namespaces, killing recorded PIDs only after checking that the
   process still has the recorded start time, command line and network namespace.
 
 Processes are only ever signalled by PID.
@@ -250,13 +254,18 @@ def list_states(state_dir: Path = STATE_DIR) -> list[RunState]:
 
 
 def server_is_ours(server: Mapping[str, Any], runid: str) -> bool:
-    """The recorded PID is still the echo server we started: same start time, our command
-    line with our run id, and (while the namespace exists) our namespace."""
+    """The recorded PID is still the process we started: same start time, our command line
+    (an echo server with our run id, or a process whose command line names the run's
+    directory, its ``marker``), and (while the namespace exists) our namespace."""
     pid = int(server["pid"])
     if pid <= 1 or proc_start_time(pid) != server.get("start"):
         return False
     argv = proc_cmdline(pid)
-    if "sourceip.lab.echo_server" not in argv or runid not in argv:
+    marker = server.get("marker")
+    if marker:
+        if f"/{runid}.d/" not in str(marker) or not any(str(marker) in a for a in argv):
+            return False
+    elif "sourceip.lab.echo_server" not in argv or runid not in argv:
         return False
     want = netns_inode(str(server.get("ns", "")))
     return want is None or proc_netns(pid) == want
@@ -297,10 +306,33 @@ def teardown_state(state: RunState, state_dir: Path = STATE_DIR) -> list[str]:
     kill_servers(state.servers, state.runid)
     left = delete_namespaces(n for n in state.namespaces if n.startswith(prefix))
     if not left:
-        for suffix in (".json", ".log", ".tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                (state_dir / f"{state.runid}{suffix}").unlink()
+        remove_run_files(state.runid, state_dir)
     return left
+
+
+def remove_run_files(runid: str, state_dir: Path = STATE_DIR) -> None:
+    """The run's state file, log and process directory."""
+    for suffix in (".json", ".log", ".tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / f"{runid}{suffix}").unlink()
+    workdir = state_dir / f"{runid}.d"
+    if workdir.is_dir() and not workdir.is_symlink():
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports in LISTEN state in the network namespace of process ``pid``."""
+    ports: set[int] = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def clean_stale(state_dir: Path = STATE_DIR) -> list[str]:
@@ -624,7 +656,63 @@ class Lab:
         t2 = time.monotonic()
         self._start_servers()
         t3 = time.monotonic()
-        self.timings.update(namespaces=t1 - t0, setup=t2 - t1, servers=t3 - t2, up=t3 - t0)
+        self._start_processes()
+        t4 = time.monotonic()
+        self.timings.update(namespaces=t1 - t0, setup=t2 - t1, servers=t3 - t2,
+                            processes=t4 - t3, up=t4 - t0)
+
+    def _start_processes(self) -> None:
+        """Start the plan's other processes (controllers, load balancer, health servers),
+        each recorded before it can bind anything, and wait until each listens."""
+        if not self.plan.processes:
+            return
+        assert self._state is not None
+        env = child_env()
+        workdir = self.state_dir / f"{self.runid}.d"
+        workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(workdir, 0o755)
+        if self._log is None:
+            self._log = open(self.state_dir / f"{self.runid}.log", "ab")  # noqa: SIM115
+        started: list[tuple[subprocess.Popen[bytes], Any]] = []
+        for lp in self.plan.processes:
+            Path(lp.workdir).mkdir(parents=True, exist_ok=True)
+            for path, text in lp.files:
+                Path(path).write_text(text)
+            argv = ["ip", "netns", "exec", lp.ns, *lp.command(self.python, os.getpid())]
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                    stderr=self._log, env=env, start_new_session=True)
+            record = {"pid": proc.pid, "start": proc_start_time(proc.pid), "ns": lp.ns,
+                      "pod": lp.pod or lp.name, "program": lp.program, "role": lp.role,
+                      "marker": f"{lp.workdir}/"}
+            self._servers.append((proc, record))
+            self._state.servers.append(record)
+            started.append((proc, lp))
+        self._save_state()
+        deadline = time.monotonic() + READY_TIMEOUT
+        pending = list(started)
+        while pending:
+            still = []
+            for proc, lp in pending:
+                if proc.poll() is not None:
+                    raise LabError(f"{lp.program} ({lp.name}) in {lp.ns} exited "
+                                   f"({proc.returncode}): {self._process_log(lp)}")
+                if not set(lp.listen) <= listening_ports(proc.pid):
+                    still.append((proc, lp))
+            pending = still
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(lp.name for _p, lp in pending)
+                raise LabError(f"not listening after {READY_TIMEOUT:.0f}s: {names}")
+            if pending:
+                time.sleep(0.02)
+
+    def _process_log(self, lp: Any) -> str:
+        for name in ("error.log",):
+            path = Path(lp.workdir) / name
+            if path.exists():
+                text = path.read_text(errors="replace").strip()
+                if text:
+                    return text[-500:]
+        return self._log_tail()
 
     def _start_servers(self) -> None:
         if not self.plan.servers:
@@ -732,9 +820,7 @@ class Lab:
             if self._state is not None:
                 left = delete_namespaces(self.plan.namespace_names)
                 if not left:
-                    for suffix in (".json", ".log", ".tmp"):
-                        with contextlib.suppress(FileNotFoundError):
-                            (self.state_dir / f"{self.runid}{suffix}").unlink()
+                    remove_run_files(self.runid, self.state_dir)
             if self._log is not None:
                 self._log.close()
             if left:
