@@ -29,6 +29,7 @@ from sourceip.clientip import (
     ProxyHeader,
     RightmostTrustedRange,
     build_proxy_header,
+    parse_forwarded,
     parse_proxy_header,
 )
 
@@ -154,6 +155,15 @@ def main() -> int:
     big = RightmostTrustedRange(trusted_proxies=many_cidrs(1000))
     assert big.resolve(PEER, hdrs[0]).ip == distinct[0]
 
+    # RFC 7239 Forwarded with quoted IPv6 nodes (the quoted-string splitter and pair regexes)
+    fwd = [f'for={c};proto=https, for="[2001:db8::{i % 97 + 1:x}]:4711";by=_lb, for=10.1.2.3'
+           for i, c in enumerate(distinct[:2000])]
+    fwd_hdrs = [{"forwarded": h} for h in fwd]
+    fwd_strategy = RightmostTrustedRange(trusted_proxies=TRUSTED4, header="forwarded")
+    assert parse_forwarded(fwd[0])[0].for_ is not None
+    B.add("fwd_parse", parse_forwarded, fwd)
+    B.add("fwd_resolve", lambda h: fwd_strategy.resolve(PEER, h), fwd_hdrs)
+
     B.add("core4", lambda h: strategy.resolve(PEER, h), hdrs)
     B.add("core1000", lambda h: big.resolve(PEER, h), hdrs)
     B.add("wsgi", lambda env: ours_wsgi(dict(env), None), env_d)
@@ -192,6 +202,8 @@ def main() -> int:
     T = B.run()
     rows = [
         ("XFF 3 hops / 4 CIDRs: sourceip strategy.resolve (core)", T["core4"]),
+        ("Forwarded 3 elements, quoted IPv6: sourceip parse_forwarded", T["fwd_parse"]),
+        ("Forwarded 3 elements, quoted IPv6: sourceip core (resolve)", T["fwd_resolve"]),
         ("XFF 3 hops / 1,000 CIDRs (/12-/28): sourceip core", T["core1000"]),
         ("XFF 3 hops / 4 CIDRs: sourceip WSGI middleware", T["wsgi"]),
         ("XFF 3 hops / 4 CIDRs: sourceip WSGI, one repeated client", T["wsgi_same"]),

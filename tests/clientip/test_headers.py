@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from sourceip.clientip import (
@@ -16,6 +19,7 @@ from sourceip.clientip import (
     parse_x_forwarded_proto,
     parse_x_real_ip,
 )
+from sourceip.clientip.headers import split_forwarded
 
 
 def test_xff_joins_lines_in_order_and_keeps_invalid_hops() -> None:
@@ -126,3 +130,47 @@ def test_x_forwarded_proto_host_port() -> None:
     assert parse_x_forwarded_port("80, 443") == 443
     with pytest.raises(HeaderError):
         parse_x_forwarded_port("0")
+
+
+def test_no_regex_relies_on_possessive_quantifiers_or_atomic_groups() -> None:
+    """CPython 3.11.0-3.11.4 (Debian 12's python3 is 3.11.2) mis-matches possessive
+    quantifiers and atomic groups (fixed in 3.11.5); clientip supports 3.11.0+ with one
+    behaviour, so none of its patterns may use them."""
+    import importlib
+    import pkgutil
+    import re
+
+    import sourceip.clientip as pkg
+
+    parser: Any = re._parser  # type: ignore[attr-defined]
+    banned = {parser.POSSESSIVE_REPEAT, parser.ATOMIC_GROUP}
+
+    def ops(tree: Any) -> Iterator[Any]:
+        for op, av in tree:
+            yield op
+            for part in av if isinstance(av, tuple | list) else ():
+                if isinstance(part, parser.SubPattern):
+                    yield from ops(part)
+                elif isinstance(part, list):  # branches
+                    for sub in part:
+                        if isinstance(sub, parser.SubPattern):
+                            yield from ops(sub)
+
+    found = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        mod = importlib.import_module(f"sourceip.clientip.{info.name}")
+        for name, value in vars(mod).items():
+            if isinstance(value, re.Pattern):
+                used = set(ops(parser.parse(value.pattern, value.flags))) & banned
+                if used:
+                    found.append(f"{info.name}.{name}: {sorted(map(str, used))}")
+    assert not found
+
+
+@pytest.mark.parametrize("value", [
+    '"', 'for="', 'for=1.2.3.4, "', 'for="\\', 'for="a\\"b, for=10.0.0.1',
+    'for=198.51.100.9;x="' + "a" * 500 + ', for=10.1.1.1',
+])
+def test_a_lone_quote_does_not_swallow_the_elements_after_it(value: str) -> None:
+    parts = split_forwarded(value + ", for=192.0.2.7")
+    assert parts[-1][0].strip() == "for=192.0.2.7"

@@ -91,6 +91,56 @@ def test_asgi_reads_every_header_line_and_passes_other_scopes() -> None:
     assert "sourceip.client" not in seen[1]
 
 
+@pytest.mark.parametrize(("scheme", "host", "fwd_port", "expected_host"), [
+    ("http", "internal:8080", "8443", "internal:8443"),  # the stale :8080 is replaced
+    ("https", "internal:8080", "443", "internal"),       # the scheme's default: no port
+    ("http", "internal", "8443", "internal:8443"),
+    ("http", "[fd00::1]:8080", "9000", "[fd00::1]:9000"),
+    ("http", "[fd00::1]", "9000", "[fd00::1]:9000"),
+])
+def test_wsgi_trusted_port_rewrites_the_port_in_http_host_too(
+        scheme: str, host: str, fwd_port: str, expected_host: str) -> None:
+    env = {"REMOTE_ADDR": "10.0.0.9", "wsgi.url_scheme": scheme, "HTTP_HOST": host,
+           "SERVER_NAME": "internal", "SERVER_PORT": "8080", "HTTP_X_FORWARDED_PORT": fwd_port}
+    info = TrustedForwardedInfo(trusted_proxies=PROXIES, port=True)
+    seen = _wsgi_call(ClientIPMiddleware(lambda e, s: [], STRATEGY, forwarded_info=info,
+                                         rewrite_forwarded=True), env)
+    assert seen["SERVER_PORT"] == fwd_port
+    assert seen["HTTP_HOST"] == expected_host
+    assert seen["sourceip.orig"]["HTTP_HOST"] == host
+    assert seen["sourceip.orig"]["SERVER_PORT"] == "8080"
+
+
+def test_wsgi_host_and_port_from_the_proxy_agree() -> None:
+    env = {"REMOTE_ADDR": "10.0.0.9", "wsgi.url_scheme": "http", "HTTP_HOST": "internal:8080",
+           "SERVER_NAME": "internal", "SERVER_PORT": "8080",
+           "HTTP_X_FORWARDED_HOST": "app.example", "HTTP_X_FORWARDED_PORT": "8443"}
+    info = TrustedForwardedInfo(trusted_proxies=PROXIES, host=True, port=True)
+    seen = _wsgi_call(ClientIPMiddleware(lambda e, s: [], STRATEGY, forwarded_info=info,
+                                         rewrite_forwarded=True), env)
+    assert (seen["HTTP_HOST"], seen["SERVER_NAME"], seen["SERVER_PORT"]) == (
+        "app.example:8443", "app.example", "8443")
+    assert seen["sourceip.orig"]["HTTP_HOST"] == "internal:8080"
+
+
+def test_asgi_rewrite_client_keeps_the_peer_port_when_the_answer_is_the_peer() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(dict(scope))
+
+    mw = ClientIPASGIMiddleware(app, STRATEGY, rewrite_client=True)
+    # an untrusted peer: its header is ignored, the answer is the peer itself
+    asyncio.run(mw({"type": "http", "client": ("198.51.100.7", 41000),  # type: ignore[arg-type]
+                    "headers": [(b"x-forwarded-for", b"1.1.1.1")]}, None, None))
+    # a trusted peer without the header: the answer is the peer too
+    asyncio.run(mw({"type": "http", "client": ("10.0.0.9", 5555),  # type: ignore[arg-type]
+                    "headers": []}, None, None))
+    assert seen[0]["client"] == ("198.51.100.7", 41000)
+    assert seen[0]["sourceip.client"].from_peer
+    assert seen[1]["client"] == ("10.0.0.9", 5555)
+
+
 # --- framework examples (the same code as docs/clientip.md) -----------------------------------
 
 

@@ -185,7 +185,8 @@ def test_unsafe_leftmost_non_private_is_spoofable_by_design() -> None:
 
 
 @pytest.mark.parametrize(("factory", "message"), [
-    (lambda: RightmostTrustedRange(trusted_proxies=["10.0.0.300/8"]), r"cidrs\[0\]"),
+    (lambda: RightmostTrustedRange(trusted_proxies=["10.0.0.300/8"]),
+     r"trusted_proxies\[0\]"),
     (lambda: RightmostTrustedRange(trusted_proxies=[]), "empty"),
     (lambda: RightmostTrustedRange(header="x-real-ip", trusted_proxies=PROXIES), "list header"),
     (lambda: RightmostTrustedRange(trusted_proxies=PROXIES, max_hops=0), "max_hops"),
@@ -199,6 +200,28 @@ def test_unsafe_leftmost_non_private_is_spoofable_by_design() -> None:
 def test_configuration_errors_raise_at_construction(factory: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         factory()
+
+
+@pytest.mark.parametrize("value", [42, None, 3.5, object(), "10.0.0.0/8", b"10.0.0.0/8"],
+                         ids=repr)
+@pytest.mark.parametrize("factory", [
+    lambda v: RightmostTrustedRange(trusted_proxies=v),
+    lambda v: SingleIPHeader(trusted_proxies=v),
+    lambda v: TrustedForwardedInfo(trusted_proxies=v),
+    lambda v: RightmostTrustedCount(trusted_hops=1, trusted_proxies=v),
+    lambda v: PrefixSet(v),
+], ids=["RightmostTrustedRange", "SingleIPHeader", "TrustedForwardedInfo",
+        "RightmostTrustedCount", "PrefixSet"])
+def test_a_trusted_list_that_is_not_a_list_is_a_configuration_error(factory: Any,
+                                                                    value: object) -> None:
+    try:
+        factory(value)
+    except ConfigError as exc:
+        assert exc.code in ("bad-cidr", "bad-config")
+        assert "trusted_proxies" in str(exc) or "cidrs" in str(exc)
+    else:
+        # only RightmostTrustedCount takes None: "no proxy list, count hops only"
+        assert value is None and isinstance(factory(PROXIES), RightmostTrustedCount)
 
 
 def test_strategy_accepts_a_prefixset_and_is_frozen() -> None:

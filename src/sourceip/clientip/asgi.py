@@ -79,7 +79,10 @@ class ClientIPASGIMiddleware:
             state = scope["state"] = {}
         state["sourceip_client"] = result
         if self.rewrite_client and result.ip is not None:
-            scope["client"] = (result.ip, result.port or 0)
+            port = result.port
+            if port is None:  # the socket peer keeps its port; a header entry without one: 0
+                port = client[1] if client and result.from_peer else 0
+            scope["client"] = (result.ip, port)
         if self.forwarded_info is not None:
             info = self.forwarded_info.resolve(peer, fheaders)
             scope["sourceip.forwarded"] = info

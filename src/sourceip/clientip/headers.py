@@ -48,9 +48,16 @@ DEFAULT_MAX_HOPS = 64
 Lines = str | Iterable[str]
 
 _TCHAR = r"[!#$%&'*+.^_`|~0-9A-Za-z-]"
-_QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*+"'
-# one list element: anything but commas/quotes, or whole quoted strings (possessive: linear time)
-_ELEMENT_RE = re.compile(r'(?:[^",]++|"(?:[^"\\]++|\\.)*+")*+', re.S)
+# No possessive quantifiers or atomic groups: CPython 3.11.0-3.11.4 matches them wrongly
+# (fixed in 3.11.5). Quoted strings are written as "unrolled loops" (a run of plain
+# characters, then escape + run, ...): every character has one way to match, so a failed match
+# gives back at most one quoted string's characters, each once (linear time, no nesting blow-up).
+_QTEXT = r"[\t !#-\[\]-~\x80-\xff]"
+_QUOTED = '"' + _QTEXT + r"*(?:\\[\t -~\x80-\xff]" + _QTEXT + '*)*"'
+# one list element: runs of anything but commas/quotes, and whole quoted strings; a quoted
+# string still open at the end of the value sets group 1 (so that the caller need not rescan).
+# The pattern always matches (maybe empty), so the engine never backtracks into the outer loop.
+_ELEMENT_RE = re.compile(r'(?:[^",]+|"[^"\\]*(?:\\.[^"\\]*)*(?:"|(\Z)))*', re.S)
 _PAIR_RE = re.compile(
     r"[ \t]*(" + _TCHAR + r"+)=(?:(" + _TCHAR + r"+)|(" + _QUOTED + r"))[ \t]*")
 _UNESCAPE_RE = re.compile(r"\\(.)", re.S)
@@ -284,9 +291,9 @@ def split_forwarded(joined: str) -> list[tuple[str, bool]]:
     pos, n = 0, len(joined)
     match = _ELEMENT_RE.match
     while True:
-        m = match(joined, pos)
-        end = m.end() if m else pos
-        if end < n and joined[end] == '"':
+        m = match(joined, pos)  # never None: the pattern matches the empty string
+        end = m.end()
+        if m.group(1) is not None or (end < n and joined[end] == '"'):
             out.extend((p, True) for p in joined[pos:].split(","))
             return out
         out.append((joined[pos:end], False))

@@ -129,8 +129,14 @@ class PrefixSet:
             raise ConfigError(
                 f"cidrs: expected an iterable of CIDRs, got the single string {cidrs!r}",
                 code="bad-cidr")
+        try:
+            entries = iter(cidrs)
+        except TypeError:
+            raise ConfigError(
+                f"cidrs: expected an iterable of CIDRs, got {type(cidrs).__name__} {cidrs!r}",
+                code="bad-cidr") from None
         nets: list[IPv4Network | IPv6Network] = []
-        for i, entry in enumerate(cidrs):
+        for i, entry in enumerate(entries):
             nets.append(_to_network(entry, i))
         nets = _unwrap_mapped(nets)
         self._networks: tuple[IPv4Network | IPv6Network, ...] = tuple(

@@ -686,18 +686,34 @@ def _ntop6(packed: bytes) -> str:
     return text
 
 
-def _parse_v2(data: bytes, max_length: int) -> tuple[ProxyHeader, int] | NeedData:
-    if len(data) < 16:
-        return NEED_DATA
-    vc, fam, length = _V2_FIXED(data, 12)
+def _check_v2_byte12(vc: int) -> None:
     if vc >> 4 != 2:
         raise _err("v2-bad-version", f"version nibble {vc >> 4}, expected 2")
-    cmd = vc & 0x0F
-    if cmd > 1:
-        raise _err("v2-bad-command", f"command 0x{cmd:x} is neither LOCAL nor PROXY")
+    if vc & 0x0F > 1:
+        raise _err("v2-bad-command", f"command 0x{vc & 0x0F:x} is neither LOCAL nor PROXY")
+
+
+def _check_v2_byte13(fam: int) -> None:
     if fam not in _VALID_FAM:
         raise _err("v2-bad-family", f"family/transport byte 0x{fam:02x} is not one of "
                                     "00 11 12 21 22 31 32")
+
+
+def _parse_v2(data: bytes, max_length: int) -> tuple[ProxyHeader, int] | NeedData:
+    if len(data) < 16:
+        # bytes are checked as they arrive: a bad version/command or family byte is refused
+        # before the length field is complete
+        if len(data) > 12:
+            _check_v2_byte12(data[12])
+            if len(data) > 13:
+                _check_v2_byte13(data[13])
+        return NEED_DATA
+    vc, fam, length = _V2_FIXED(data, 12)
+    if vc & 0xFE != 0x20:  # version 2, command LOCAL (0) or PROXY (1)
+        _check_v2_byte12(vc)
+    cmd = vc & 0x0F
+    if fam not in _VALID_FAM:
+        _check_v2_byte13(fam)
     total = 16 + length
     if total > max_length:
         raise _err("v2-too-long", f"header of {total} bytes exceeds the limit {max_length}")

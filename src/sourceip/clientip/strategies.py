@@ -177,8 +177,14 @@ def _prefixset(value: object, what: str) -> PrefixSet:
     if isinstance(value, PrefixSet):
         return value
     if value is None:
-        raise ConfigError(f"{what}: required", code="bad-config")
-    return PrefixSet(value)  # type: ignore[arg-type]
+        raise ConfigError(f"{what}: required (a list of CIDRs such as ['10.0.0.0/8'])",
+                          code="bad-config")
+    try:
+        return PrefixSet(value)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        if exc.args and str(exc.args[0]).startswith("cidrs"):  # name the parameter
+            raise ConfigError(what + str(exc.args[0])[len("cidrs"):], code=exc.code) from None
+        raise
 
 
 def _header(name: object, what: str = "header") -> str:

@@ -100,7 +100,28 @@ class ClientIPMiddleware:
                 if info.port is not None:
                     orig.setdefault("SERVER_PORT", environ.get("SERVER_PORT"))
                     environ["SERVER_PORT"] = str(info.port)
+                    # frameworks build URLs from HTTP_HOST: its port must agree
+                    host_header = environ.get("HTTP_HOST")
+                    if host_header:
+                        orig.setdefault("HTTP_HOST", host_header)
+                        environ["HTTP_HOST"] = _with_port(
+                            _host_name(host_header), info.port, environ.get("wsgi.url_scheme"))
         return self.app(environ, start_response)
+
+
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def _with_port(host: str, port: int, scheme: object) -> str:
+    """``host:port``, or ``host`` alone when ``port`` is the scheme's default (as browsers
+    send Host)."""
+    return host if _DEFAULT_PORTS.get(str(scheme)) == port else f"{host}:{port}"
+
+
+def _host_name(host: str) -> str:
+    """``host[:port]`` without the port (any text after the last colon outside brackets)."""
+    colon = host.rfind(":")
+    return host[:colon] if colon > host.rfind("]") else host
 
 
 def _split_host(host: str) -> tuple[str, int | None]:
