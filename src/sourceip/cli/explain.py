@@ -14,6 +14,7 @@ from sourceip.cli.common import (
     output_option,
 )
 from sourceip.cluster.cluster import Cluster
+from sourceip.cluster.model import ProxyMode
 from sourceip.errors import InputError
 
 AUTO_SAMPLE_ABOVE = 100
@@ -39,7 +40,7 @@ AUTO_SAMPLE_ABOVE = 100
                    f"{AUTO_SAMPLE_ABOVE} nodes, 3 above.")
 @output_option(("text", "wide", "json", "yaml"))
 def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str, ...],
-            namespace: str | None, all_ns: bool, mode: str | None, diagram: bool,
+            namespace: str | None, all_ns: bool, mode: ProxyMode | None, diagram: bool,
             external_ip: str, sample_nodes: int | None, output: str) -> None:
     """For every path to each SERVICE (all Services by default): the source IP the pod sees,
     whether it is the real client, the node and rule that rewrote it, and what to change."""

@@ -7,6 +7,7 @@ import json
 import click
 
 from sourceip.cli.common import cluster_options, load_from_options
+from sourceip.cluster.model import ProxyMode
 
 
 @click.command()
@@ -19,8 +20,8 @@ from sourceip.cli.common import cluster_options, load_from_options
               show_default=True,
               help="text: iptables-restore input or an nft -f script; json: nft -j JSON "
                    "(nftables mode only).")
-def rules(filenames: tuple[str, ...], example: str | None, node: str | None, mode: str | None,
-          output: str) -> None:
+def rules(filenames: tuple[str, ...], example: str | None, node: str | None,
+          mode: ProxyMode | None, output: str) -> None:
     """Print the rules kube-proxy would install on NODE, loadable as is by
     `iptables-restore` (iptables mode) or `nft -f` (nftables mode)."""
     from dataclasses import replace

@@ -16,6 +16,7 @@ from sourceip.cli.common import (
     load_from_options,
     output_option,
 )
+from sourceip.cluster.model import ProxyMode
 from sourceip.errors import InputError, SourceIPError
 
 
@@ -75,7 +76,7 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
           target: str | None, via: str | None, proto: str | None, node: str | None,
           src: str | None, dst: str | None, dport: int | None, flows: str | None,
           ipt_save: str | None, nft_json: str | None, rules_node: str | None,
-          mode: str | None, external_ip: str, output: str) -> None:
+          mode: ProxyMode | None, external_ip: str, output: str) -> None:
     """Follow one connection hop by hop: every rule it matches, each rewrite, every
     load-balancing branch with its probability, and whether the reply finds its way back."""
     from sourceip.dataplane.tracer import Tracer

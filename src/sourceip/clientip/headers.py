@@ -291,7 +291,8 @@ def split_forwarded(joined: str) -> list[tuple[str, bool]]:
     pos, n = 0, len(joined)
     match = _ELEMENT_RE.match
     while True:
-        m = match(joined, pos)  # never None: the pattern matches the empty string
+        m = match(joined, pos)
+        assert m is not None  # the pattern matches the empty string
         end = m.end()
         if m.group(1) is not None or (end < n and joined[end] == '"'):
             out.extend((p, True) for p in joined[pos:].split(","))
