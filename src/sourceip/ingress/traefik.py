@@ -300,8 +300,10 @@ def recommend(s: TraefikSettings, *, trusted_cidrs: Sequence[str]) -> Recommenda
         changes.append(SettingChange(
             setting=s.path("forwardedHeaders.notAppendXForwardedFor"), value="false",
             effect="Traefik appends the peer it saw", cost="none"))
-    forgeable = pp_wide or (s.not_append_xff
-                            and (s.fh_insecure or bool(catch_all(s.fh_trusted))))
+    # the PROXY source reaches the app only through the appended entry; without appending, a
+    # client's own X-Forwarded-For reaches it when forwarded headers are trusted from anyone
+    forgeable = ((pp_wide and not s.not_append_xff)
+                 or (s.not_append_xff and (s.fh_insecure or bool(catch_all(s.fh_trusted)))))
     return Recommendation(strategy_code=code, header="X-Forwarded-For", forgeable=forgeable,
                           settings_changes=tuple(changes), notes=tuple(notes))
 
