@@ -50,14 +50,21 @@ def _short(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _l7(xff: str | None, resolved: str | None) -> str:
+    """`` XFF 192.168.2.1 → 192.168.2.1``: what an HTTP path's app resolves, and from what."""
+    return f" XFF {xff or '-'} → {resolved or 'none'}"
+
+
 def _observed_text(observations: Any) -> str:
     seen: list[str] = []
     for o in observations:
         text = o.seen_source if o.disposition == "delivered" else o.disposition
-        if o.disposition == "delivered" and o.pod:
+        if o.disposition == "delivered" and o.headers is not None:
+            text = f"{o.seen_source}{_l7(o.header('X-Forwarded-For'), o.resolved_client)}"
+        elif o.disposition == "delivered" and o.pod:
             text = f"{o.seen_source} ({o.pod})"
-        if o.disposition == "error":
-            text = f"error: {o.error}"
+        if o.disposition in ("error", "failed"):
+            text = f"{o.disposition}: {o.error}"
         if text not in seen:
             seen.append(str(text))
     return " | ".join(seen) or "-"
@@ -69,6 +76,9 @@ def _predicted_text(prediction: Any) -> str:
     parts = []
     for o in prediction.outcomes:
         text = o.seen_source if o.disposition == "delivered" else o.disposition
+        if o.disposition == "delivered" and o.headers is not None:
+            xff = next((v for n, v in o.headers if n.lower() == "x-forwarded-for"), None)
+            text = f"{o.seen_source}{_l7(xff, o.resolved_client)}"
         if len(prediction.outcomes) > 1:
             text = f"{text} {o.probability:.0%}"
         parts.append(str(text))
@@ -85,8 +95,8 @@ def render_agreements(agreements: Any) -> str:
             "agree" if a.agree else "DISAGREE",
             _short(a.spec.description or a.spec.id, 60),
             _short(f"{a.spec.client} → {target}", 60),
-            _short(_predicted_text(a.prediction), 40),
-            _short(_observed_text(a.observations), 50),
+            _short(_predicted_text(a.prediction), 50),
+            _short(_observed_text(a.observations), 60),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
