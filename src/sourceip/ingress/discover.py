@@ -1,4 +1,5 @@
-"""Which ingress controllers run in a cluster, how each is configured, and which Ingresses it serves.
+"""Which ingress controllers run in a cluster, how each is configured, which Ingresses
+it serves.
 
 A controller is recognised by its pods' container image or first argument, configured as the
 controller itself reads its configuration (ingress-nginx and haproxytech: the ConfigMap named by
