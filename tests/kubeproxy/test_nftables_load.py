@@ -231,8 +231,7 @@ def _normalized(table: Any) -> tuple[Any, Any]:
 def test_kernel_listing_parses_back_to_our_ir(netns: str, tmp_path: Path) -> None:
     """Load, list with ``nft -j``, parse with ``netfilter.parse_nft``: the kernel holds exactly
     the chains, rules, sets and elements we built (so the tracer may walk either)."""
-    parse_nft = pytest.importorskip("sourceip.netfilter.parse_nft",
-                                    reason="the nft JSON parser has not landed")
+    from sourceip.netfilter import parse_nft
     cluster = varied_cluster()
     rs = build_nftables_ruleset(cluster, cluster.node(TEST_NODE), cluster.kube_proxy)
     f = tmp_path / "rules.nft"

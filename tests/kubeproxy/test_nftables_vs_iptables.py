@@ -11,11 +11,9 @@ from test_nftables_fixtures import TEST_NODE, overall_cluster
 from test_nftables_load import VARIANTS, varied_cluster
 
 from sourceip.cluster import Cluster
+from sourceip.kubeproxy import iptables
 from sourceip.kubeproxy.nftables import build_nftables_ruleset
 from sourceip.netfilter.ir import Addr, AddrType, Drop, Goto, Port, Proto, Reject
-
-iptables = pytest.importorskip(
-    "sourceip.kubeproxy.iptables", reason="the iptables builder has not landed")
 
 Verdicts = set[tuple[str, str, int, str]]
 

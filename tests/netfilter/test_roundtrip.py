@@ -30,7 +30,6 @@ iptables-save (legacy and nft back ends)
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import subprocess
@@ -59,31 +58,18 @@ from sourceip.netfilter.ir import (
 )
 from sourceip.netfilter.parse_iptables import parse_iptables_save
 from sourceip.netfilter.parse_nft import parse_nft_json
+from sourceip.netfilter.render_iptables import render_iptables
+from sourceip.netfilter.render_nft import render_nft
 from sourceip.netfilter.render_nft_json import render_nft_json
-
-
-def _renderer(module: str, name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(f"sourceip.netfilter.{module}"), name)
-    except (ImportError, AttributeError):
-        return None
-
-
-render_iptables = _renderer("render_iptables", "render_iptables")
-render_nft = _renderer("render_nft", "render_nft")
-needs_ipt = pytest.mark.skipif(render_iptables is None, reason="renderer not landed yet")
-needs_nft = pytest.mark.skipif(render_nft is None, reason="renderer not landed yet")
 
 # ----------------------------------------------------------------------------- in memory
 
 
-@needs_ipt
 @given(iptables_rulesets(family=4))
 def test_iptables_text_round_trip_v4(r: Ruleset) -> None:
     assert parse_iptables_save(render_iptables(r)) == r
 
 
-@needs_ipt
 @given(iptables_rulesets(family=6))
 def test_iptables_text_round_trip_v6(r: Ruleset) -> None:
     assert parse_iptables_save(render_iptables(r), family=6) == r
@@ -204,7 +190,6 @@ _TOOL_SETTINGS = settings(max_examples=30, deadline=None,
 
 
 @pytest.mark.tools
-@needs_nft
 @_TOOL_SETTINGS
 @given(r=nft_rulesets(loadable=True, real_text=True))
 def test_real_nft_lists_what_render_nft_loads(netns: str, r: Ruleset) -> None:
@@ -253,7 +238,6 @@ def _ipt_round_trip(netns: str, r: Ruleset, restore: str, save: str, family: int
 
 
 @pytest.mark.tools
-@needs_ipt
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
 @_TOOL_SETTINGS
 @given(r=iptables_rulesets(family=4, loadable=True))
@@ -264,7 +248,6 @@ def test_real_iptables_save_lists_what_render_iptables_loads(
 
 
 @pytest.mark.tools
-@needs_ipt
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
 @_TOOL_SETTINGS
 @given(r=iptables_rulesets(family=6, loadable=True))
@@ -278,13 +261,11 @@ def test_real_ip6tables_save_lists_what_render_iptables_loads(
 
 
 def _builder_rulesets(mode: str) -> list[Any]:
-    try:
-        import dataclasses
+    import dataclasses
 
-        from sourceip.kubeproxy import build_ruleset
-        from sourceip.sources import list_examples, load_example
-    except ImportError:  # pragma: no cover - the builders are other engineers' modules
-        return []
+    from sourceip.kubeproxy import build_ruleset
+    from sourceip.sources import list_examples, load_example
+
     out = []
     for name, _ in list_examples():
         cluster = load_example(name)
@@ -295,7 +276,6 @@ def _builder_rulesets(mode: str) -> list[Any]:
     return out
 
 
-@needs_ipt
 @pytest.mark.parametrize("r", _builder_rulesets("iptables"))
 def test_kube_proxy_iptables_rules_round_trip(r: Ruleset) -> None:
     assert parse_iptables_save(render_iptables(r)) == r
@@ -307,7 +287,6 @@ def test_kube_proxy_nftables_rules_round_trip_json(r: Ruleset) -> None:
 
 
 @pytest.mark.tools
-@needs_nft
 @pytest.mark.parametrize("r", _builder_rulesets("nftables"))
 def test_real_nft_lists_kube_proxy_rules(netns: str, r: Ruleset) -> None:
     if shutil.which("nft") is None:
@@ -322,7 +301,6 @@ def test_real_nft_lists_kube_proxy_rules(netns: str, r: Ruleset) -> None:
 
 
 @pytest.mark.tools
-@needs_ipt
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
 @pytest.mark.parametrize("r", _builder_rulesets("iptables"))
 def test_real_iptables_save_lists_kube_proxy_rules(netns: str, backend: str, r: Ruleset) -> None:
