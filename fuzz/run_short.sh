@@ -8,7 +8,7 @@ SECONDS_PER_TARGET="${1:-3}"
 for target in fuzz_addr.py fuzz_headers.py fuzz_proxyproto.py; do
     echo "== $target (${SECONDS_PER_TARGET}s)"
     log="$(mktemp)"
-    if ! python "$target" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 \
+    if ! "${PYTHON:-python3}" "$target" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 \
             -print_final_stats=0 >"$log" 2>&1; then
         tail -n 40 "$log"
         rm -f "$log"

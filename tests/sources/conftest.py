@@ -28,14 +28,18 @@ def run_cli(args: list[str], stdin: str | None = None) -> tuple[int, str, str]:
     calls ``sys.exit``) in click's isolation; returns (exit code, stdout, stderr)."""
     from sourceip.cli.main import main
 
-    runner = CliRunner()
+    try:
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
+    except TypeError:  # click 8.2 keeps stderr apart and has no mix_stderr
+        runner = CliRunner()
     code = 0
-    with runner.isolation(input=stdin) as (out, err, _mixed):
+    with runner.isolation(input=stdin) as streams:
+        out, err = streams[0], streams[1]
         try:
             main(args)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue().decode(), err.getvalue().decode()
+        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.fixture
