@@ -24,6 +24,7 @@ BACKEND = click.option("--iptables", "iptables_backend", type=click.Choice(["leg
                        default="legacy", show_default=True,
                        help="iptables back end for iptables mode (iptables-legacy-restore or "
                             "iptables-nft-restore).")
+LB_ATTEMPTS = 6
 NO_RULES = click.option("--no-rules", is_flag=True,
                         help="Build the topology without kube-proxy's rules.")
 
@@ -107,6 +108,21 @@ def render_agreements(agreements: Any) -> str:
     return "\n".join(lines)
 
 
+def render_health_checks(rows: Any) -> str:
+    """The load balancers' health checks: node, check, predicted and observed status."""
+    table = [("", "SERVICE", "NODE", "CHECK", "PREDICTED", "OBSERVED", "POOL")]
+    for h in rows:
+        check = (f"{h['kind']} :{h['port']}{h['path']}" if h["kind"] != "none"
+                 else "none")
+        table.append(("agree" if h["agree"] else "DISAGREE", h["service"], h["node"], check,
+                      h["predicted"], h["observed"], "in" if h["in_pool"] else "out"))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
+    lines = ["load balancer health checks:"]
+    lines += ["  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+              for r in table]
+    return "\n".join(lines)
+
+
 @lab.command()
 @cluster_options
 @MODE
@@ -155,7 +171,9 @@ def run(filenames: tuple[str, ...], example: str | None, mode: str | None,
             specs = [s for s in specs if s.id.split(":", 1)[0] in wanted]
     if not specs:
         raise LabError("nothing to probe: no Service path has a client in this cluster")
-    per_spec = {p.spec.id: attempts if p.split else 1 for p in predictions}
+    # through the load balancer: several connections (source ports spread them over the pool)
+    per_spec = {p.spec.id: max(LB_ATTEMPTS, attempts) if p.spec.via_lb
+                else attempts if p.split else 1 for p in predictions}
     lab_ = Lab(plan)
     with lab_:
         observations = lab_.probe(specs, attempts=per_spec or 1)
@@ -167,6 +185,12 @@ def run(filenames: tuple[str, ...], example: str | None, mode: str | None,
                 by_id.setdefault(o.spec_id, []).append(o)
             agreements = [compare(s, None, by_id.get(s.id, [])) for s in specs]
         notes += lab_.notes
+        asked = sorted({a.spec.target for a in agreements for o in a.observations
+                        if isinstance(o.proxy, str) and o.proxy.startswith("sent by the probe")})
+        if asked:
+            notes.append("these listeners close connections without a PROXY header, so their "
+                         "L4 probes announced themselves with PROXY UNKNOWN to learn the source "
+                         "address: " + ", ".join(asked))
         _print_run(plan, lab_, agreements, notes, output)
         if keep:
             click.echo(f"lab {plan.runid} kept up: `sourceip lab probe --run {plan.runid} "
@@ -174,9 +198,12 @@ def run(filenames: tuple[str, ...], example: str | None, mode: str | None,
             with contextlib.suppress(KeyboardInterrupt, SystemExit):
                 wait_for_signal()
     bad = sum(1 for a in agreements if not a.agree)
-    if bad:
+    bad_checks = sum(1 for h in lab_.health_checks if not h["agree"])
+    if bad or bad_checks:
         # exit 1 (ctx.exit(1) would be swallowed: main runs click with standalone_mode=False)
-        raise LabError(f"{bad} of {len(agreements)} paths do not agree with the prediction")
+        raise LabError(f"{bad} of {len(agreements)} paths do not agree with the prediction"
+                       + (f"; {bad_checks} load-balancer health checks differ from it"
+                          if bad_checks else ""))
 
 
 def _print_run(plan: Any, lab_: Any, agreements: Any, notes: list[str], output: str) -> None:
@@ -190,7 +217,8 @@ def _print_run(plan: Any, lab_: Any, agreements: Any, notes: list[str], output: 
             "external_ip": plan.external_ip,
             "timings": {k: round(v, 3) for k, v in lab_.timings.items()},
             "notes": notes,
-            "agree": agree,
+            "agree": agree and all(h["agree"] for h in lab_.health_checks),
+            "health_checks": lab_.health_checks,
             "results": [a.to_json() for a in agreements],
         }, indent=2))
         return
@@ -201,6 +229,8 @@ def _print_run(plan: Any, lab_: Any, agreements: Any, notes: list[str], output: 
                + ("" if plan.rules_loaded else " NOT loaded")
                + f", external client {plan.external_ip}, up in {t.get('up', 0):.2f}s")
     click.echo(render_agreements(agreements))
+    if lab_.health_checks:
+        click.echo(render_health_checks(lab_.health_checks))
     for note in notes:
         click.echo(f"note: {note}")
     n_ok = sum(1 for a in agreements if a.agree)

@@ -476,6 +476,58 @@ class LabProcess:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LBCheck:
+    """The lab load balancer's health check of one node for one Service. ``kind`` ``http`` /
+    ``tcp`` / ``none``; ``predicted``: the status code (``"200"``, ``"503"``), ``"open"`` /
+    ``"closed"``, or ``"-"`` (no check); ``candidate``: the node is one the LB would send to
+    if it passes (not excluded, the L2 leader, a node with endpoints for IP targets...);
+    ``target``: ``ip:port`` the LB sends this node's share to."""
+
+    service: str
+    node: str
+    node_ip: str
+    kind: str
+    port: int | None
+    path: str
+    predicted: str
+    candidate: bool
+    target: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.service} {self.node}"
+
+    def passes(self, status: str) -> bool:
+        return status in ("-", "open") or (status.isdigit() and 200 <= int(status) < 300)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabLoadBalancer:
+    """A LoadBalancer Service's load balancer, built in the router namespace (from
+    ``sourceip.loadbalancer.plan_load_balancer``): ``forwarding`` (ECMP route of the VIP over
+    the healthy nodes, or an nft DNAT to their NodePorts) or ``proxying`` (haproxy bound on
+    the VIP, ``send-proxy``/``send-proxy-v2``, connecting from ``source_address``)."""
+
+    service: str
+    title: str
+    vip: str
+    port: int
+    mode: str
+    target: str  # vip | nodePort | pod
+    target_port: int
+    proxy_protocol: str | None
+    source_address: str | None
+    checks: tuple[LBCheck, ...]
+    leader: str | None = None
+
+    def pool(self, observed: dict[str, str] | None = None) -> tuple[LBCheck, ...]:
+        """The nodes the LB sends to: candidates whose check passes (``observed`` status by
+        check id; else the predicted status)."""
+        return tuple(c for c in self.checks if c.candidate and c.passes(
+            (observed or {}).get(c.id, c.predicted)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LabPlan:
     """A cluster's dataplane as namespaces, links, per-namespace setup and echo servers.
 
@@ -504,6 +556,7 @@ class LabPlan:
     workdir: str = ""  # the run's directory for process files (removed on teardown)
     # ingress paths whose controller the lab does not run: (controller, reason)
     not_run: tuple[tuple[str, str], ...] = ()
+    load_balancers: tuple[LabLoadBalancer, ...] = ()
 
     def client_ns(self, client: str) -> str | None:
         return dict(self.clients).get(client)

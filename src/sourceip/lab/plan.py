@@ -23,6 +23,7 @@ What a plan builds (``docs/lab.md`` draws it)::
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import secrets
 import shlex
@@ -495,11 +496,21 @@ def plan_lab(
             rlines += [f"route add {vip}/32 via {node_ip[node.name]} table {table}"
                        for vip in vips]
             rlines.append(f"rule add from {ext_ip} sport {lo}-{hi} lookup {table} pref {table}")
+    # ---- load balancers (the router plays them; health servers in the nodes)
+    from sourceip.lab.lb import plan_load_balancers
+
+    lbs = plan_load_balancers(cluster, node_ns=node_ns,
+                              node_ip={n: str(ip) for n, ip in node_ip.items()},
+                              subnet_prefix=subnet.prefixlen, workdir=workdir)
+    rlines += lbs.router_ip
+    processes += lbs.processes
+    notes += lbs.notes
     rsys = (
         Sysctl(path="net/ipv4/ip_forward", value="1"),
         Sysctl(path="net/ipv4/conf/all/rp_filter", value="0"),
         Sysctl(path="net/ipv4/conf/default/rp_filter", value="0"),
         Sysctl(path="net/bridge/bridge-nf-call-iptables", value="0", optional=True),
+        *lbs.router_sysctls,
     )
     ext_setup = NsSetup(
         ns=ext,
@@ -531,6 +542,7 @@ def plan_lab(
         processes=tuple(processes),
         workdir=workdir,
         not_run=tuple(ingress.not_run),
+        load_balancers=tuple(lbs.load_balancers),
     )
 
 
@@ -571,7 +583,7 @@ def render_script(plan: LabPlan, *, python: str = "python3") -> str:
         '  for pid in $PIDS; do kill "$pid" 2>/dev/null; done',
         "  wait 2>/dev/null",
         '  for ns in $NAMESPACES; do ip netns del "$ns" 2>/dev/null; done',
-        *([f"  rm -rf {q(plan.workdir)}"] if plan.processes else []),
+        *([f"  rm -rf {q(plan.workdir)}"] if plan.processes or plan.load_balancers else []),
         f'  echo "lab {plan.runid} torn down"',
         "}",
         "trap teardown EXIT",
@@ -616,6 +628,32 @@ def render_script(plan: LabPlan, *, python: str = "python3") -> str:
             argv = " ".join(q(a) for a in proc.command(python, "$$")).replace(q("$$"), "$$")
             out.append(f'ip netns exec {q(proc.ns)} {argv} & PIDS="$PIDS $!"')
         out.append("sleep 1  # let them bind their ports")
+    if plan.load_balancers:
+        from sourceip.lab.lb import check_request, pool_config
+
+        rtr = next(n.name for n in plan.namespaces if n.role == "router")
+        start, body = _heredoc(json.dumps(check_request(plan.load_balancers), indent=1))
+        out += ["", "# load balancers: health-check every node from the router",
+                f"ip netns exec {q(rtr)} {q(python)} -m sourceip.lab.lbcheck {start}", body,
+                "# the pools as predicted (a real run uses the statuses it observed)"]
+        for lb in plan.load_balancers:
+            for c in lb.checks:
+                out.append(f"#   {lb.service} {c.node}: {c.kind} {c.port or ''}{c.path} "
+                           f"predicted {c.predicted}"
+                           + (", in the pool" if c in lb.pool() else ""))
+        ip_lines, nft, haproxy = pool_config(plan.load_balancers, None,
+                                             workdir=plan.workdir, router_ns=rtr)
+        out += [f"ip -n {q(rtr)} {line}" for line in ip_lines]
+        if nft:
+            start, body = _heredoc(nft)
+            out += [f"ip netns exec {q(rtr)} nft -f - {start}", body]
+        if haproxy is not None:
+            out.append(f"mkdir -p {q(haproxy.workdir)}")
+            for path, text in haproxy.files:
+                start, body = _heredoc(text)
+                out += [f"cat > {q(path)} {start}", body]
+            argv = " ".join(q(a) for a in haproxy.command(python, "$$"))
+            out.append(f'ip netns exec {q(rtr)} {argv} & PIDS="$PIDS $!"')
     out += [
         "",
         f'echo "lab {plan.runid} is up ({len(plan.namespaces)} namespaces); '

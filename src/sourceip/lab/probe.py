@@ -122,6 +122,10 @@ def probe_tcp(dst: str, port: int, timeout: float, sport_range: list[int] | None
                     data += chunk
                 result = _parse_response(data)
                 result.pop("http_status", None)
+                if not data:
+                    # Closed without a word: a listener that expects PROXY protocol (nginx
+                    # "broken header"). Ask once more, announcing no addresses.
+                    result = _ask_with_proxy_unknown(dst, port, timeout, sport_range)
                 if result["disposition"] != "delivered":
                     return {"disposition": "error",
                             "error": f"connected, no reply line; asked over HTTP: "
@@ -141,6 +145,30 @@ def probe_tcp(dst: str, port: int, timeout: float, sport_range: list[int] | None
             return _delivered(_parse_reply(buf))
         except ValueError as exc:
             return {"disposition": "error", "error": f"connected, unreadable reply: {exc}"}
+
+
+def _ask_with_proxy_unknown(dst: str, port: int, timeout: float,
+                            sport_range: list[int] | None) -> dict[str, Any]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            _bind(s, sport_range)
+            s.connect((dst, port))
+            s.sendall(b"PROXY UNKNOWN\r\n" + STATUS_REQUEST)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as exc:
+            return {"disposition": "failed", "error": f"asked with PROXY UNKNOWN: {exc}"}
+    result = _parse_response(data)
+    result.pop("http_status", None)
+    if result["disposition"] == "delivered":
+        result["proxy"] = ("sent by the probe: PROXY UNKNOWN (the listener closes connections "
+                           "without a PROXY header)")
+    return result
 
 
 def probe_udp(dst: str, port: int, timeout: float, sport_range: list[int] | None) -> dict[str, Any]:

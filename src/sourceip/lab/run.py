@@ -566,6 +566,7 @@ class Lab:
         self.probe_timeout = probe_timeout
         self.notes: list[str] = []
         self.timings: dict[str, float] = {}
+        self.health_checks: list[dict[str, Any]] = []
         self._servers: list[tuple[subprocess.Popen[bytes], dict[str, Any]]] = []
         self._probes: set[subprocess.Popen[str]] = set()
         self._state: RunState | None = None
@@ -656,15 +657,66 @@ class Lab:
         t2 = time.monotonic()
         self._start_servers()
         t3 = time.monotonic()
-        self._start_processes()
+        self._start_processes(self.plan.processes)
         t4 = time.monotonic()
+        self._build_load_balancers()
+        t5 = time.monotonic()
         self.timings.update(namespaces=t1 - t0, setup=t2 - t1, servers=t3 - t2,
-                            processes=t4 - t3, up=t4 - t0)
+                            processes=t4 - t3, up=t5 - t0)
+        if self.plan.load_balancers:
+            self.timings["load_balancers"] = t5 - t4
 
-    def _start_processes(self) -> None:
-        """Start the plan's other processes (controllers, load balancer, health servers),
-        each recorded before it can bind anything, and wait until each listens."""
-        if not self.plan.processes:
+    def _build_load_balancers(self) -> None:
+        """Health-check every node from the router, keep the candidates that pass, and build
+        each pool: ECMP routes, an nft DNAT, or haproxy (``lab.lb``). The checks, predicted
+        and observed, are kept in ``self.health_checks``."""
+        if not self.plan.load_balancers:
+            return
+        from sourceip.lab.lb import check_request, normalise, pool_config
+
+        lbs = self.plan.load_balancers
+        rtr = next(n.name for n in self.plan.namespaces if n.role == "router")
+        request = check_request(lbs)
+        observed: dict[str, str] = {}
+        if request["checks"]:
+            res = subprocess.run(
+                ["ip", "netns", "exec", rtr, self.python, "-m", "sourceip.lab.lbcheck"],
+                input=json.dumps(request), capture_output=True, text=True, check=False,
+                env=child_env(), timeout=60)
+            if res.returncode != 0:
+                raise LabError(f"{rtr}: health checks failed: {res.stderr.strip()[-300:]}")
+            for line in res.stdout.splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    observed[str(row["id"])] = str(row["observed"])
+        self.health_checks = []
+        for lb in lbs:
+            pool = {c.id for c in lb.pool({c.id: normalise(c.kind, observed.get(c.id, "-"))
+                                           for c in lb.checks})}
+            for c in lb.checks:
+                got = normalise(c.kind, observed.get(c.id, "-"))
+                self.health_checks.append({
+                    "service": lb.service, "node": c.node, "kind": c.kind, "port": c.port,
+                    "path": c.path, "predicted": c.predicted, "observed": got,
+                    "raw": observed.get(c.id, "-"), "agree": got == c.predicted,
+                    "in_pool": c.id in pool, "target": c.target})
+        statuses = {f"{r['service']} {r['node']}": str(r["observed"])
+                    for r in self.health_checks}
+        ip_lines, nft, haproxy = pool_config(lbs, statuses, workdir=self.plan.workdir,
+                                             router_ns=rtr)
+        if ip_lines:
+            _run(["ip", "-n", rtr, "-batch", "-"], input="\n".join(ip_lines) + "\n",
+                 what=f"{rtr}: load balancer routes")
+        if nft:
+            _run(["ip", "netns", "exec", rtr, "nft", "-f", "-"], input=nft,
+                 what=f"{rtr}: load balancer DNAT")
+        if haproxy is not None:
+            self._start_processes((haproxy,))
+
+    def _start_processes(self, processes: Sequence[Any]) -> None:
+        """Start processes of the plan (controllers, load balancer, health servers), each
+        recorded before it can bind anything, and wait until each listens."""
+        if not processes:
             return
         assert self._state is not None
         env = child_env()
@@ -674,7 +726,7 @@ class Lab:
         if self._log is None:
             self._log = open(self.state_dir / f"{self.runid}.log", "ab")  # noqa: SIM115
         started: list[tuple[subprocess.Popen[bytes], Any]] = []
-        for lp in self.plan.processes:
+        for lp in processes:
             Path(lp.workdir).mkdir(parents=True, exist_ok=True)
             for path, text in lp.files:
                 Path(path).write_text(text)
@@ -782,6 +834,9 @@ class Lab:
         """Probe every spec (``attempts`` times each, or per spec id)."""
         if not self._is_up or self._down:
             raise LabError(f"lab {self.runid} is not up")
+        if self.plan.load_balancers and any(s.via_lb for s in specs) and \
+                not self.health_checks:
+            raise LabError(f"lab {self.runid}: the load balancers were not built")
         return run_probes(specs, clients=dict(self.plan.clients),
                           via_ports={k: list(v) for k, v in self.plan.via_ports},
                           python=self.python, attempts=attempts, timeout=self.probe_timeout,
