@@ -16,12 +16,13 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from sourceip.cluster.cluster import Cluster
-from sourceip.cluster.model import Service
+if TYPE_CHECKING:  # `sourceip --help` imports this module: keep it light
+    from sourceip.cluster.cluster import Cluster
+    from sourceip.cluster.model import Service
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
-
-from sourceip.clientip import ConfigError
 
 
 @click.command("echo")
@@ -27,6 +23,9 @@ from sourceip.clientip import ConfigError
 def echo(host: str, port: int, proxy_protocol: bool, trust: tuple[str, ...],
          trusted_hops: int | None, header: str) -> None:
     """Answer every HTTP request with JSON: peer, PROXY header, headers, resolved client IP."""
+    import asyncio
+
+    from sourceip.clientip import ConfigError
     from sourceip.echo.server import EchoConfig, EchoServer
 
     try:

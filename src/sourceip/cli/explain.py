@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from sourceip.cli.common import (
@@ -13,9 +15,11 @@ from sourceip.cli.common import (
     missing_inputs,
     output_option,
 )
-from sourceip.cluster.cluster import Cluster
-from sourceip.cluster.model import ProxyMode
 from sourceip.errors import InputError
+
+if TYPE_CHECKING:  # `sourceip --help` imports this module: keep it light
+    from sourceip.cluster.cluster import Cluster
+    from sourceip.cluster.model import ProxyMode
 
 AUTO_SAMPLE_ABOVE = 100
 

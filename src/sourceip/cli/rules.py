@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from sourceip.cli.common import cluster_options, load_from_options
-from sourceip.cluster.model import ProxyMode
+
+if TYPE_CHECKING:  # `sourceip --help` imports this module: keep it light
+    from sourceip.cluster.model import ProxyMode
 
 
 @click.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,8 +16,10 @@ from sourceip.cli.common import (
     load_from_options,
     output_option,
 )
-from sourceip.cluster.model import ProxyMode
 from sourceip.errors import InputError, SourceIPError
+
+if TYPE_CHECKING:  # `sourceip --help` imports this module: keep it light
+    from sourceip.cluster.model import ProxyMode
 
 
 def _syntax(parse: Any) -> Any:
