@@ -27,8 +27,8 @@ def design_cluster(
     cluster_cidr: str | None = "10.244.0.0/16",
     inter_node: str = "direct",
 ) -> Cluster:
-    """docs/architecture.md, "Measured": nodes 10.0.0.11/12, pod CIDRs 10.244.1.0/24 and 10.244.2.0/24, the server
-    pod on node1, a client pod on each node; Service web (ClusterIP 10.96.0.10:80, NodePort
+    """docs/architecture.md, "Measured": nodes 10.0.0.11/12, pod CIDRs 10.244.1.0/24 and
+    10.244.2.0/24, the server pod on node1, a client pod on each node; Service web (ClusterIP 10.96.0.10:80, NodePort
     30080) with the given externalTrafficPolicy."""
     nodes = (
         Node(name="node1", internal_ips=(parse_ip("10.0.0.11"),),

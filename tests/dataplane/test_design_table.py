@@ -1,4 +1,5 @@
-"""docs/architecture.md, "Measured": the source IPs measured in a real kernel, reproduced by the tracer.
+"""docs/architecture.md, "Measured": the source IPs measured in a real kernel, reproduced by
+the tracer.
 
 Both pod-attachment profiles, both kube-proxy modes. With a routed-veth CNI the node answers
 from its own address where a bridge CNI uses the bridge gateway."""

@@ -1,4 +1,5 @@
-"""The measured cluster (docs/architecture.md, "Measured") built from sourceip.cluster objects, and generated big clusters."""
+"""The measured cluster (docs/architecture.md, "Measured") built from sourceip.cluster objects,
+and generated big clusters."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 into real namespaces, real connections, hand-written predictions (the table is the spec).
 
 Routed-veth CNI: the node answers from its own address (docs/architecture.md, "Measured":
-"routed-veth CNI: node1's IP"), so paths that show the bridge address on a bridge CNI show 10.0.0.11 there.
+"routed-veth CNI: node1's IP"), so paths that show the bridge address on a bridge CNI show
+10.0.0.11 there.
 Flannel-style tunnel: node2 forwards to node1's pod over flannel.1, so the masquerade address
 is flannel.1's (10.244.2.0, k8s_sourceip_matrix P7)."""
 

@@ -1,4 +1,5 @@
-"""No input makes the loader raise anything but its own InputError (docs/architecture.md, "Habits" 8)."""
+"""No input makes the loader raise anything but its own InputError (docs/architecture.md,
+"Habits" 8)."""
 
 from __future__ import annotations
 
