@@ -28,8 +28,8 @@ def design_cluster(
     inter_node: str = "direct",
 ) -> Cluster:
     """docs/architecture.md, "Measured": nodes 10.0.0.11/12, pod CIDRs 10.244.1.0/24 and
-    10.244.2.0/24, the server pod on node1, a client pod on each node; Service web (ClusterIP 10.96.0.10:80, NodePort
-    30080) with the given externalTrafficPolicy."""
+    10.244.2.0/24, the server pod on node1, a client pod on each node; Service web (ClusterIP
+    10.96.0.10:80, NodePort 30080) with the given externalTrafficPolicy."""
     nodes = (
         Node(name="node1", internal_ips=(parse_ip("10.0.0.11"),),
              pod_cidrs=(parse_network("10.244.1.0/24"),)),
