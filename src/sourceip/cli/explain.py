@@ -93,8 +93,9 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
             text += f"\nnote: {note}"
         emit(text, "text")
     if untraced:
-        raise InputError("no path could be traced for any Service (see the notes above); "
-                         f"give Nodes, Pods and EndpointSlices too, e.g. `{WHAT_TO_FEED}`")
+        why = "no Nodes were given" if not cluster.nodes else "see the notes above"
+        raise InputError(f"no path could be traced for any Service ({why}); give Nodes, Pods "
+                         f"and EndpointSlices too, e.g. `{WHAT_TO_FEED}`")
 
 
 def _proxied(cluster: Cluster, key: str) -> bool:
