@@ -12,6 +12,11 @@ and waiting for each to listen, and tear-down. Target: 20 nodes up and down in <
 
 The seed matrix: for each example, plan + build + probe every explain path (split predictions
 probed 3 times) + compare + tear down, with the number of paths that agree.
+
+The load balancer (``--lb``): ``--example loadbalancer`` up + down with its LB (a health server
+in every node, the router's health checks, the ECMP pool) against the same plan without it
+(no health servers, no checks, no pool), interleaved in one run; the ratio of the medians.
+Target: <= 2x.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ from sourceip.lab.plan import plan_lab  # noqa: E402
 from sourceip.lab.run import Lab  # noqa: E402
 
 TARGET_20 = 5.0
-EXAMPLES = ("design-table", "routed", "seed", "seed-local", "loadbalancer")
+TARGET_LB_RATIO = 2.0
+EXAMPLES = ("design-table", "routed", "seed", "seed-local", "loadbalancer", "metallb-l2",
+            "ingress-nginx", "ingress-proxy-protocol")
 
 
 def generated_cluster(n_nodes: int, pod_attach: str = "bridge") -> Cluster:
@@ -83,6 +90,28 @@ def bench_build(n_nodes: int, repeat: int, rules: bool) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
+def bench_lb(repeat: int, example: str = "loadbalancer") -> tuple[float, float]:
+    """Median up+down of ``example`` with its load balancer and without it (the same plan
+    minus the LB: no health servers, no checks, no pool), interleaved."""
+    from dataclasses import replace
+
+    from sourceip.sources import load_example
+
+    cluster = load_example(example)
+    with_lb, without = [], []
+    for _ in range(repeat):
+        for lb in (True, False):
+            plan = plan_lab(cluster)
+            if not lb:
+                plan = replace(plan, load_balancers=(),
+                               processes=tuple(p for p in plan.processes if p.role != "health"))
+            t0 = time.perf_counter()
+            with Lab(plan):
+                pass
+            (with_lb if lb else without).append(time.perf_counter() - t0)
+    return statistics.median(with_lb), statistics.median(without)
+
+
 def bench_matrix() -> list[tuple[str, int, int, float]]:
     from sourceip.lab.compare import compare_all, explain_predictions
     from sourceip.sources import load_example
@@ -95,7 +124,8 @@ def bench_matrix() -> list[tuple[str, int, int, float]]:
         predictions, _notes = explain_predictions(cluster, external_ip=plan.external_ip)
         with Lab(plan) as lab:
             obs = lab.probe([p.spec for p in predictions],
-                            attempts={p.spec.id: 3 if p.split else 1 for p in predictions})
+                            attempts={p.spec.id: 6 if p.spec.via_lb else 3 if p.split else 1
+                                      for p in predictions})
         agreements = compare_all(predictions, obs)
         out.append((name, sum(a.agree for a in agreements), len(agreements),
                     time.perf_counter() - t0))
@@ -108,12 +138,21 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-rules", action="store_true", help="topology only")
     parser.add_argument("--no-matrix", action="store_true")
+    parser.add_argument("--lb", action="store_true",
+                        help="only the load balancer ratio (with vs without the LB)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_lab needs root (network namespaces)", file=sys.stderr)
         return 3
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
           f"median of {args.repeat}")
+    with_lb, without = bench_lb(args.repeat)
+    ratio = with_lb / without
+    verdict = "met" if ratio <= TARGET_LB_RATIO else "MISSED"
+    print(f"loadbalancer example up+down: with the LB {with_lb:.2f} s, without {without:.2f} s: "
+          f"{ratio:.2f}x (target <= {TARGET_LB_RATIO:.0f}x: {verdict})")
+    if args.lb:
+        return 0
     print(f"{'nodes':>5} {'ns':>4} {'plan':>6} {'netns':>6} {'setup':>6} {'servers':>7} "
           f"{'up':>6} {'down':>6} {'up+down':>7}")
     for n in args.nodes or [20, 50]:
