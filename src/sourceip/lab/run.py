@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -38,12 +39,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from sourceip.errors import LabError, LabPreconditionError, LookupFailed
 from sourceip.lab.model import LabPlan, NsSetup, Observation, ProbeSpec
@@ -320,6 +321,42 @@ def remove_run_files(runid: str, state_dir: Path = STATE_DIR) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+_CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+
+def in_netns(name: str, fn: Callable[[], T]) -> T:
+    """``fn()`` run by a thread that entered the named network namespace (``setns`` moves the
+    calling thread only; threads it starts inherit the namespace). The caller's namespace is
+    never changed."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            path = NETNS_DIR / name
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {name}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            got = os.readlink("/proc/thread-self/ns/net")
+            if got != f"net:[{path.stat().st_ino}]":
+                raise LabError(f"setns {name}: the thread is still in {got}")
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            out["error"] = exc
+
+    t = threading.Thread(target=target, name=f"netns-{name}")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]  # type: ignore[no-any-return]
+
+
 def listening_ports(pid: int) -> set[int]:
     """TCP ports in LISTEN state in the network namespace of process ``pid``."""
     ports: set[int] = set()
@@ -568,6 +605,7 @@ class Lab:
         self.timings: dict[str, float] = {}
         self.health_checks: list[dict[str, Any]] = []
         self._servers: list[tuple[subprocess.Popen[bytes], dict[str, Any]]] = []
+        self._echo: list[tuple[subprocess.Popen[bytes], dict[str, Any]]] = []
         self._probes: set[subprocess.Popen[str]] = set()
         self._state: RunState | None = None
         self._old_handlers: dict[int, Any] = {}
@@ -655,9 +693,14 @@ class Lab:
             list(pool.map(lambda s: apply_setup(s, self.python, env, create_nfacct=False),
                           self.plan.setups))
         t2 = time.monotonic()
-        self._start_servers()
+        # echo servers and the other processes start together (their interpreters' start-up
+        # overlaps); each is recorded in the state file before anything waits on it
+        self._launch_servers()
+        started = self._launch_processes(self.plan.processes)
+        self._save_state()
+        self._wait_ready()
         t3 = time.monotonic()
-        self._start_processes(self.plan.processes)
+        self._wait_listening(started)
         t4 = time.monotonic()
         self._build_load_balancers()
         t5 = time.monotonic()
@@ -679,16 +722,17 @@ class Lab:
         request = check_request(lbs)
         observed: dict[str, str] = {}
         if request["checks"]:
-            res = subprocess.run(
-                ["ip", "netns", "exec", rtr, self.python, "-m", "sourceip.lab.lbcheck"],
-                input=json.dumps(request), capture_output=True, text=True, check=False,
-                env=child_env(), timeout=60)
-            if res.returncode != 0:
-                raise LabError(f"{rtr}: health checks failed: {res.stderr.strip()[-300:]}")
-            for line in res.stdout.splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    observed[str(row["id"])] = str(row["observed"])
+            # what `python -m sourceip.lab.lbcheck` does in the router, from a thread that
+            # entered the router's namespace (no interpreter to start)
+            from sourceip.lab.lbcheck import run_one
+
+            def checks() -> list[dict[str, Any]]:
+                with ThreadPoolExecutor(max_workers=min(32, len(request["checks"]))) as pool:
+                    return list(pool.map(lambda c: run_one(c, float(request["timeout"])),
+                                         request["checks"]))
+
+            for row in in_netns(rtr, checks):
+                observed[str(row["id"])] = str(row["observed"])
         self.health_checks = []
         for lb in lbs:
             pool = {c.id for c in lb.pool({c.id: normalise(c.kind, observed.get(c.id, "-"))
@@ -716,8 +760,15 @@ class Lab:
     def _start_processes(self, processes: Sequence[Any]) -> None:
         """Start processes of the plan (controllers, load balancer, health servers), each
         recorded before it can bind anything, and wait until each listens."""
+        started = self._launch_processes(processes)
+        self._save_state()
+        self._wait_listening(started)
+
+    def _launch_processes(self, processes: Sequence[Any]
+                          ) -> list[tuple[subprocess.Popen[bytes], Any]]:
+        """Write each process's files and start it (recorded in the state, not yet saved)."""
         if not processes:
-            return
+            return []
         assert self._state is not None
         env = child_env()
         workdir = self.state_dir / f"{self.runid}.d"
@@ -739,7 +790,9 @@ class Lab:
             self._servers.append((proc, record))
             self._state.servers.append(record)
             started.append((proc, lp))
-        self._save_state()
+        return started
+
+    def _wait_listening(self, started: list[tuple[subprocess.Popen[bytes], Any]]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         pending = list(started)
         while pending:
@@ -766,7 +819,7 @@ class Lab:
                     return text[-500:]
         return self._log_tail()
 
-    def _start_servers(self) -> None:
+    def _launch_servers(self) -> None:
         if not self.plan.servers:
             return
         env = child_env()
@@ -781,14 +834,13 @@ class Lab:
             record = {"pid": proc.pid, "start": proc_start_time(proc.pid), "ns": srv.ns,
                       "pod": srv.pod}
             self._servers.append((proc, record))
+            self._echo.append((proc, record))
             self._state.servers.append(record)
-        self._save_state()
-        self._wait_ready()
 
     def _wait_ready(self) -> None:
         sel = selectors.DefaultSelector()
         pending: dict[int, tuple[subprocess.Popen[bytes], dict[str, Any]]] = {}
-        for proc, record in self._servers:
+        for proc, record in self._echo:
             assert proc.stdout is not None
             os.set_blocking(proc.stdout.fileno(), False)
             sel.register(proc.stdout, selectors.EVENT_READ, (proc, record))
@@ -817,7 +869,7 @@ class Lab:
                         pending.pop(proc.pid, None)
         finally:
             sel.close()
-        for proc, _record in self._servers:
+        for proc, _record in self._echo:
             if proc.stdout is not None:
                 proc.stdout.close()
 
