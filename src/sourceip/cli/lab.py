@@ -258,6 +258,8 @@ def up(filenames: tuple[str, ...], example: str | None, mode: str | None,
                        f"{lab_.timings.get('up', 0):.2f}s; external client {plan.external_ip}")
             for client, ns in plan.clients:
                 click.echo(f"  {client:40} {ns}")
+            if lab_.health_checks:
+                click.echo(render_health_checks(lab_.health_checks))
             for note in (*plan.notes, *lab_.notes):
                 click.echo(f"note: {note}")
             click.echo(f"probe: sourceip lab probe --run {plan.runid} --from CLIENT "
@@ -371,6 +373,15 @@ def plan(filenames: tuple[str, ...], example: str | None, mode: str | None,
         what = ns.pod or ns.node or ns.role
         click.echo(f"  {ns.role:8} {what:30} {ns.name}")
     for srv in lab_plan.servers:
-        click.echo(f"  echo     {srv.pod:30} tcp {list(srv.tcp_ports)} udp {list(srv.udp_ports)}")
+        http = f" http {list(srv.http_ports)}" if srv.http_ports else ""
+        click.echo(f"  echo     {srv.pod:30} tcp {list(srv.tcp_ports)} udp {list(srv.udp_ports)}"
+                   + http)
+    for proc in lab_plan.processes:
+        click.echo(f"  {proc.program:8} {proc.name:30} {proc.role}, listens on "
+                   f"{list(proc.listen)} in {proc.ns}")
+    for lb in lab_plan.load_balancers:
+        pool = ", ".join(c.node for c in lb.pool()) or "nobody"
+        click.echo(f"  lb       {lb.service:30} {lb.mode} ({lb.title}) {lb.vip}:{lb.port} -> "
+                   f"{lb.target}; predicted pool: {pool}")
     for note in lab_plan.notes:
         click.echo(f"note: {note}")
