@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -47,7 +48,10 @@ def test_default_ingress_nginx_passes_on_the_node_address_and_is_not_forgeable()
         assert app["forgeable"] is False
         assert all(b["forged"]["refused"] for b in app["branches"])
         assert p.real_client is False
-        assert "192.168.2.0/24" in app["strategy"]
+        # the app trusts the controller pod itself, not its node's pod CIDR (which holds the
+        # bridge address kube-proxy masquerades to on node2)
+        assert app["trusted_cidrs"] == ["192.168.2.30/32"]
+        assert "192.168.2.30/32" in app["strategy"]
 
 
 def test_use_forwarded_headers_with_the_default_trust_is_forgeable(tmp_path: Path) -> None:
@@ -112,3 +116,36 @@ def test_bad_configmap_value_names_file_line_field(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert f"{f}:" in res.stderr and 'data["use-forwarded-headers"]' in res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+CONFIGMAPS = [
+    {},
+    {"use-forwarded-headers": "true"},
+    {"use-forwarded-headers": "true", "proxy-real-ip-cidr": "10.0.0.0/24"},
+    {"use-forwarded-headers": "true", "compute-full-forwarded-for": "true"},
+    {"use-forwarded-headers": "true", "compute-full-forwarded-for": "true",
+     "proxy-real-ip-cidr": "192.168.0.0/16"},
+    {"enable-real-ip": "true"},
+    {"forwarded-for-header": "X-Client-IP", "use-forwarded-headers": "true",
+     "proxy-real-ip-cidr": "10.0.0.11/32"},
+]
+
+
+@pytest.mark.parametrize("data", CONFIGMAPS, ids=lambda d: ",".join(d) or "defaults")
+@pytest.mark.parametrize("example", ["ingress-nginx", "ingress-proxy-protocol"])
+def test_forged_header_is_believed_exactly_when_flagged(tmp_path: Path, example: str,
+                                                        data: dict[str, str]) -> None:
+    """The forged X-Forwarded-For is refused on every branch unless the path says forgeable,
+    and a path that says forgeable names a settings change."""
+    if example == "ingress-proxy-protocol":
+        data = {**data, "use-proxy-protocol": "true"}
+    f = _with_configmap(tmp_path, example, data)
+    paths = _ingress_paths(load_cluster([str(f)]))
+    assert paths
+    for p in paths:
+        app = p.app_sees
+        assert app is not None
+        believed = [b for b in app["branches"] if not b["forged"]["refused"]]
+        assert bool(believed) == app["forgeable"], (data, p.title)
+        if app["forgeable"]:
+            assert any("ingress-nginx" in fx.change for fx in p.fixes), (data, p.title)

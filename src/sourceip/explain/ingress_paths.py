@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     from sourceip.ingress.discover import Controller, Discovery, IngressRoute
 
 FORGED_IP = "6.6.6.6"
+# Where each controller lists the peers whose forwarding headers it believes.
+TRUST_SETTING = {
+    "ingress-nginx": "proxy-real-ip-cidr",
+    "traefik": "entryPoints.<name>.forwardedHeaders.trustedIPs",
+    "envoy": "xff_trusted_cidrs / xff_num_trusted_hops",
+    "envoy-gateway": "spec.clientIPDetection.xForwardedFor.trustedCIDRs",
+    "haproxy": "the forwarded-for / proxy-protocol source lists",
+}
+DEFAULT_HOST = "example.test"  # the Host sent for a rule without a host (any host matches)
 ENTRY_KINDS = ("nodeport", "through-lb", "external-ip")
 
 
@@ -59,26 +68,31 @@ def _http_port(csvc: Service) -> ServicePort | None:
 
 
 def controller_trusted_cidrs(explainer: Explainer, ctrl: Controller) -> list[str]:
-    """What the app should trust: the pod CIDRs of the nodes the controller pods run on
-    (every controller replica connects from its pod IP), else the pods' own /32s."""
+    """What the app should trust: the controller pods' own addresses (/32, /128).
+
+    Not their nodes' pod CIDRs: those hold the bridge address that kube-proxy masquerades to
+    on the controller's node, and a controller that appends its peer to X-Forwarded-For
+    would then have that hop skipped as trusted, handing the app the client's forged entry."""
     cidrs: list[str] = []
     for pod in ctrl.pods:
-        node = explainer.cluster.node_by_name.get(pod.node_name)
-        cidr = node.pod_cidr(4) if node is not None else None
-        text = str(cidr) if cidr is not None else (f"{pod.ip}/32" if pod.ip else "")
-        if text and text not in cidrs:
-            cidrs.append(text)
+        for ip in pod.ips:
+            text = f"{ip}/{32 if ip.version == 4 else 128}"
+            if text not in cidrs:
+                cidrs.append(text)
     return cidrs
 
 
 def deliver(settings: Any, ctrl_pod: Pod, remote: str, proxy: tuple[str, int] | None,
-            headers: list[tuple[str, str]], strategy: Any) -> Delivery:
-    """One request through the controller and the app's resolution of it."""
+            headers: list[tuple[str, str]], strategy: Any, *, host: str, port: int,
+            proxy_dest: tuple[str, int] | None = None) -> Delivery:
+    """One request to ``host`` through the controller listening on ``port`` and the app's
+    resolution of it."""
     from sourceip.ingress import Connection, forward
 
     assert ctrl_pod.ip is not None
-    fwd = forward(settings, Connection(peer=remote, peer_port=0, proxy=proxy), headers,
-                  controller_ip=str(ctrl_pod.ip), host="example.test")
+    fwd = forward(settings, Connection(peer=remote, peer_port=0, proxy=proxy,
+                                       proxy_dest=proxy_dest if proxy else None), headers,
+                  controller_ip=str(ctrl_pod.ip), host=host, port=port)
     resolved = None
     if fwd.ok:
         hdrs: dict[str, str] = {}
@@ -140,7 +154,9 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
     client_ip = str(entry.trace.original.src)
     lb = entry.load_balancer or {}
     pp = lb.get("proxy_protocol")
-    proxy = (lb.get("client") or client_ip, 0) if pp in ("v1", "v2") else None
+    proxy = (lb.get("client") or client_ip, 40000) if pp in ("v1", "v2") else None
+    proxy_dest = (str(entry.trace.original.dst), entry.trace.original.dport)
+    req_host = route.path.host or DEFAULT_HOST
     branches: list[dict[str, Any]] = []
     findings: list[str] = []
     rewritten = list(entry.rewritten_by)
@@ -155,9 +171,11 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
         if ctrl_pod is None or o.seen_source is None:
             continue
         remote = str(o.seen_source)
-        honest = deliver(ctrl.settings, ctrl_pod, remote, proxy, [], strategy)
+        listen = int((o.endpoint or ":80").rpartition(":")[2])
+        kw: dict[str, Any] = {"host": req_host, "port": listen, "proxy_dest": proxy_dest}
+        honest = deliver(ctrl.settings, ctrl_pod, remote, proxy, [], strategy, **kw)
         forged = deliver(ctrl.settings, ctrl_pod, remote, proxy,
-                         [("X-Forwarded-For", FORGED_IP)], strategy)
+                         [("X-Forwarded-For", FORGED_IP)], strategy, **kw)
         peer = _l3_peer(explainer, ctrl_pod, svc, backend, sp)
         if first is None:
             first = honest
@@ -229,6 +247,21 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
     for ch in rec.settings_changes:
         fixes.append(fix_cls(change=f"{ctrl.label} {ch.setting}: {ch.value}", effect=ch.effect,
                              side_effects=(ch.cost,) if ch.cost else ()))
+    believed = [b for b in branches if not b["forged"]["refused"]]
+    if believed and not rec.forgeable:
+        # The settings look safe, but the controller trusts the address the L4 path hands
+        # it (a node's SNAT address, the load balancer's): every client arrives from there.
+        remotes = ", ".join(dict.fromkeys(_describe(explainer, b["controller_remote_addr"])
+                                          for b in believed))
+        setting = TRUST_SETTING.get(ctrl.name, "the controller's trusted proxy list")
+        fixes.insert(0, fix_cls(
+            change=f"{ctrl.label} {setting}: leave out {remotes}",
+            effect="the controller trusts the address every client arrives from on this path "
+                   "(kube-proxy's masquerade or the load balancer), so it believes the "
+                   "client's own X-Forwarded-For",
+            side_effects=("trust only proxies that overwrite or append the header; with "
+                          "externalTrafficPolicy: Cluster the node addresses front every "
+                          "client",)))
     if real is False and not forgeable and entry.fixes:
         fixes.extend(replace(f, change=f"{f.change} on the controller Service {csvc.key}")
                      for f in entry.fixes if "externalTrafficPolicy" in f.change)
@@ -237,7 +270,11 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
                                 "trusting only the controller pods "
                                 f"({', '.join(trusted) or '-'})",
                          side_effects=("any other proxy between the controller and the app "
-                                       "must be added to the trusted ranges",)))
+                                       "must be added to the trusted ranges",
+                                       "the controller pods' addresses change when they are "
+                                       "rescheduled: keep the list in the app's config in "
+                                       "step (a Service-level range is only safe if it "
+                                       "excludes the nodes' bridge/tunnel addresses)")))
     entry_title = ("the load balancer" if entry.kind == "through-lb"
                    else entry.title.replace("external -> ", ""))
     title = (f"external -> Ingress {ing.namespace}/{ing.name} ({host}{route.path.path}) via "
@@ -274,3 +311,10 @@ def _l3_peer(explainer: Explainer, ctrl_pod: Pod, svc: Service, backend: str,
         if o.disposition == "delivered" and o.seen_source is not None:
             return str(o.seen_source)
     return str(ctrl_pod.ip)
+
+
+def _describe(explainer: Explainer, ip: str) -> str:
+    try:
+        return explainer.describe_ip(parse_ip(ip))
+    except ValueError:
+        return ip
