@@ -60,3 +60,18 @@ def test_proxying_lb_shows_its_own_address_and_the_proxy_header() -> None:
     assert lb.real_client is False
     assert "PROXY v2" in lb.summary
     assert lb.trace.outcomes[0].hops[0].at == "load balancer"
+
+
+def test_trace_to_a_load_balancer_ip_goes_through_the_load_balancer() -> None:
+    res = CliRunner().invoke(cli, ["trace", "--example", "loadbalancer", "--from", "external",
+                                   "--to", "172.18.255.10:80", "-o", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert all(o["hops"][0]["at"] == "load balancer" for o in data["outcomes"])
+    delivered = [o for o in data["outcomes"] if o["disposition"] == "delivered"]
+    assert sum(o["probability"] for o in delivered) == pytest.approx(1.0)
+    # --via NODE still traces one node as if the load balancer had picked it
+    res = CliRunner().invoke(cli, ["trace", "--example", "loadbalancer", "--from", "external",
+                                   "--to", "172.18.255.10:80", "--via", "node3", "-o", "json"])
+    assert res.exit_code == 0, res.output
+    assert {o["disposition"] for o in json.loads(res.output)["outcomes"]} == {"dropped"}

@@ -134,7 +134,17 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
         if not source or not target:
             raise click.UsageError("give --from and --to (or --node with --src/--dst/--dport, "
                                    "or --flows FILE)")
-        result = tracer.trace(source, target, proto=proto, via=via)
+        lb_trace = None
+        start = tracer.start(source)
+        if start.kind == "external" and via is None and not rulesets:
+            # A LoadBalancer IP from outside: through the load balancer in front (its health
+            # checks pick the nodes; --via NODE traces one node as if the LB chose it).
+            from sourceip.explain.lb_paths import trace_through_lb
+
+            ip, port, proto_, _desc = tracer.target(target, proto)
+            lb_trace = trace_through_lb(cluster, ip, port, proto_,
+                                        external_ip=str(start.ip))
+        result = lb_trace or tracer.trace(source, target, proto=proto, via=via)
     if output in ("json", "yaml"):
         emit(result.to_dict(), output)
     else:

@@ -169,3 +169,30 @@ def _merge(outcomes: list[Outcome]) -> list[Outcome]:
     """Outcomes sorted most likely first (equal outcomes of different nodes stay apart: they
     crossed different nodes)."""
     return sorted(outcomes, key=lambda o: -o.probability)
+
+
+def trace_through_lb(cluster: Any, vip: IPAddress, port: int, proto: str, *,
+                     external_ip: str) -> Trace | None:
+    """The external client's connection to ``vip``:``port`` as the load balancer in front of
+    that Service delivers it (its pool, health checks, forwarding or proxying), or None when
+    ``vip`` is no LoadBalancer IP of a Service port with that port and protocol."""
+    from sourceip.explain.engine import Explainer, Fix, PathResult
+
+    for svc in cluster.services:
+        if vip not in svc.all_lb_ips:
+            continue
+        for sp in svc.ports:
+            if sp.port != port or sp.protocol != proto:
+                continue
+            explainer = Explainer(cluster, external_ip=external_ip)
+            plan = lb_plan(explainer, svc)
+            if plan is None:
+                return None
+            groups = explainer._node_groups(svc, sp)
+            p = through_lb_path(explainer, svc, sp, vip, plan, groups,
+                                explainer._tracer(svc), PathResult, Fix)
+            if p is None:
+                return None
+            lead = f"through the {plan.mode} load balancer ({plan.decided_by})"
+            return replace(p.trace, notes=(lead, *p.trace.notes))
+    return None
