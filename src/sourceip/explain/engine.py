@@ -63,6 +63,9 @@ class PathResult:
     # paths through a load balancer: its profile, health checks per node and pool
     load_balancer: dict[str, Any] | None = None
     findings: tuple[str, ...] = ()
+    # (probability, what the pod sees, is it the client) per distinct answer, most likely
+    # first; more than one when outcomes differ (text output: "50%: ... NO | 50%: ... yes")
+    shares: tuple[tuple[float, str, bool], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -456,17 +459,21 @@ class Explainer:
         client_ip = tr.original.src
         delivered = [o for o in tr.outcomes if o.disposition == "delivered"]
         seen: list[str] = []
+        share: dict[str, list[Any]] = {}  # description -> [probability, is the client]
         for o in delivered:
             d = self.describe_source(o, client_ip, start.kind == "node")
             if d not in seen:
                 seen.append(d)
-        real: bool | None = None
-        if delivered and start.kind == "node":
-            # The caller is the node itself: any of its own addresses identifies it.
-            real = all(o.seen_source is not None
-                       and self.topo.node_owning(o.seen_source) == start.node for o in delivered)
-        elif delivered:
-            real = all(o.seen_source == client_ip for o in delivered)
+            if start.kind == "node":  # the node itself: any of its own addresses identifies it
+                ok = o.seen_source is not None \
+                    and self.topo.node_owning(o.seen_source) == start.node
+            else:
+                ok = o.seen_source == client_ip
+            entry = share.setdefault(d, [0.0, True])
+            entry[0] += o.probability
+            entry[1] = entry[1] and ok
+        real: bool | None = all(ok for _, ok in share.values()) if delivered else None
+        shares = sorted(((p, d, ok) for d, (p, ok) in share.items()), key=lambda s: -s[0])
         rewritten: list[str] = []
         for o in delivered:
             if o.masquerade and o.snat_node:
@@ -479,7 +486,8 @@ class Explainer:
         return PathResult(kind=kind, title=title, client=start.describe(), target=target,
                           nodes=tuple(nodes[:MAX_LISTED_NODES]), node_count=len(nodes),
                           trace=tr, seen=tuple(seen), real_client=real,
-                          rewritten_by=tuple(rewritten), summary=summary, fixes=tuple(fixes))
+                          rewritten_by=tuple(rewritten), summary=summary, fixes=tuple(fixes),
+                          shares=tuple(shares))
 
     def _summary(self, kind: str, tr: Trace, delivered: list[Outcome], real: bool | None) -> str:
         parts = []
