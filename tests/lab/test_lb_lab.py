@@ -115,7 +115,8 @@ def _run(example: str, mode: str = "iptables"
 @pytest.mark.lab
 @pytest.mark.parametrize(("example", "mode"), [
     ("loadbalancer", "iptables"), ("loadbalancer", "nftables"),
-    ("metallb-l2", "iptables"), ("ingress-proxy-protocol", "iptables")])
+    ("metallb-l2", "iptables"), ("ingress-proxy-protocol", "iptables"),
+    ("lb-proxy", "nftables")])
 def test_lb_examples_agree_in_the_lab(clean_host: None, example: str, mode: str) -> None:
     agreements, checks, client = _run(example, mode)
     bad = [f"{a.spec.id}: {a.reason}" for a in agreements if not a.agree]  # type: ignore[attr-defined]
@@ -130,6 +131,11 @@ def test_lb_examples_agree_in_the_lab(clean_host: None, example: str, mode: str)
         assert {o.seen_source for o in a.observations} == {client}
         assert {c["node"]: c["observed"] for c in checks} == {
             "node1": "200", "node2": "200", "node3": "503"}
+    if example == "lb-proxy":  # the pod's peer is a node; the PROXY header names the client
+        (a,) = through
+        assert all(o.seen_source != client for o in a.observations)
+        assert all(isinstance(o.proxy, dict) and o.proxy.get("source") == client
+                   for o in a.observations), [o.proxy for o in a.observations]
     if example == "ingress-proxy-protocol":  # PROXY v2 carries the client to nginx
         http = [a for a in through if a.spec.proto == "http"]  # type: ignore[attr-defined]
         assert http

@@ -61,6 +61,8 @@ class PredictedProbe:
     http_outcomes: tuple[HttpOutcome, ...] = ()
     strategy: str = ""  # the clientip strategy's constructor call (ingress paths)
     skip: str = ""  # why the lab cannot probe this path (it is reported, not probed)
+    # a proxying load balancer's PROXY header: the client address the backend decodes from it
+    proxy_source: str | None = None
 
 
 def _client(p: PathResult) -> str | None:
@@ -170,6 +172,9 @@ def predicted_probes(cluster: Cluster, *, external_ip: str,
     ``per_node`` every node is probed, not one representative per group of alike nodes."""
     out: list[PredictedProbe] = []
     explainer = Explainer(cluster, external_ip=external_ip, expand_groups=per_node)
+    # A controller (nginx, haproxy) consumes the PROXY header itself; echo servers report it.
+    controller_svcs = ({s.key for c in explainer.discovery.controllers for s in c.services}
+                       if cluster.ingresses else set())
     for e in explainer.explain(services):
         for n, p in enumerate(e.paths):
             client = _client(p)
@@ -187,8 +192,12 @@ def predicted_probes(cluster: Cluster, *, external_ip: str,
                 (float(o.probability), o.disposition, o.endpoint,
                  str(o.seen_source) if o.seen_source is not None else None)
                 for o in p.trace.outcomes)
+            lbd = p.load_balancer or {}
+            proxy_source = (str(lbd.get("client") or t.src)
+                            if p.kind == "through-lb" and lbd.get("proxy_protocol")
+                            and e.service not in controller_svcs else None)
             out.append(PredictedProbe(
                 id=pid, client=client, via_node=via, via_lb=via_lb, kind=p.kind,
                 proto=t.proto, dst_ip=str(t.dst), dst_port=t.dport,
-                description=description, outcomes=outcomes))
+                description=description, outcomes=outcomes, proxy_source=proxy_source))
     return out

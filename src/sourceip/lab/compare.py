@@ -272,7 +272,9 @@ def explain_predictions(cluster: Cluster, *, external_ip: str,
                 outcomes.append(PredictedOutcome(
                     probability=probability, disposition=disposition,  # type: ignore[arg-type]
                     endpoint=endpoint if disposition == "delivered" else None,
-                    seen_source=seen if disposition == "delivered" else None))
+                    seen_source=seen if disposition == "delivered" else None,
+                    proxy_source=getattr(pp, "proxy_source", None)
+                    if disposition == "delivered" else None))
             except ValidationError as exc:
                 notes.append(f"{pp.id}: unusable predicted outcome: {exc}")
         for h in getattr(pp, "http_outcomes", ()):

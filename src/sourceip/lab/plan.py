@@ -186,6 +186,23 @@ def egress_masquerade_nft(pools: Sequence[IPv4Net]) -> str:
     ])
 
 
+def proxy_protocol_endpoints(cluster: Cluster) -> set[tuple[str, int]]:
+    """``(ip, port)`` of the endpoints behind a load balancer that sends PROXY headers."""
+    from sourceip.loadbalancer import plan_load_balancer
+
+    out: set[tuple[str, int]] = set()
+    for svc in cluster.services:
+        if svc.type != "LoadBalancer" or not svc.all_lb_ips:
+            continue
+        plan = plan_load_balancer(cluster, svc)
+        if plan is None or not plan.proxy_protocol:
+            continue
+        for sp in svc.ports:
+            for ep in service_port_endpoints(cluster, svc, sp):
+                out.add((str(ep.ip), ep.port))
+    return out
+
+
 def kube_proxy_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig,
                     iptables_backend: str) -> tuple[RulesetLoad, tuple[str, ...]]:
     """kube-proxy's ruleset for ``node``, rendered for its tool, and the nfacct counters it
@@ -381,13 +398,16 @@ def plan_lab(
     ingress = plan_ingress(cluster, pod_ns, workdir)
     notes += ingress.notes
     processes: list[LabProcess] = list(ingress.processes)
-    if ingress.taken or ingress.http_endpoints:
+    # Backends that may receive a PROXY header (a proxying load balancer sends one) wait for
+    # the first bytes like HTTP backends do, so the header is read and reported.
+    waiting = set(ingress.http_endpoints) | proxy_protocol_endpoints(cluster)
+    if ingress.taken or waiting:
         pod_ips = {p.key: {str(ip) for ip in p.ips} for p in cluster.pods}
         patched = []
         for srv in servers:
             held = ingress.taken.get(srv.pod, set())
             tcp = tuple(p for p in srv.tcp_ports if p not in held)
-            http = tuple(p for p in tcp if any((ip, p) in ingress.http_endpoints
+            http = tuple(p for p in tcp if any((ip, p) in waiting
                                                for ip in pod_ips.get(srv.pod, ())))
             if tcp or srv.udp_ports:
                 patched.append(replace(srv, tcp_ports=tcp, http_ports=http))
