@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -75,3 +78,44 @@ def test_trace_to_a_load_balancer_ip_goes_through_the_load_balancer() -> None:
                                    "--to", "172.18.255.10:80", "--via", "node3", "-o", "json"])
     assert res.exit_code == 0, res.output
     assert {o["disposition"] for o in json.loads(res.output)["outcomes"]} == {"dropped"}
+
+
+def _sip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sourceip", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+LB_SERVICE = """apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  clusterIP: 10.96.0.50
+  externalTrafficPolicy: Local
+  ports: [{port: 80, targetPort: 8080, nodePort: 31080}]
+status:
+  loadBalancer:
+    ingress: [{ip: 172.18.255.10}]
+"""
+
+
+def test_lb_service_without_nodes_is_a_finding_not_a_traceback(tmp_path: Path) -> None:
+    f = tmp_path / "svc.yaml"
+    f.write_text(LB_SERVICE)
+    res = _sip("explain", "-f", str(f))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "no Nodes were given" in res.stdout + res.stderr
+
+
+def test_bad_load_balancer_profile_value_names_file_line_field(tmp_path: Path) -> None:
+    f = tmp_path / "lb.yaml"
+    f.write_text("apiVersion: sourceip.dev/v1alpha1\nkind: LoadBalancerProfile\n"
+                 "metadata: {name: x}\nspec:\n  mode: proxyin\n")
+    res = _sip("explain", "-f", str(f))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert f"{f}:5: spec.mode: 'proxyin' is not forwarding or proxying" in res.stderr
+    f.write_text("apiVersion: sourceip.dev/v1alpha1\nkind: LoadBalancerProfile\n"
+                 "metadata: {name: x}\nspec:\n  modes: proxying\n")
+    res = _sip("explain", "-f", str(f))
+    assert res.returncode == 1 and f"{f}:5: spec.modes: unknown field" in res.stderr
