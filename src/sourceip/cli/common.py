@@ -124,13 +124,36 @@ def load_from_options(filenames: Sequence[str], example: str | None) -> Cluster:
     if list(filenames).count("-") > 1:
         raise click.UsageError("stdin (-f -) can be given only once")
     # stdin is read by the loader (as bytes, so that binary input is a located error)
-    cluster = load_cluster(list(filenames), node_port_range=node_port_range)
+    with _loading(filenames, ctx):
+        cluster = load_cluster(list(filenames), node_port_range=node_port_range)
     _require_objects(cluster, filenames)
     # The snapshot lives until the command ends: keep the garbage collector from rescanning
     # its (possibly millions of) objects on every collection.
     gc.collect()
     gc.freeze()
     return cluster
+
+
+def _loading(filenames: Sequence[str], ctx: click.Context | None) -> Any:
+    """A progress bar (stderr, a terminal only, after a second) while the input loads; none
+    for ``-o json|yaml``."""
+    import os
+
+    from sourceip.report.term import progress
+
+    size = 0
+    for f in filenames:
+        try:
+            size += os.path.getsize(f) if f != "-" and os.path.isfile(f) else 0
+        except OSError:
+            pass
+    what = ", ".join("<stdin>" if f == "-" else f for f in filenames[:3])
+    if len(filenames) > 3:
+        what += f" and {len(filenames) - 3} more"
+    if size:
+        what += f" ({size / 2**20:.0f} MiB)"
+    output = ctx.params.get("output") if ctx is not None else None
+    return progress(f"loading {what}", enabled=output not in ("json", "yaml"))
 
 
 WHAT_TO_FEED = "kubectl get nodes,pods,svc,endpointslices -A -o yaml | sourceip explain -f -"

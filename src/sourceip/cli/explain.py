@@ -20,6 +20,8 @@ from sourceip.errors import InputError
 if TYPE_CHECKING:  # `sourceip --help` imports this module: keep it light
     from sourceip.cluster.cluster import Cluster
     from sourceip.cluster.model import ProxyMode
+    from sourceip.explain import Explainer
+    from sourceip.explain.engine import ServiceExplanation
 
 AUTO_SAMPLE_ABOVE = 100
 
@@ -76,7 +78,7 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
         raise InputError("nothing to explain: no Service that kube-proxy proxies was given; "
                          f"feed Services with their Nodes and Pods, e.g. `{WHAT_TO_FEED}`")
     explainer = Explainer(cluster, external_ip=external_ip, sample_nodes=sample_nodes or None)
-    results = explainer.explain(names)
+    results = _explain_all(explainer, cluster, names, progress=output in ("text", "wide"))
     if cluster.ingresses:  # Ingress routes that no controller serves, missing backends, ...
         notes.extend(explainer.discovery.findings)
     # What the input lacks, per Service; nothing traced for any Service is an error (exit 1)
@@ -88,14 +90,41 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
     if output in ("json", "yaml"):
         emit({"services": [r.to_dict() for r in results], "notes": notes}, output)
     else:
-        text = render_explanations(results, wide=output == "wide", diagrams=diagram)
-        for note in notes:
-            text += f"\nnote: {note}"
+        from sourceip.report.term import detect, wrap_lines
+
+        term = detect()
+        text = render_explanations(results, wide=output == "wide", diagrams=diagram, term=term)
+        if notes:
+            text += "\n" + "\n".join(wrap_lines([f"note: {n}" for n in notes], term.width))
         emit(text, "text")
     if untraced:
         why = "no Nodes were given" if not cluster.nodes else "see the notes above"
         raise InputError(f"no path could be traced for any Service ({why}); give Nodes, Pods "
                          f"and EndpointSlices too, e.g. `{WHAT_TO_FEED}`")
+
+
+def _explain_all(explainer: Explainer, cluster: Cluster, names: list[str] | None, *,
+                 progress: bool) -> list[ServiceExplanation]:
+    """``explainer.explain(names)`` one Service at a time, with a progress bar on stderr (a
+    terminal only, after a second of work)."""
+    import gc
+
+    from sourceip.report.term import progress as progress_bar
+
+    keys = ([cluster.service(n).key for n in names] if names
+            else [s.key for s in cluster.services if s.proxied])
+    out: list[ServiceExplanation] = []
+    was_enabled = gc.isenabled()
+    gc.disable()  # as Explainer.explain does, across all Services
+    try:
+        with progress_bar("explaining Services", total=len(keys), enabled=progress) as bar:
+            for key in keys:
+                out.extend(explainer.explain([key]))
+                bar.advance()
+    finally:
+        if was_enabled:
+            gc.enable()
+    return out
 
 
 def _proxied(cluster: Cluster, key: str) -> bool:

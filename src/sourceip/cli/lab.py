@@ -46,11 +46,6 @@ def lab() -> None:
 # ----------------------------------------------------------------------------- run
 
 
-def _short(text: str | None, width: int) -> str:
-    text = text or ""
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _l7(xff: str | None, resolved: str | None) -> str:
     """`` XFF 192.168.2.1 → 192.168.2.1``: what an HTTP path's app resolves, and from what."""
     return f" XFF {xff or '-'} → {resolved or 'none'}"
@@ -86,40 +81,51 @@ def _predicted_text(prediction: Any) -> str:
     return " | ".join(parts)
 
 
-def render_agreements(agreements: Any) -> str:
-    """The comparison table: one line per path, its predicted and observed source IP."""
-    rows = [("", "PATH", "CLIENT → TARGET", "PREDICTED", "OBSERVED")]
+def _agree_style(col: int, text: str) -> str | None:
+    if col != 0:
+        return None
+    return "good" if text == "agree" else "bad" if text == "DISAGREE" else None
+
+
+def render_agreements(agreements: Any, term: Any = None) -> str:
+    """The comparison table: one row per path, its predicted and observed source IP, laid out
+    to ``term`` (a ``report.term.Term``; default: 100 columns, no colour). Long cells wrap;
+    nothing is cut."""
+    from sourceip.report.term import PLAIN, table, wrap_lines
+
+    term = term or PLAIN
+    rows = []
     for a in agreements:
         target = a.spec.target + (f" via {a.spec.via_node}" if a.spec.via_node
                                   and a.spec.client == "external" else "")
-        rows.append((
+        rows.append([
             "agree" if a.agree else "DISAGREE",
-            _short(a.spec.description or a.spec.id, 60),
-            _short(f"{a.spec.client} → {target}", 60),
-            _short(_predicted_text(a.prediction), 50),
-            _short(_observed_text(a.observations), 60),
-        ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]
-    for a in agreements:
-        if not a.agree and a.reason and a.prediction is not None:
-            lines.append(f"DISAGREE {a.spec.id}: {a.reason}")
+            a.spec.description or a.spec.id,
+            f"{a.spec.client} → {target}",
+            _predicted_text(a.prediction),
+            _observed_text(a.observations),
+        ])
+    lines = table(["", "PATH", "CLIENT → TARGET", "PREDICTED", "OBSERVED"], rows, term=term,
+                  cell_style=_agree_style)
+    lines += wrap_lines([f"DISAGREE {a.spec.id}: {a.reason}" for a in agreements
+                         if not a.agree and a.reason and a.prediction is not None], term.width)
     return "\n".join(lines)
 
 
-def render_health_checks(rows: Any) -> str:
+def render_health_checks(rows: Any, term: Any = None) -> str:
     """The load balancers' health checks: node, check, predicted and observed status."""
-    table = [("", "SERVICE", "NODE", "CHECK", "PREDICTED", "OBSERVED", "POOL")]
+    from sourceip.report.term import PLAIN, table
+
+    term = term or PLAIN
+    body = []
     for h in rows:
         check = (f"{h['kind']} :{h['port']}{h['path']}" if h["kind"] != "none"
                  else "none")
-        table.append(("agree" if h["agree"] else "DISAGREE", h["service"], h["node"], check,
-                      h["predicted"], h["observed"], "in" if h["in_pool"] else "out"))
-    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
+        body.append(["agree" if h["agree"] else "DISAGREE", h["service"], h["node"], check,
+                     str(h["predicted"]), str(h["observed"]), "in" if h["in_pool"] else "out"])
     lines = ["load balancer health checks:"]
-    lines += ["  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-              for r in table]
+    lines += table(["", "SERVICE", "NODE", "CHECK", "PREDICTED", "OBSERVED", "POOL"], body,
+                   term=term, indent=2, cell_style=_agree_style)
     return "\n".join(lines)
 
 
@@ -175,8 +181,13 @@ def run(filenames: tuple[str, ...], example: str | None, mode: str | None,
     per_spec = {p.spec.id: max(LB_ATTEMPTS, attempts) if p.spec.via_lb
                 else attempts if p.split else 1 for p in predictions}
     lab_ = Lab(plan)
-    with lab_:
+    from sourceip.report.term import progress
+
+    with progress(f"building lab {plan.runid} ({len(plan.namespaces)} namespaces)",
+                  enabled=output == "text") as bar, lab_:
+        bar.update(f"probing {len(specs)} paths")
         observations = lab_.probe(specs, attempts=per_spec or 1)
+        bar.stop()  # before anything is printed
         if predictions:
             agreements = compare_all(predictions, observations)
         else:
@@ -228,11 +239,14 @@ def _print_run(plan: Any, lab_: Any, agreements: Any, notes: list[str], output: 
                f"{plan.mode}{backend}"
                + ("" if plan.rules_loaded else " NOT loaded")
                + f", external client {plan.external_ip}, up in {t.get('up', 0):.2f}s")
-    click.echo(render_agreements(agreements))
+    from sourceip.report.term import detect, wrap_lines
+
+    term = detect()
+    click.echo(render_agreements(agreements, term))
     if lab_.health_checks:
-        click.echo(render_health_checks(lab_.health_checks))
-    for note in notes:
-        click.echo(f"note: {note}")
+        click.echo(render_health_checks(lab_.health_checks, term))
+    for line in wrap_lines([f"note: {n}" for n in notes], term.width):
+        click.echo(line)
     n_ok = sum(1 for a in agreements if a.agree)
     click.echo(f"{n_ok}/{len(agreements)} paths agree")
 
@@ -259,7 +273,9 @@ def up(filenames: tuple[str, ...], example: str | None, mode: str | None,
             for client, ns in plan.clients:
                 click.echo(f"  {client:40} {ns}")
             if lab_.health_checks:
-                click.echo(render_health_checks(lab_.health_checks))
+                from sourceip.report.term import detect
+
+                click.echo(render_health_checks(lab_.health_checks, detect()))
             for note in (*plan.notes, *lab_.notes):
                 click.echo(f"note: {note}")
             click.echo(f"probe: sourceip lab probe --run {plan.runid} --from CLIENT "

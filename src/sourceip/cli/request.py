@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from sourceip.cli.common import emit, output_option
 from sourceip.errors import InputError, ManifestError, ValidationError
@@ -51,6 +50,8 @@ def _load(controller: str, path: str) -> Any:
         except tomllib.TOMLDecodeError as exc:
             raise ManifestError(f"invalid TOML: {exc}", file=path) from None
         return parse_settings(controller, data)
+    import yaml  # here, not at the top: `sourceip --help` imports this module
+
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

@@ -148,4 +148,6 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
     if output in ("json", "yaml"):
         emit(result.to_dict(), output)
     else:
-        emit(render_trace(result, wide=output == "wide"), "text")
+        from sourceip.report.term import detect
+
+        emit(render_trace(result, wide=output == "wide", term=detect()), "text")

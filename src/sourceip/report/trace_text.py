@@ -1,9 +1,13 @@
-"""Text renderings of a Trace: a short story by default, every rule with ``wide``."""
+"""Text renderings of a Trace: a short story by default, every rule with ``wide``; lines
+wrap at the terminal's width (``report.term``), continuation lines indented."""
 
 from __future__ import annotations
 
 from sourceip.dataplane.trace import Trace, fmt_prob
 from sourceip.netfilter.evaluate import Step
+from sourceip.report.term import PLAIN, Term, wrap_lines
+
+_DISPOSITION_STYLE = {"delivered": "good", "dropped": "bad", "rejected": "bad", "passed": "warn"}
 
 _QUIET = ("jump ", "goto ", "vmap ")
 
@@ -12,11 +16,24 @@ def _interesting(s: Step) -> bool:
     return not s.effect.startswith(_QUIET) and s.effect not in ("matched", "return")
 
 
-def render_trace(trace: Trace, *, wide: bool = False) -> str:
+def render_trace(trace: Trace, *, wide: bool = False, term: Term = PLAIN) -> str:
     """The packet's story: each outcome with its probability, the hops, and the rules that
-    rewrote, marked or stopped the packet (all matched rules with ``wide``)."""
+    rewrote, marked or stopped the packet (all matched rules with ``wide``), in lines of at
+    most ``term.width`` columns."""
     if wide:
-        return str(trace)
+        return "\n".join(wrap_lines(str(trace).splitlines(), term.width, hang=4))
+    lines = _story(trace)
+    out: list[str] = []
+    for ln in lines:
+        parts = wrap_lines([ln], term.width, hang=4)
+        if term.color and ln.startswith("outcome "):
+            disposition = ln.split(": ", 1)[1].split(" ", 1)[0].lower()
+            parts = [term.style(x, _DISPOSITION_STYLE.get(disposition)) for x in parts]
+        out += parts
+    return "\n".join(out)
+
+
+def _story(trace: Trace) -> list[str]:
     lines = [f"{trace.source} -> {trace.target}: {trace.original}"]
     for n, o in enumerate(trace.outcomes, 1):
         head = f"outcome {n} ({fmt_prob(o.probability)}): {o.disposition.upper()}"
@@ -49,4 +66,4 @@ def render_trace(trace: Trace, *, wide: bool = False) -> str:
             lines.append(f"  note: {note}")
     for note in trace.notes:
         lines.append(f"note: {note}")
-    return "\n".join(lines)
+    return lines
