@@ -147,5 +147,67 @@ def test_forged_header_is_believed_exactly_when_flagged(tmp_path: Path, example:
         assert app is not None
         believed = [b for b in app["branches"] if not b["forged"]["refused"]]
         assert bool(believed) == app["forgeable"], (data, p.title)
+        assert ["X-Forwarded-For", "6.6.6.6, 6.6.6.6, 6.6.6.6, 6.6.6.6"] in \
+            app["forged_request"]
         if app["forgeable"]:
             assert any("ingress-nginx" in fx.change for fx in p.fixes), (data, p.title)
+
+
+# ---- Gateway API (HTTPRoute -> Gateway -> GatewayClass -> Envoy Gateway's proxy) ----
+
+def _eg_docs() -> list[dict]:  # type: ignore[type-arg]
+    return [d for d in yaml.safe_load_all(example_text("envoy-gateway")) if d]
+
+
+def _eg_cluster(tmp_path: Path, extra: list[dict] | None = None,  # type: ignore[type-arg]
+                drop: str = "") -> Path:
+    docs = [d for d in _eg_docs() if d.get("kind") != drop] + (extra or [])
+    f = tmp_path / "eg.yaml"
+    f.write_text(yaml.safe_dump_all(docs))
+    return f
+
+
+def _ctp(xff: dict) -> dict:  # type: ignore[type-arg]
+    return {"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "ClientTrafficPolicy",
+            "metadata": {"name": "client-ip", "namespace": "default"},
+            "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                     "name": "eg"}],
+                     "clientIPDetection": {"xForwardedFor": xff}}}
+
+
+def test_httproute_through_envoy_gateway_keeps_the_client() -> None:
+    paths = _ingress_paths(load_example("envoy-gateway"))
+    (p,) = paths
+    app = p.app_sees
+    assert app is not None
+    assert app["controller"] == "envoy-gateway" and app["route_kind"] == "HTTPRoute"
+    assert app["ingress"] == "default/nginx" and app["settings_from"].startswith("defaults")
+    assert app["peer"] == "192.168.2.40"
+    # eTP Local behind a forwarding LB: Envoy's peer is the client, which it appends
+    assert app["resolved_client"] == "203.0.113.10" and p.real_client is True
+    assert app["forgeable"] is False
+    assert p.title.startswith("external -> HTTPRoute default/nginx")
+
+
+def test_client_traffic_policy_is_read_and_trusting_hops_is_forgeable(tmp_path: Path) -> None:
+    f = _eg_cluster(tmp_path, [_ctp({"numTrustedHops": 2})])
+    (p,) = _ingress_paths(load_cluster([str(f)]))
+    assert p.app_sees is not None
+    assert p.app_sees["settings_from"] == "ClientTrafficPolicy default/client-ip"
+    # two trusted hops with only a forwarding LB in front: the client's own entry is believed
+    assert p.app_sees["forgeable"] is True
+
+
+def test_httproute_without_its_gateway_is_a_finding(tmp_path: Path) -> None:
+    f = _eg_cluster(tmp_path, drop="Gateway")
+    res = _run("explain", "-f", str(f))
+    assert res.returncode == 0, res.stderr
+    assert "HTTPRoute default/nginx: its Gateway default/eg is not in the input" in res.stdout
+
+
+def test_bad_client_traffic_policy_names_file_line_field(tmp_path: Path) -> None:
+    f = _eg_cluster(tmp_path, [_ctp({"numTrustedHops": "many"})])
+    res = _run("explain", "-f", str(f))
+    assert res.returncode == 1, res.stdout
+    assert f"{f}:" in res.stderr and "numTrustedHops" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -10,6 +10,8 @@ from functools import cached_property
 from sourceip.cluster.model import (
     ConfigMap,
     EndpointSlice,
+    Gateway,
+    GatewayClass,
     Ingress,
     IngressClass,
     KubeProxyConfig,
@@ -17,6 +19,7 @@ from sourceip.cluster.model import (
     NetworkProfile,
     Node,
     Pod,
+    PolicyObject,
     Service,
 )
 from sourceip.errors import LookupFailed
@@ -36,6 +39,9 @@ class Cluster:
     ingress_classes: tuple[IngressClass, ...] = ()
     config_maps: tuple[ConfigMap, ...] = ()
     lb_profiles: tuple[LoadBalancerProfile, ...] = ()
+    gateway_classes: tuple[GatewayClass, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
+    policies: tuple[PolicyObject, ...] = ()
     kube_proxy: KubeProxyConfig = field(default_factory=KubeProxyConfig)
     profile: NetworkProfile = field(default_factory=NetworkProfile)
     notes: tuple[str, ...] = ()

@@ -337,6 +337,51 @@ class Ingress:
     paths: tuple[IngressPath, ...] = ()
     lb_ips: tuple[IPAddress, ...] = ()
     annotations: dict[str, str] = field(default_factory=dict, hash=False)
+    # "Ingress", or "HTTPRoute" for a Gateway API route (its parent Gateways in ``parents``,
+    # ``ns/name``; the controller is found through Gateway -> GatewayClass)
+    kind: str = "Ingress"
+    parents: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayClass:
+    """A Gateway API GatewayClass: which controller implements its Gateways."""
+
+    name: str
+    controller_name: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gateway:
+    """A Gateway API Gateway: its class and listener ports (HTTP ones route HTTPRoutes)."""
+
+    namespace: str
+    name: str
+    gateway_class: str = ""
+    listener_ports: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyObject:
+    """An implementation's policy attached to a Gateway (Envoy Gateway's
+    ClientTrafficPolicy), kept whole for the controller model to read; ``targets`` are the
+    ``Kind/ns/name`` it attaches to; ``locate`` as for :class:`ConfigMap`."""
+
+    kind: str
+    namespace: str
+    name: str
+    targets: tuple[str, ...] = ()
+    obj: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
+    locate: Callable[[Exception], Exception] | None = field(default=None, compare=False,
+                                                            hash=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sourceip.ingress.discover import Controller, Discovery, IngressRoute
 
 FORGED_IP = "6.6.6.6"
+FORGED_HOPS = 4  # X-Forwarded-For entries a forging client sends
 # Where each controller lists the peers whose forwarding headers it believes.
 TRUST_SETTING = {
     "ingress-nginx": "proxy-real-ip-cidr",
@@ -157,6 +158,7 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
     proxy = (lb.get("client") or client_ip, 40000) if pp in ("v1", "v2") else None
     proxy_dest = (str(entry.trace.original.dst), entry.trace.original.dport)
     req_host = route.path.host or DEFAULT_HOST
+    forged_req = forged_request(ctrl.settings)
     branches: list[dict[str, Any]] = []
     findings: list[str] = []
     rewritten = list(entry.rewritten_by)
@@ -174,8 +176,7 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
         listen = int((o.endpoint or ":80").rpartition(":")[2])
         kw: dict[str, Any] = {"host": req_host, "port": listen, "proxy_dest": proxy_dest}
         honest = deliver(ctrl.settings, ctrl_pod, remote, proxy, [], strategy, **kw)
-        forged = deliver(ctrl.settings, ctrl_pod, remote, proxy,
-                         [("X-Forwarded-For", FORGED_IP)], strategy, **kw)
+        forged = deliver(ctrl.settings, ctrl_pod, remote, proxy, forged_req, strategy, **kw)
         peer = _l3_peer(explainer, ctrl_pod, svc, backend, sp)
         if first is None:
             first = honest
@@ -195,7 +196,7 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
             "controller_client": honest.controller_client,
             "resolved_client": honest.resolved,
             "provenance": dict(honest.provenance),
-            "forged": {"header": f"X-Forwarded-For: {FORGED_IP}",
+            "forged": {"header": "; ".join(f"{k}: {v}" for k, v in forged_req),
                        "headers": _headers_dict(forged.headers),
                        "resolved_client": forged.resolved,
                        "refused": forged.resolved != FORGED_IP},
@@ -206,13 +207,14 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
     app_sees = {
         "controller": ctrl.name, "controller_namespace": ctrl.namespace,
         "settings_from": ctrl.settings_from,
-        "ingress": f"{ing.namespace}/{ing.name}", "host": host, "path": route.path.path,
+        "ingress": ing.key, "route_kind": ing.kind, "host": host, "path": route.path.path,
         "peer": b0["peer"] if b0 else None,
         "headers": b0["headers"] if b0 else {},
         "resolved_client": b0["resolved_client"] if b0 else None,
         "strategy": rec.strategy_code,
         "trusted_cidrs": trusted,
         "forgeable": forgeable,
+        "forged_request": [list(h) for h in forged_req],
         "branches": branches,
     }
     if first is not None and first.controller_client and first.controller_client != client_ip:
@@ -242,7 +244,7 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
         summary = ("the app resolves a rewritten address, not the client: the controller "
                    "passes on the address the L4 path left it")
     if forgeable:
-        summary += f"; a client can forge it (X-Forwarded-For: {FORGED_IP} is believed)"
+        summary += f"; a client can forge it (a forged {FORGED_IP} is believed)"
     fixes = []
     for ch in rec.settings_changes:
         fixes.append(fix_cls(change=f"{ctrl.label} {ch.setting}: {ch.value}", effect=ch.effect,
@@ -277,7 +279,7 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
                                        "excludes the nodes' bridge/tunnel addresses)")))
     entry_title = ("the load balancer" if entry.kind == "through-lb"
                    else entry.title.replace("external -> ", ""))
-    title = (f"external -> Ingress {ing.namespace}/{ing.name} ({host}{route.path.path}) via "
+    title = (f"external -> {ing.kind} {ing.key} ({host}{route.path.path}) via "
              f"{ctrl.name}, {entry_title}")
     result: PathResult = path_cls(
         kind="ingress", title=title, client=entry.client,
@@ -287,6 +289,24 @@ def _one(explainer: Explainer, route: IngressRoute, ctrl: Controller, csvc: Serv
         app_sees=app_sees, load_balancer=entry.load_balancer,
         findings=tuple(dict.fromkeys(findings)))
     return result
+
+
+def forged_request(settings: Any) -> list[tuple[str, str]]:
+    """What a client sends to choose its address: every header the controller reads for the
+    client set to FORGED_IP, X-Forwarded-For with several such entries (so that trusting N hops
+    by count is caught too)."""
+    from sourceip.ingress import client_headers
+
+    names = dict.fromkeys(["X-Forwarded-For", "X-Real-IP", *client_headers(settings)])
+    out = []
+    for n in names:
+        if n.lower() == "x-forwarded-for":
+            out.append((n, ", ".join([FORGED_IP] * FORGED_HOPS)))
+        elif n.lower() == "forwarded":
+            out.append((n, f"for={FORGED_IP}"))
+        else:
+            out.append((n, FORGED_IP))
+    return out
 
 
 def _headers_dict(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:

@@ -154,13 +154,13 @@ def _ingress_probes(p: PathResult, cluster: Cluster, service_key: str, port_text
         "http_host": host, "http_path": path if path.startswith("/") else "/" + path,
         "strategy": str(app.get("strategy") or ""), "skip": skip,
     }
+    forged = tuple((str(k), str(v)) for k, v in app.get("forged_request") or [FORGED_HEADER])
     return [
         PredictedProbe(id=base_id, description=description,
                        http_outcomes=_ingress_outcomes(p, backend, forged=False), **common),
         PredictedProbe(id=base_id + "+forged",
-                       description=f"{description} (forged {FORGED_HEADER[0]}: "
-                                   f"{FORGED_HEADER[1]})",
-                       http_headers=(FORGED_HEADER,),
+                       description=f"{description} (forged headers)",
+                       http_headers=forged,
                        http_outcomes=_ingress_outcomes(p, backend, forged=True), **common),
     ]
 

@@ -37,6 +37,8 @@ class ControllerKind:
     legacy_class_flags: tuple[str, ...]  # flags that set the annotation value
     configmap_flag: str  # the flag naming the ConfigMap ("" when configured by args)
     default_configmaps: tuple[str, ...]  # ConfigMap names the Helm charts use
+    gateway_controller: str = ""  # GatewayClass spec.controllerName it implements
+    per_gateway: bool = False  # one data plane per Gateway (Envoy Gateway's proxies)
 
 
 # One row per controller product, cited: ingress-nginx cmd/nginx/flags.go (--configmap,
@@ -63,8 +65,20 @@ KNOWN: tuple[ControllerKind, ...] = (
                    controller_class="traefik.io/ingress-controller", ingress_class="traefik",
                    class_flags=(),
                    legacy_class_flags=("--providers.kubernetesingress.ingressclass",),
-                   configmap_flag="", default_configmaps=()),
+                   configmap_flag="", default_configmaps=(),
+                   gateway_controller="traefik.io/gateway-controller"),
+    # Envoy Gateway's data plane: one Envoy Deployment per Gateway, labelled with the Gateway
+    # it serves (envoy-gateway internal/infrastructure/kubernetes/proxy/resource.go
+    # envoyLabels: gateway.envoyproxy.io/owning-gateway-{name,namespace}); configured by the
+    # ClientTrafficPolicy attached to that Gateway.
+    ControllerKind(controller="envoy-gateway", images=("envoyproxy/envoy",), entrypoints=(),
+                   controller_class="", ingress_class="", class_flags=(),
+                   legacy_class_flags=(), configmap_flag="", default_configmaps=(),
+                   gateway_controller="gateway.envoyproxy.io/gatewayclass-controller",
+                   per_gateway=True),
 )
+OWNING_GATEWAY = ("gateway.envoyproxy.io/owning-gateway-namespace",
+                  "gateway.envoyproxy.io/owning-gateway-name")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +94,7 @@ class Controller:
     services: tuple[Service, ...]  # Services selecting the controller pods
     controller_class: str
     ingress_class: str
+    gateways: tuple[str, ...] = ()  # Gateways (ns/name) whose routes this data plane serves
 
     @property
     def name(self) -> str:
@@ -164,7 +179,24 @@ def _settings(kind: ControllerKind, pod: Pod, args: tuple[str, ...],
             if cm.locate is not None:
                 raise cm.locate(exc) from None
             raise
+    if kind.per_gateway:
+        gw = _owning_gateway(pod)
+        for pol in cluster.policies:
+            if pol.kind == "ClientTrafficPolicy" and f"Gateway/{gw}" in pol.targets:
+                try:
+                    return (parse_settings(kind.controller, pol.obj),
+                            f"ClientTrafficPolicy {pol.namespace}/{pol.name}", findings)
+                except InputError as exc:
+                    if pol.locate is not None:
+                        raise pol.locate(exc) from None
+                    raise
+        return default_settings(kind.controller), "defaults (no ClientTrafficPolicy)", findings
     return parse_settings(kind.controller, list(args)), "container args", findings
+
+
+def _owning_gateway(pod: Pod) -> str:
+    ns, name = (pod.labels.get(k, "") for k in OWNING_GATEWAY)
+    return f"{ns}/{name}" if ns and name else ""
 
 
 def discover(cluster: Cluster) -> Discovery:
@@ -181,6 +213,10 @@ def discover(cluster: Cluster) -> Discovery:
         if hit is None:
             continue
         kind, args = hit
+        if kind.per_gateway:
+            if not _owning_gateway(pod):
+                continue  # an Envoy that no Gateway owns (a sidecar, a standalone proxy)
+            args = (_owning_gateway(pod),)  # one data plane per Gateway
         key = (kind.controller, pod.namespace, args)
         groups.setdefault(key, []).append(pod)
         kinds[key] = kind
@@ -196,11 +232,20 @@ def discover(cluster: Cluster) -> Discovery:
             if s.namespace == pods[0].namespace and s.selector
             and any(all(p.labels.get(k) == v for k, v in s.selector.items()) for p in pods)
             and s.proxied)
+        if kind.per_gateway:
+            gateways: tuple[str, ...] = (args[0],)
+        elif kind.gateway_controller:
+            classes = {c.name for c in cluster.gateway_classes
+                       if c.controller_name == kind.gateway_controller}
+            gateways = tuple(g.key for g in cluster.gateways if g.gateway_class in classes)
+        else:
+            gateways = ()
         controllers.append(Controller(
             kind=kind, namespace=pods[0].namespace, pods=tuple(pods), args=args,
             settings=settings, settings_from=src, services=services,
             controller_class=_flag(args, kind.class_flags) or kind.controller_class,
-            ingress_class=_flag(args, kind.legacy_class_flags) or kind.ingress_class))
+            ingress_class=_flag(args, kind.legacy_class_flags) or kind.ingress_class,
+            gateways=gateways))
     default_class = next((c for c in cluster.ingress_classes if c.default), None)
     routes: list[IngressRoute] = []
     for ing in cluster.ingresses:
@@ -209,11 +254,11 @@ def discover(cluster: Cluster) -> Discovery:
             svc = cluster.service_by_key.get(f"{ing.namespace}/{p.service_name}")
             finding = ""
             if svc is None:
-                finding = (f"Ingress {ing.namespace}/{ing.name}: backend Service "
+                finding = (f"{ing.kind} {ing.key}: backend Service "
                            f"{ing.namespace}/{p.service_name} does not exist (the controller "
                            "answers 503 for this path)")
             elif ctrl is None:
-                finding = f"Ingress {ing.namespace}/{ing.name}: {why}"
+                finding = f"{ing.kind} {ing.key}: {why}" if ing.kind == "Ingress" else why
             if finding:
                 findings.append(finding)
             routes.append(IngressRoute(ingress=ing, path=p, service=svc, controller=ctrl,
@@ -224,6 +269,8 @@ def discover(cluster: Cluster) -> Discovery:
 
 def _controller_for(ing: Ingress, controllers: list[Controller], cluster: Cluster,
                     default_class: Any) -> tuple[Controller | None, str]:
+    if ing.kind == "HTTPRoute":
+        return _gateway_controller(ing, controllers, cluster)
     name = ing.ingress_class
     by_annotation = bool(name) and "kubernetes.io/ingress.class" in ing.annotations \
         and ing.annotations.get("kubernetes.io/ingress.class") == name
@@ -252,3 +299,27 @@ def _controller_for(ing: Ingress, controllers: list[Controller], cluster: Cluste
             return c, ""
     return None, (f"IngressClass {klass.name} names controller {klass.controller!r}, which is "
                   "not running in the input (include its pods: kubectl get pods -A -o yaml)")
+
+
+def _gateway_controller(route: Ingress, controllers: list[Controller],
+                        cluster: Cluster) -> tuple[Controller | None, str]:
+    """The data plane serving an HTTPRoute: its parent Gateway's class names the controller
+    (GatewayClass spec.controllerName); Envoy Gateway runs one Envoy per Gateway."""
+    if not route.parents:
+        return None, f"HTTPRoute {route.key} has no Gateway parentRef"
+    why = ""
+    for parent in route.parents:
+        gw = next((g for g in cluster.gateways if g.key == parent), None)
+        if gw is None:
+            why = f"its Gateway {parent} is not in the input"
+            continue
+        gc = next((c for c in cluster.gateway_classes if c.name == gw.gateway_class), None)
+        if gc is None:
+            why = f"GatewayClass {gw.gateway_class!r} of Gateway {parent} is not in the input"
+            continue
+        for c in controllers:
+            if c.kind.gateway_controller == gc.controller_name and parent in c.gateways:
+                return c, ""
+        why = (f"no data plane of {gc.controller_name!r} for Gateway {parent} is in the input "
+               "(include its pods: kubectl get pods -A -o yaml)")
+    return None, f"HTTPRoute {route.key}: {why}"

@@ -43,6 +43,8 @@ from sourceip.cluster.model import (
     Endpoint,
     EndpointPort,
     EndpointSlice,
+    Gateway,
+    GatewayClass,
     Ingress,
     IngressClass,
     IngressPath,
@@ -52,6 +54,7 @@ from sourceip.cluster.model import (
     NetworkProfile,
     Node,
     Pod,
+    PolicyObject,
     Service,
     ServicePort,
 )
@@ -829,6 +832,83 @@ class Converter:
         prof: LoadBalancerProfile = _model(LoadBalancerProfile, "", **kwargs)
         return prof
 
+    # ---- Gateway API (gateway.networking.k8s.io) and implementation policies ----
+    def gateway_class(self, obj: Obj) -> GatewayClass:
+        _, name = self.meta(obj, namespaced=False)
+        spec = _map(obj.get("spec"), "spec")
+        return GatewayClass(name=name,
+                            controller_name=_str(spec.get("controllerName"),
+                                                 "spec.controllerName"))
+
+    def gateway(self, obj: Obj) -> Gateway:
+        ns, name = self.meta(obj)
+        spec = _map(obj.get("spec"), "spec")
+        ports: list[int] = []
+        for i, lst in enumerate(_list(spec.get("listeners"), "spec.listeners")):
+            lst = _map(lst, f"spec.listeners[{i}]")
+            proto = _str(lst.get("protocol"), f"spec.listeners[{i}].protocol", "HTTP")
+            if proto in ("HTTP", "HTTPS"):
+                ports.append(_port(lst.get("port"), f"spec.listeners[{i}].port"))
+        return Gateway(namespace=ns, name=name,
+                       gateway_class=_str(spec.get("gatewayClassName"),
+                                          "spec.gatewayClassName"),
+                       listener_ports=tuple(ports))
+
+    def http_route(self, obj: Obj) -> Ingress:
+        """An HTTPRoute as an ``Ingress`` of kind HTTPRoute: every hostname x rule's first path
+        match x Service backendRef in the route's namespace (cross-namespace backends need a
+        ReferenceGrant and are left out with a note by explain's discovery)."""
+        ns, name = self.meta(obj)
+        spec = _map(obj.get("spec"), "spec")
+        parents: list[str] = []
+        for i, ref in enumerate(_list(spec.get("parentRefs"), "spec.parentRefs")):
+            ref = _map(ref, f"spec.parentRefs[{i}]")
+            kind = _str(ref.get("kind"), f"spec.parentRefs[{i}].kind", "Gateway")
+            if kind != "Gateway":
+                continue
+            pns = _str(ref.get("namespace"), f"spec.parentRefs[{i}].namespace", ns) or ns
+            parents.append(f"{pns}/{_str(ref.get('name'), f'spec.parentRefs[{i}].name')}")
+        hosts = [_str(h, f"spec.hostnames[{i}]")
+                 for i, h in enumerate(_list(spec.get("hostnames"), "spec.hostnames"))] or [""]
+        paths: list[IngressPath] = []
+        for i, rule in enumerate(_list(spec.get("rules"), "spec.rules")):
+            rp = f"spec.rules[{i}]"
+            rule = _map(rule, rp)
+            path = "/"
+            for j, m in enumerate(_list(rule.get("matches"), rp + ".matches")[:1]):
+                pm = _map(_map(m, f"{rp}.matches[{j}]").get("path"), f"{rp}.matches[{j}].path")
+                path = _str(pm.get("value"), f"{rp}.matches[{j}].path.value", "/") or "/"
+            for j, b in enumerate(_list(rule.get("backendRefs"), rp + ".backendRefs")):
+                bp = f"{rp}.backendRefs[{j}]"
+                b = _map(b, bp)
+                if _str(b.get("kind"), bp + ".kind", "Service") != "Service" or \
+                        _str(b.get("group"), bp + ".group", "") not in ("", "core"):
+                    continue
+                if _str(b.get("namespace"), bp + ".namespace", ns) not in ("", ns):
+                    continue
+                port = _port(b.get("port"), bp + ".port")
+                svc = _str(b.get("name"), bp + ".name")
+                paths.extend(IngressPath(host=h, path=path, service_name=svc, service_port=port)
+                             for h in hosts)
+        return Ingress(namespace=ns, name=name, paths=tuple(paths), kind="HTTPRoute",
+                       parents=tuple(parents),
+                       annotations=_str_map(obj["metadata"].get("annotations"),
+                                            "metadata.annotations"))
+
+    def policy(self, obj: Obj, locate: Any = None) -> PolicyObject:
+        ns, name = self.meta(obj)
+        spec = _map(obj.get("spec"), "spec")
+        refs = list(_list(spec.get("targetRefs"), "spec.targetRefs"))
+        if spec.get("targetRef") is not None:
+            refs.append(spec["targetRef"])
+        targets = []
+        for i, r in enumerate(refs):
+            r = _map(r, f"spec.targetRefs[{i}]")
+            targets.append(f"{_str(r.get('kind'), f'spec.targetRefs[{i}].kind')}/{ns}/"
+                           f"{_str(r.get('name'), f'spec.targetRefs[{i}].name')}")
+        return PolicyObject(kind=str(obj.get("kind")), namespace=ns, name=name,
+                            targets=tuple(targets), obj=obj, locate=locate)
+
     # ---- ServiceCIDR ----
     def service_cidrs(self, obj: Obj) -> tuple[IPNetwork, ...]:
         self.meta(obj, namespaced=False)
@@ -939,6 +1019,7 @@ def _hint_names(hints: Any, key: str) -> tuple[str, ...]:
 
 _KUBE_PROXY_API = "kubeproxy.config.k8s.io/"
 _PROFILE_API = "sourceip.dev/"
+_GATEWAY_API = "gateway.networking.k8s.io/"
 
 
 def build_cluster(
@@ -1033,6 +1114,11 @@ class _Builder:
                         f"a second NetworkProfile (first at {prof_raw.describe()})",
                         field="kind"))
                 prof_raw = raw
+            elif kind in ("GatewayClass", "Gateway", "HTTPRoute") and \
+                    api.startswith(_GATEWAY_API):
+                by_kind[kind].append(raw)
+            elif kind == "ClientTrafficPolicy" and api.startswith("gateway.envoyproxy.io/"):
+                by_kind["Policy"].append(raw)
             elif kind == "IngressClass" and api.startswith("networking.k8s.io/"):
                 by_kind["IngressClass"].append(raw)
             elif kind == "LoadBalancerProfile" and (not api or api.startswith(_PROFILE_API)):
@@ -1118,6 +1204,26 @@ class _Builder:
             cm = self._convert(raw, lambda r=raw: conv.config_map(r.obj, r.locate))
             self._unique(("ConfigMap", cm.namespace, cm.name), raw, f"ConfigMap {cm.key}")
             config_maps.append(cm)
+        gw_classes: list[GatewayClass] = []
+        for raw in by_kind["GatewayClass"]:
+            gc_ = self._convert(raw, lambda r=raw: conv.gateway_class(r.obj))
+            self._unique(("GatewayClass", gc_.name), raw, f"GatewayClass {gc_.name}")
+            gw_classes.append(gc_)
+        gateways: list[Gateway] = []
+        for raw in by_kind["Gateway"]:
+            gw = self._convert(raw, lambda r=raw: conv.gateway(r.obj))
+            self._unique(("Gateway", gw.namespace, gw.name), raw, f"Gateway {gw.key}")
+            gateways.append(gw)
+        for raw in by_kind["HTTPRoute"]:
+            rt = self._convert(raw, lambda r=raw: conv.http_route(r.obj))
+            self._unique(("HTTPRoute", rt.namespace, rt.name), raw, f"HTTPRoute {rt.key}")
+            ingresses.append(rt)
+        policies: list[PolicyObject] = []
+        for raw in by_kind["Policy"]:
+            pol = self._convert(raw, lambda r=raw: conv.policy(r.obj, r.locate))
+            self._unique((pol.kind, pol.namespace, pol.name), raw,
+                         f"{pol.kind} {pol.namespace}/{pol.name}")
+            policies.append(pol)
         lb_profiles: list[LoadBalancerProfile] = []
         for raw in by_kind["LoadBalancerProfile"]:
             prof = self._convert(raw, lambda r=raw: conv.lb_profile(r.obj))
@@ -1155,7 +1261,8 @@ class _Builder:
             nodes=tuple(nodes), pods=tuple(pods), services=tuple(services),
             endpoint_slices=tuple(slices), ingresses=tuple(ingresses),
             ingress_classes=tuple(classes), config_maps=tuple(config_maps),
-            lb_profiles=tuple(lb_profiles), kube_proxy=kube_proxy,
+            lb_profiles=tuple(lb_profiles), gateway_classes=tuple(gw_classes),
+            gateways=tuple(gateways), policies=tuple(policies), kube_proxy=kube_proxy,
             profile=profile, notes=tuple(self.notes), skipped=dict(sorted(self.skipped.items())))
 
     @staticmethod
