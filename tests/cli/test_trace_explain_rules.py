@@ -99,3 +99,24 @@ def test_rules_via_parsed_dump_matches_generated(tmp_path) -> None:  # type: ign
     pick = ("disposition", "endpoint", "seen_source", "masquerade")
     assert [{k: o[k] for k in pick} for o in json.loads(a.stdout)["outcomes"]] == \
         [{k: o[k] for k in pick} for o in json.loads(b.stdout)["outcomes"]]
+
+
+@pytest.mark.parametrize("args", [
+    ("explain", "--example", "ingress-nginx", "--diagram"),
+    ("explain", "--example", "loadbalancer", "-o", "wide"),
+    ("trace", "--example", "seed", "--from", "external", "--to", "node/node2:30080", "-o",
+     "wide"),
+])
+def test_piped_text_fits_100_columns_or_columns_without_ansi(args: tuple[str, ...]) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
+    for columns, width in ((None, 100), ("72", 72)):
+        if columns:
+            env["COLUMNS"] = columns
+        res = subprocess.run([sys.executable, "-m", "sourceip", *args], capture_output=True,
+                             text=True, timeout=120, env=env)
+        assert res.returncode == 0, res.stderr
+        assert "\x1b" not in res.stdout + res.stderr
+        assert max(len(ln) for ln in res.stdout.splitlines()) <= width
+        assert res.stderr == ""  # no progress bar when stderr is not a terminal
