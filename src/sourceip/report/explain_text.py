@@ -345,6 +345,12 @@ def _draw(boxes: list[str], labels: list[str], width: int | None) -> str:
     out: list[str] = []
     for n, row in enumerate(rows):
         lead = "--> " if n else ""
+        if width is not None and len(row) == 1 and len(lead) + widths[row[0]] > width:
+            # one box wider than the drawing may be: its text wraps under itself
+            i = row[0]
+            out += wrap_lines([lead + boxes[i]], width, hang=len(lead) + 1)
+            out += wrap_lines([" " * len(lead) + labels[i]], width) if labels[i] else []
+            continue
         top = lead + " --> ".join(boxes[i].ljust(widths[i]) for i in row)
         under = " " * len(lead) + "     ".join(labels[i].ljust(widths[i]) for i in row)
         out.append(top.rstrip())
