@@ -211,3 +211,43 @@ def test_bad_client_traffic_policy_names_file_line_field(tmp_path: Path) -> None
     assert res.returncode == 1, res.stdout
     assert f"{f}:" in res.stderr and "numTrustedHops" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _traefik_cluster(tmp_path: Path, static: str) -> Path:
+    docs = [d for d in yaml.safe_load_all(example_text("ingress-nginx")) if d]
+    for d in docs:
+        if d.get("kind") == "Pod" and d["metadata"]["name"].startswith("ingress-nginx"):
+            c = d["spec"]["containers"][0]
+            c["image"] = "docker.io/traefik:v3.3"
+            c["args"] = ["--configFile=/config/traefik.yml", "--providers.kubernetesingress"]
+        if d.get("kind") == "ConfigMap":
+            d["metadata"]["name"] = "traefik-config"
+            d["data"] = {"traefik.yml": static}
+        if d.get("kind") == "IngressClass":
+            d["spec"]["controller"] = "traefik.io/ingress-controller"
+    f = tmp_path / "traefik.yaml"
+    f.write_text(yaml.safe_dump_all(docs))
+    return f
+
+
+def test_traefik_static_config_from_a_configmap(tmp_path: Path) -> None:
+    f = _traefik_cluster(tmp_path, "entryPoints:\n  web:\n    address: ':80'\n"
+                                   "    forwardedHeaders:\n      insecure: true\n")
+    paths = _ingress_paths(load_cluster([str(f)]))
+    assert paths
+    for p in paths:
+        assert p.app_sees is not None and p.app_sees["controller"] == "traefik"
+        assert p.app_sees["settings_from"] == "ConfigMap ingress-nginx/traefik-config (traefik.yml)"
+        (b,) = p.app_sees["branches"]
+        # insecure: Traefik keeps the client's own X-Real-Ip and X-Forwarded-For entries ...
+        assert b["forged"]["headers"]["X-Real-Ip"] == "6.6.6.6"
+        assert b["forged"]["headers"]["X-Forwarded-For"].startswith("6.6.6.6, ")
+        # ... but it appends its peer, and the recommended strategy reads only that
+        assert "X-Forwarded-For" in p.app_sees["strategy"] or \
+            "x-forwarded-for" in p.app_sees["strategy"]
+        assert p.app_sees["forgeable"] is False
+    f = _traefik_cluster(tmp_path, "entryPoints:\n  web:\n    address: ':80'\n")
+    for p in _ingress_paths(load_cluster([str(f)])):
+        assert p.app_sees and p.app_sees["settings_from"].startswith("ConfigMap")
+        (b,) = p.app_sees["branches"]
+        assert b["forged"]["headers"]["X-Real-Ip"] != "6.6.6.6"  # untrusted peer: replaced

@@ -486,6 +486,9 @@ class ConfigMap:
     labels: dict[str, str] = field(default_factory=dict, hash=False)
     locate: Callable[[Exception], Exception] | None = field(default=None, compare=False,
                                                             hash=False, repr=False)
+    # data keys that are configuration files (``*.yaml``, ``*.yml``, ``*.toml``), parsed;
+    # a file that does not parse is left out (the ConfigMap may belong to anything)
+    files: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def key(self) -> str:

@@ -297,7 +297,10 @@ def forged_request(settings: Any) -> list[tuple[str, str]]:
     by count is caught too)."""
     from sourceip.ingress import client_headers
 
-    names = dict.fromkeys(["X-Forwarded-For", "X-Real-IP", *client_headers(settings)])
+    names: dict[str, str] = {}  # lower-case name -> the first spelling
+    for n in ["X-Forwarded-For", "X-Real-IP", *client_headers(settings)]:
+        names.setdefault(n.lower(), n)
+    names = {v: v for v in names.values()}
     out = []
     for n in names:
         if n.lower() == "x-forwarded-for":

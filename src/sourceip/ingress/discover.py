@@ -191,6 +191,21 @@ def _settings(kind: ControllerKind, pod: Pod, args: tuple[str, ...],
                         raise pol.locate(exc) from None
                     raise
         return default_settings(kind.controller), "defaults (no ClientTrafficPolicy)", findings
+    conf = _flag(args, ("--configFile", "--configfile"))
+    if conf:  # Traefik's static configuration file, mounted from a ConfigMap of its namespace
+        base = conf.rsplit("/", 1)[-1]
+        for cm in cluster.config_maps:
+            if cm.namespace == pod.namespace and isinstance(cm.files.get(base), dict):
+                try:
+                    return (parse_settings(kind.controller, cm.files[base]),  # type: ignore[arg-type]
+                            f"ConfigMap {cm.key} ({base})", findings)
+                except InputError as exc:
+                    exc.field = f'data["{base}"]'  # the file's own line is not tracked
+                    if cm.locate is not None:
+                        raise cm.locate(exc) from None
+                    raise
+        findings.append(f"{kind.controller} in {pod.namespace}: --configFile={conf} is not in "
+                        "any ConfigMap of the input: only its command-line arguments are read")
     return parse_settings(kind.controller, list(args)), "container args", findings
 
 

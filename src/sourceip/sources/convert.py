@@ -795,8 +795,14 @@ class Converter:
                     "API server rejects a ConfigMap whose data values are not strings",
                     field=field)
             values[str(k)] = _str(v, field)
+        files: dict[str, object] = {}
+        for k, text in values.items():
+            parsed = _config_file(k, text)
+            if parsed is not None:
+                files[k] = parsed
         return ConfigMap(namespace=ns, name=name, data=values,
-                         labels=_str_map(meta.get("labels"), "metadata.labels"), locate=locate)
+                         labels=_str_map(meta.get("labels"), "metadata.labels"), locate=locate,
+                         files=files)
 
     def lb_profile(self, obj: Obj) -> LoadBalancerProfile:
         meta = _map(obj.get("metadata"), "metadata")
@@ -996,6 +1002,26 @@ class Converter:
                             enumerate(_list(spec.get("podCIDRs"), "spec.podCIDRs"))),
             service_cidrs=tuple(self.network(c, f"spec.serviceCIDRs[{i}]") for i, c in
                                 enumerate(_list(spec.get("serviceCIDRs"), "spec.serviceCIDRs"))))
+
+
+def _config_file(key: str, text: str) -> object | None:
+    """A ConfigMap value that is a YAML/TOML configuration file (by its key's suffix), parsed;
+    None when it is not one or does not parse."""
+    import yaml
+
+    low = key.lower()
+    try:
+        if low.endswith((".yaml", ".yml")):
+            value = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        elif low.endswith(".toml"):
+            import tomllib
+
+            value = tomllib.loads(text)
+        else:
+            return None
+    except (yaml.YAMLError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _opt_bool(v: Any, field: str) -> bool | None:
