@@ -8,6 +8,7 @@ that ``sources`` can point at the line of the manifest.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -91,6 +92,7 @@ class ContainerPort:
     name: str = ""
     protocol: str = "tcp"
     host_port: int | None = None
+    host_ip: IPAddress | None = None  # hostIP: the node address a hostPort is bound to
 
     def __post_init__(self) -> None:
         _port_ok(self.container_port, "containerPort")
@@ -384,6 +386,9 @@ class PolicyObject:
                                                             hash=False, repr=False)
 
 
+_RELEASE_RE = re.compile(r"1\.[0-9]{1,3}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KubeProxyConfig:
     """The fields of KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) that change rules.
@@ -402,10 +407,16 @@ class KubeProxyConfig:
     node_port_addresses: tuple[str, ...] = ()  # CIDRs, or the special value "primary"
     conntrack_tcp_be_liberal: bool = False
     hostname_override: str = ""
+    # The kube-proxy release whose rules to build, "1.NN" (kubeproxy/releases.py has the
+    # table; empty: its DEFAULT_VERSION). Read from the sourceip.dev/kubeProxyVersion
+    # annotation or --kube-proxy-version.
+    version: str = ""
 
     def __post_init__(self) -> None:
         _check(self.mode in ("iptables", "nftables"), "mode",
                f"{self.mode!r}: sourceip models the iptables and nftables modes")
+        _check(not self.version or _RELEASE_RE.fullmatch(self.version) is not None,
+               "kubeProxyVersion", f"{self.version!r} is not a release like 1.35")
         _check(0 <= self.masquerade_bit <= 31, "iptables.masqueradeBit",
                f"{self.masquerade_bit} is outside 0-31")
         for i, cidr in enumerate(self.node_port_addresses):

@@ -472,7 +472,7 @@ class Converter:
                     for pi, p in enumerate(_list(c.get("ports"), "ports")):
                         try:
                             key = (p.get("containerPort"), p.get("name"), p.get("protocol"),
-                                   p.get("hostPort"))
+                                   p.get("hostPort"), p.get("hostIP"))
                             cp = port_cache.get(key)
                         except (AttributeError, TypeError):  # not a mapping / unhashable
                             key, cp = None, None
@@ -480,6 +480,13 @@ class Converter:
                             cp = self._container_port(p, pi)
                             if key is not None:
                                 port_cache[key] = cp
+                        if host_network and cp.host_port not in (None, cp.container_port):
+                            # the API server: hostPort must match containerPort when
+                            # hostNetwork is true (and defaults it to containerPort)
+                            raise ValidationError(
+                                f"{cp.host_port} must equal containerPort "
+                                f"{cp.container_port} on a hostNetwork pod",
+                                field=f"ports[{pi}].hostPort")
                         ports.append(cp)
                 except ValidationError as exc:
                     exc.field = _join(f"spec.{ckey}[{ci}]", exc.field)
@@ -529,7 +536,8 @@ class Converter:
             container_port=_port(p.get("containerPort"), pp + ".containerPort"),
             name=_str(p.get("name"), pp + ".name"),
             protocol=_protocol(p.get("protocol"), pp + ".protocol"),
-            host_port=_port(hp, pp + ".hostPort") if hp else None)
+            host_port=_port(hp, pp + ".hostPort") if hp else None,
+            host_ip=self.ip(p["hostIP"], pp + ".hostIP") if p.get("hostIP") else None)
         return cp
 
     # ---- Service ----
