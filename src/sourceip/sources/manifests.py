@@ -133,7 +133,11 @@ def parse_text(text: str, name: str, *, path: Path | None = None,
             raise ManifestError(f"invalid YAML: {exc}", file=name) from None
     source = Source(name, path=path, text=text if keep_text or path is None else None,
                     is_json=is_json)
-    if is_json:
+    yield from _objects(docs, source, name)
+
+
+def _objects(docs: list[Any], source: Source, name: str) -> Iterator[RawObject]:
+    if source.is_json:
         # a JSON array at top level: each element is an object
         top = docs[0]
         if isinstance(top, list):
@@ -161,6 +165,21 @@ def _json_loads(text: str) -> Any:
         except _orjson.JSONDecodeError:
             pass
     return json.loads(text)
+
+
+def _fast_json(data: bytes) -> list[Any] | None:
+    """A file's JSON documents read by orjson straight from its bytes (UTF-8, a BOM allowed),
+    or ``None``: not JSON, orjson not installed, or refused by orjson (``parse_text`` then
+    reads it, with ``json``'s messages)."""
+    if _orjson is None:
+        return None
+    view = memoryview(data)[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    if bytes(view[:64]).lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        return [_orjson.loads(view)]
+    except _orjson.JSONDecodeError:
+        return None
 
 
 # Constructs PyYAML reports where it finds them unclosed (often lines later, or at the end of
@@ -230,6 +249,11 @@ def read_inputs(paths: Sequence[str], *, stdin: IO[str] | None = None,
                 data = f.read_bytes()
             except OSError as exc:
                 raise ManifestError(f"cannot read: {exc.strerror}", file=name) from None
+            docs = _fast_json(data)
+            if docs is not None:  # no text copy of the file: orjson reads the bytes
+                del data
+                yield from _objects(docs, Source(name, path=f, is_json=True), name)
+                continue
             yield from parse_text(_decode(data, name), name, path=f, keep_text=False)
 
 
