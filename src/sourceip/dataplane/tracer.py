@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
+from sourceip.dataplane.portmap import build_portmap_ruleset, merge_portmap
 from sourceip.dataplane.topology import Route, Topology
 from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
 from sourceip.errors import LookupFailed, TraceError, ValidationError
@@ -110,8 +111,9 @@ class Tracer:
     def ruleset(self, node: str) -> Ruleset:
         rs = self._rulesets.get(node)
         if rs is None:
-            rs = self._rulesets[node] = build_ruleset(
-                self.rules_cluster, self.cluster.node(node), self.config)
+            rs = self._rulesets[node] = merge_portmap(
+                build_ruleset(self.rules_cluster, self.cluster.node(node), self.config),
+                build_portmap_ruleset(self.cluster, node, self.config.mode))
         return rs
 
     def evaluator(self, node: str) -> Evaluator:
@@ -141,7 +143,8 @@ class Tracer:
         if ev is None:
             base = Cluster(nodes=self.cluster.nodes, kube_proxy=self.cluster.kube_proxy,
                            profile=self.cluster.profile)
-            rs = build_ruleset(base, self.cluster.node(node), self.config)
+            rs = merge_portmap(build_ruleset(base, self.cluster.node(node), self.config),
+                               build_portmap_ruleset(self.cluster, node, self.config.mode))
             ev = self._transit[key] = Evaluator(rs, self.topo.local_set(node))
         return ev
 
