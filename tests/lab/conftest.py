@@ -45,7 +45,7 @@ def _foreign_runs() -> set[str]:
             st = load_state(f.stem)
         except Exception:  # noqa: BLE001 - a half-written state file of another run
             continue
-        if st.owner_alive() and not _ours(st.owner_pid):
+        if st.owner_alive and not _ours(st.owner_pid):
             out.add(st.runid)
     return out
 
