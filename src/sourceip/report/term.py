@@ -137,20 +137,32 @@ def _cell_lines(text: str, width: int) -> list[str]:
     return out
 
 
-def column_widths(natural: Sequence[int], available: int) -> list[int]:
-    """Max-min fair widths: columns that fit in an equal share keep their natural width; the
-    others share what is left equally."""
-    widths = list(natural)
+def column_widths(natural: Sequence[int], available: int,
+                  minimum: Sequence[int] | None = None) -> list[int]:
+    """Max-min fair widths: every column first gets its ``minimum`` (its longest word, so that
+    words are not cut when there is room), then columns that fit in an equal share of the rest
+    keep their natural width and the others share what is left equally."""
+    n = len(natural)
     if sum(natural) <= available:
-        return widths
-    order = sorted(range(len(natural)), key=lambda i: natural[i])
-    left, cols = available, len(natural)
-    for i in order:
-        share = max(1, left // cols)
-        widths[i] = min(natural[i], share)
+        return list(natural)
+    mins = [min(m, nat) for m, nat in zip(minimum or [1] * n, natural, strict=True)]
+    if sum(mins) > available:
+        mins = [1] * n
+    widths = list(mins)
+    left, cols = available, n
+    for i in sorted(range(n), key=lambda i: natural[i]):
+        widths[i] = max(mins[i], min(natural[i], left // cols))
         left -= widths[i]
         cols -= 1
+    while sum(widths) > available:  # minimums taken by the narrow ones: trim the widest
+        widest = max(range(n), key=lambda i: widths[i] - mins[i])
+        if widths[widest] <= 1:
+            break
+        widths[widest] -= 1
     return widths
+
+
+MAX_WORD = 30  # a longer word may be cut to let the other columns breathe
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, term: Term = PLAIN,
@@ -164,7 +176,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, term: Term =
     natural = [max([len(h)] + [len(ln) for r in rows for ln in r[i].split("\n")])
                for i, h in enumerate(headers)]
     available = width - indent - len(GAP) * (n - 1)
-    widths = column_widths(natural, available)
+    longest = [min(MAX_WORD, max([len(w) for r in rows for w in r[i].split()] or [1]))
+               for i in range(n)]
+    widths = column_widths(natural, available, longest)
     pad = " " * indent
     squeezed = [w for w, nat in zip(widths, natural, strict=True) if w < nat]
     if squeezed and min(squeezed) < FOLD_BELOW:
