@@ -2,6 +2,14 @@
 
 Tables, diagrams and JSON are renderings of these objects; ``str(trace)`` is the story of the
 packet and is tested verbatim.
+
+An outcome reached only by assuming how a rule the evaluator cannot decide goes (an ipset
+without its contents, ``physdev``, ``bpf``, an unknown nft expression...) has ``certain``
+False, ``depends_on`` the undecided rules as written and ``assumptions`` which way each was
+taken. Its ``probability`` is its probability *if those assumptions hold*: forks on undecided
+rules do not split probability. Certain outcomes sum to what the undecided rules cannot take
+away; adding the uncertain outcomes consistent with any one answer for every undecided rule
+gives 1. ``Trace.undecided()`` groups the outcomes per undecided rule.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from typing import Any, Literal
 
 from sourceip.net.addr import IPAddress
 from sourceip.net.packet import FiveTuple
-from sourceip.netfilter.evaluate import Step
+from sourceip.netfilter.evaluate import Assumption, Step
 
 Disposition = Literal["delivered", "dropped", "rejected", "passed"]
 
@@ -52,6 +60,19 @@ class Outcome:
     reply_ok: bool | None = None
     reply: str = ""
     notes: tuple[str, ...] = ()
+    # False when the outcome hangs on rules the evaluator could not decide: ``depends_on``
+    # names them (as written, with file:line when known), ``assumptions`` says which way.
+    certain: bool = True
+    depends_on: tuple[str, ...] = ()
+    assumptions: tuple[Assumption, ...] = ()
+
+    def condition(self) -> str:
+        """``depends on RULE matching and RULE2 not matching`` (empty when certain)."""
+        if self.certain:
+            return ""
+        if not self.assumptions:
+            return "depends on " + " and ".join(self.depends_on)
+        return "depends on " + " and ".join(str(a) for a in self.assumptions)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of docs/json.md."""
@@ -62,6 +83,10 @@ class Outcome:
             "endpoint_name": self.endpoint_name,
             "masquerade": self.masquerade,
             "seen_source": str(self.seen_source) if self.seen_source is not None else None,
+            "certain": self.certain,
+            "depends_on": list(self.depends_on),
+            "assumptions": [{"rule": a.rule, "matches": a.matches,
+                             "undecided": list(a.undecided)} for a in self.assumptions],
             "snat": None if self.snat_node is None else {
                 "node": self.snat_node, "interface": self.snat_iface,
                 "rule": self.snat_step.text if self.snat_step else None,
@@ -110,6 +135,24 @@ class Trace:
     outcomes: tuple[Outcome, ...]
     notes: tuple[str, ...] = ()
 
+    @property
+    def certain(self) -> bool:
+        """No outcome depends on a rule the evaluator could not decide."""
+        return all(o.certain for o in self.outcomes)
+
+    def undecided(self) -> list[dict[str, Any]]:
+        """Per undecided rule (in the order first met): the outcomes (0-based indexes into
+        ``outcomes``) that assume it matches and those that assume it does not."""
+        groups: dict[str, dict[str, Any]] = {}
+        for n, o in enumerate(self.outcomes):
+            for a in o.assumptions:
+                g = groups.setdefault(a.rule, {"rule": a.rule, "undecided": list(a.undecided),
+                                               "if_matches": [], "if_not": []})
+                side = g["if_matches"] if a.matches else g["if_not"]
+                if n not in side:
+                    side.append(n)
+        return list(groups.values())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
@@ -120,6 +163,7 @@ class Trace:
                 "dst": str(self.original.dst), "dport": self.original.dport,
             },
             "outcomes": [o.to_dict() for o in self.outcomes],
+            "undecided": self.undecided(),
             "notes": list(self.notes),
         }
 
@@ -127,6 +171,9 @@ class Trace:
         lines = [f"{self.source} -> {self.target}: {self.original}"]
         for n, o in enumerate(self.outcomes, 1):
             head = f"outcome {n} ({fmt_prob(o.probability)}): {o.disposition}"
+            if not o.certain:
+                head = (f"outcome {n} ({fmt_prob(o.probability)}): uncertain: "
+                        f"{o.condition()}; if so {o.disposition}")
             if o.disposition == "delivered":
                 head += f" to {o.endpoint_name or o.endpoint} ({o.endpoint})"
                 head += f", seen source {o.seen_source}"

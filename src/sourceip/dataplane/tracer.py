@@ -10,8 +10,10 @@ to the client as the tuple the client expects (asymmetric return paths are repor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
 from sourceip.dataplane.portmap import build_portmap_ruleset, merge_portmap
@@ -21,7 +23,16 @@ from sourceip.errors import LookupFailed, TraceError, ValidationError
 from sourceip.kubeproxy import build_ruleset
 from sourceip.net.addr import IPAddress, host_port, parse_ip
 from sourceip.net.packet import FiveTuple, Packet
-from sourceip.netfilter.evaluate import ONE, Branch, Evaluator, Step, mul_prob, new_packet
+from sourceip.netfilter.evaluate import (
+    ONE,
+    Assumption,
+    Branch,
+    Evaluator,
+    Step,
+    mul_prob,
+    new_packet,
+)
+from sourceip.netfilter.ipset import IPSet
 from sourceip.netfilter.ir import Ruleset
 
 DEFAULT_EXTERNAL_IP = "203.0.113.10"
@@ -61,12 +72,14 @@ class _Walk:
     dnat_node: str | None = None
     dnat_step: Step | None = None
     notes: list[str] = field(default_factory=list)
+    # Undecidable rules this walk met and the answer it assumed (evaluate.Assumption).
+    assumed: tuple[Assumption, ...] = ()
 
     def fork(self, p: Fraction) -> _Walk:
         prob = self.prob if p is ONE or p == ONE else mul_prob(self.prob, p)
         return _Walk(prob, list(self.hops), list(self.ct), self.masq, self.snat_node,
                      self.snat_iface, self.snat_step, self.dnat_node, self.dnat_step,
-                     list(self.notes))
+                     list(self.notes), self.assumed)
 
 
 class Tracer:
@@ -84,6 +97,7 @@ class Tracer:
         rules_cluster: Cluster | None = None,
         transit_cache: dict[tuple[str, KubeProxyConfig], Evaluator] | None = None,
         compile_all: bool = False,
+        ipsets: Mapping[str, Mapping[str, IPSet]] | None = None,
     ) -> None:
         self.cluster = cluster
         self.config = config if config is not None else cluster.kube_proxy
@@ -104,6 +118,9 @@ class Tracer:
         # (explain asks some twice) is traced once.
         self._memo: dict[tuple[object, ...], Trace] = {}
         self._rulesets = dict(rulesets or {})
+        # Per node: ipset contents by set name (an ``ipset save`` dump of that node), so that
+        # its ``-m set`` rules are decided; rules on other sets make outcomes uncertain.
+        self._ipsets = dict(ipsets or {})
         self._evals: dict[str, Evaluator] = {}
         self.external_ip = parse_ip(external_ip)
 
@@ -122,7 +139,8 @@ class Tracer:
             if node not in self.topo.nets:
                 raise LookupFailed(f"no node named {node!r} with an address")
             ev = self._evals[node] = Evaluator(self.ruleset(node),
-                                               self.topo.local_set(node))
+                                               self.topo.local_set(node),
+                                               ipsets=self._ipsets.get(node))
             if self._compile_all:
                 ev.compile_all()
         return ev
@@ -322,7 +340,7 @@ class Tracer:
                     if x.dnat:
                         ct = _CT_DNAT
                         break
-                for b2 in ev.run_hook(hook, pkt, ct_state=ct):
+                for b2 in ev.run_hook(hook, pkt, ct_state=ct, assumed=last.assumptions):
                     nxt.append([*path, b2])
             paths = nxt
         return paths
@@ -343,6 +361,7 @@ class Tracer:
             if b.affinity or b.unknown:
                 notes.extend(_branch_notes([b]))
         final = path[-1].packet.tuple
+        assumed = path[-1].assumptions
         seen = final.src
         if masq and route is not None:
             seen = route.src
@@ -364,7 +383,7 @@ class Tracer:
                       iif=path[0].packet.iif, oif=route.oif if route else None,
                       steps=tuple(steps)),),
             drop_step=steps[-1] if d in ("dropped", "rejected") and steps else None,
-            notes=tuple(notes),
+            notes=tuple(notes), **_uncertainty(assumed),
         )
 
     def _at_node(self, node: str, pkt: Packet, local_origin: bool, w: _Walk,
@@ -375,9 +394,10 @@ class Tracer:
         ev = self.evaluator(node) if depth == 0 else self._transit_evaluator(node, pkt.tuple.dst)
         first = "output" if local_origin else "prerouting"
         out: list[Outcome] = []
-        for b1 in ev.run_hook(first, pkt):
+        for b1 in ev.run_hook(first, pkt, assumed=w.assumed):
             if b1.disposition != "accept":
                 w1 = w.fork(b1.probability)
+                w1.assumed = b1.assumptions
                 self._record(w1, node, pkt, [b1], None, local_origin)
                 out.append(self._finish(w1, _disp(b1.disposition), pkt.tuple, None, original,
                                         start))
@@ -393,6 +413,7 @@ class Tracer:
                     p = mul_prob(p, b.probability)
                 w2 = w.fork(p)
                 last = path[-1]
+                w2.assumed = last.assumptions
                 out_tuple = self._record(w2, node, pkt, path, route, local_origin)
                 if last.disposition != "accept":
                     out.append(self._finish(w2, _disp(last.disposition), out_tuple, None,
@@ -481,6 +502,7 @@ class Tracer:
             hops=tuple(w.hops), snat_node=w.snat_node, snat_iface=w.snat_iface,
             snat_step=w.snat_step, dnat_node=w.dnat_node, dnat_step=w.dnat_step,
             drop_step=drop_step, reply_ok=reply_ok, reply=reply, notes=tuple(w.notes),
+            **_uncertainty(w.assumed),
         )
 
     def _endpoint_name(self, ip: IPAddress, port: int, route: Route, node: str | None
@@ -623,9 +645,29 @@ def _branch_notes(path: list[Branch]) -> list[str]:
     return notes
 
 
+def _uncertainty(assumed: tuple[Assumption, ...]) -> dict[str, Any]:
+    """``certain``, ``depends_on`` (each undecided rule once, in the order met) and
+    ``assumptions`` of an outcome reached under ``assumed``."""
+    if not assumed:
+        return {}
+    depends: list[str] = []
+    kept: list[Assumption] = []
+    for a in assumed:
+        if a not in kept:
+            kept.append(a)
+        if a.rule not in depends:
+            depends.append(a.rule)
+    return {"certain": False, "depends_on": tuple(depends), "assumptions": tuple(kept)}
+
+
 def _merge(outcomes: list[Outcome]) -> list[Outcome]:
-    """Outcomes are listed most likely first (stable for equal probabilities)."""
-    return sorted(outcomes, key=lambda o: -float(o.probability))
+    """Outcomes are listed most likely first (stable for equal probabilities); outcomes that
+    depend on undecided rules come after the certain ones, grouped by what they assume."""
+    if all(o.certain for o in outcomes):
+        return sorted(outcomes, key=lambda o: -float(o.probability))
+    return sorted(outcomes, key=lambda o: (
+        not o.certain, [(a.rule, not a.matches) for a in o.assumptions],
+        -float(o.probability)))
 
 
 def _pick_port(svc: Service, port_s: str, proto: str | None):  # type: ignore[no-untyped-def]

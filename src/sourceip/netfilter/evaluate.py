@@ -5,8 +5,19 @@
 priority order, every base chain of the hook (iptables: the built-in chains of the nat and
 filter tables; nftables: base chains by priority) and returns every *branch* the packet can take:
 random load balancing (``statistic``, ``numgen``) is enumerated, never sampled, each branch with
-its exact probability. Matches the evaluator cannot decide (``UnknownMatch``) are reported on the
-branch and assumed not to match; nothing is guessed silently.
+its exact probability.
+
+Three-valued matching: a rule whose matches the evaluator cannot decide (an ``UnknownMatch``
+such as ``-m physdev``, ``-m bpf``, ``-m cgroup``, an unknown nft expression; ``-m set`` for a
+set whose contents were not given; an nft set lookup it cannot key) *forks* the walk: one
+branch where the rule matches, one where it does not. The fork does not split probability:
+both branches keep the parent's, and each records an ``Assumption`` (the rule as written,
+which way it was taken). A branch's probability is therefore its probability *given its
+assumptions*; the branches consistent with any one answer for every undecided rule sum to 1
+(docs/json.md). The same rule met again with the same packet on the same branch is not forked
+twice: the earlier assumption holds (``run_hook(..., assumed=...)`` carries them across hooks
+and nodes). ``-m set`` is decided exactly when ``ipsets`` holds the set (``netfilter.ipset``).
+Rules without undecidable matches take the same path as before: no fork, no extra work.
 
 Chains with many rules (kube-proxy's ``KUBE-SERVICES``) are indexed by (destination, protocol,
 port) so that finding a service's rule does not walk the chain; rule order is preserved by
@@ -15,16 +26,18 @@ merging the indexed candidates with the rules the index cannot key, by position.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
+from itertools import count
 from typing import Any, Literal
 
 from sourceip.net.addr import IPAddress, IPNetwork, host_port
 from sourceip.net.packet import FiveTuple, Packet
 from sourceip.net.prefixset import PrefixSet
+from sourceip.netfilter.ipset import IPSet, parse_set_match, set_match
 from sourceip.netfilter.ir import (
     Accept,
     Action,
@@ -153,6 +166,23 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Assumption:
+    """A rule the evaluator could not decide, and which way a branch took it: ``rule`` is the
+    rule as the dump wrote it with ``(file:line)`` when the rule carries its source location
+    (else as iptables-save / nft lists it); ``matches`` the answer this branch assumes;
+    ``undecided`` the matches of the rule that could not be decided. ``key`` identifies the
+    decision (evaluator, rule, packet): the same key is answered once per branch."""
+
+    rule: str
+    matches: bool
+    undecided: tuple[str, ...] = ()
+    key: tuple[object, ...] = field(default=(), compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.rule} {'matching' if self.matches else 'not matching'}"
+
+
+@dataclass(frozen=True, slots=True)
 class Branch:
     """One way through a hook: its probability, the packet after the hook, the verdict, the
     rules it matched, and what it did (DNAT/SNAT/masquerade)."""
@@ -166,6 +196,7 @@ class Branch:
     dnat: bool = False
     affinity: tuple[str, ...] = ()
     unknown: tuple[str, ...] = ()
+    assumptions: tuple[Assumption, ...] = ()
 
 
 _TEXTS: dict[tuple[str, str, str, str, int], tuple[Rule, str]] = {}
@@ -210,11 +241,12 @@ class _State:
     dnat: bool = False
     affinity: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    assumed: list[Assumption] = field(default_factory=list)
 
     def fork(self, prob: Fraction) -> _State:
-        a, u = self.affinity, self.unknown
+        a, u, d = self.affinity, self.unknown, self.assumed
         return _State(prob, self.pkt, self.steps.copy(), self.masq, self.snat_to, self.dnat,
-                      a.copy() if a else [], u.copy() if u else [])
+                      a.copy() if a else [], u.copy() if u else [], d.copy() if d else [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +397,7 @@ _VMAP, _NUMGEN, _UNKACT, _UNSUP = 11, 12, 13, 14
 _OUTCOME = {_RETURN: "return", _ACCEPT: "accept", _DROP: "drop", _REJECT: "reject"}
 
 # Special-match kinds (``_Spec``): evaluated after the plain matches, in rule order.
-_S_STAT, _S_NEVER, _S_RECENT_SET, _S_RECENT_MISS, _S_SET, _S_UNKNOWN = 0, 1, 2, 3, 4, 5
+_S_STAT, _S_NEVER, _S_RECENT_SET, _S_RECENT_MISS, _S_SET, _S_UNKNOWN, _S_IPSET = range(7)
 
 # (opcode, argument, step recorded when the action runs (None: built at run time; numgen:
 # the share of each target), extra)
@@ -526,11 +558,9 @@ class _CompiledChain:
         if got is not None and got[0] is matches:
             _m, fns_t, special_t, src, dst = got
             return _CompiledRule(i, rule, fns_t, special_t, src, dst, self.where)
-        name = self.chain.name
         fns: list[MatchFn] = []
         special: list[_Spec] = []
         src_is = dst_is = None
-        named = False  # a special match whose message names this chain
         for m in rule.matches:
             if (type(m) is Addr and not m.negate and len(m.nets) == 1
                     and not isinstance(m.nets[0], _NET_TYPES)):
@@ -541,24 +571,21 @@ class _CompiledChain:
                     dst_is = m.nets[0]
                     continue
             if isinstance(m, _SPECIAL_TYPES):
-                spec = _compile_special(m, name, i)
+                spec = _compile_special(m)
                 if not (spec[0] == _S_STAT and spec[1] is None):
                     special.append(spec)
-                    named = named or spec[0] == _S_SET or spec[0] == _S_UNKNOWN
                 continue
             fn = _match_fn(m)
             if fn is None:
-                special.append(_compile_special(UnknownMatch(text=repr(m)), name, i))
-                named = True
+                special.append((_S_UNKNOWN, _match_text(self.where, m), None))
             else:
                 fns.append(fn)
         fns_t, special_t = _intern(tuple(fns)), _intern(tuple(special))
-        if not named:
-            # Nothing in it names this chain: reusable for every rule with these matches
-            # (the builders share one matches tuple between alike rules).
-            if len(_MATCHES) >= 65536:
-                _MATCHES.clear()
-            _MATCHES[id(matches)] = (matches, fns_t, special_t, src_is, dst_is)
+        # Nothing in it names this chain: reusable for every rule with these matches (the
+        # builders share one matches tuple between alike rules).
+        if len(_MATCHES) >= 65536:
+            _MATCHES.clear()
+        _MATCHES[id(matches)] = (matches, fns_t, special_t, src_is, dst_is)
         return _CompiledRule(i, rule, fns_t, special_t, src_is, dst_is,  # type: ignore[arg-type]
                              self.where)
 
@@ -619,7 +646,7 @@ _SHARED: dict[tuple[str, str, str, str], _CompiledChain | list[_CompiledChain]] 
 _SHARED_VARIANTS = 4
 
 
-def _compile_special(m: Match, chain: str, index: int) -> _Spec:
+def _compile_special(m: Match) -> _Spec:
     if isinstance(m, Statistic):
         spec = _STAT_SPECS.get(m.probability)
         if spec is None:
@@ -639,9 +666,25 @@ def _compile_special(m: Match, chain: str, index: int) -> _Spec:
             return (_S_RECENT_MISS, None, None)
         return (_S_RECENT_SET, f"recent --name {m.name} --set", None)
     if isinstance(m, SetLookup):
-        return (_S_SET, m, f"{chain}: set @{m.set_name} cannot be evaluated")
+        neg = "!= " if m.negate else ""
+        return (_S_SET, m, f"{' . '.join(m.keys)} {neg}@{m.set_name}")
     text = m.text if isinstance(m, UnknownMatch) else repr(m)
-    return (_S_UNKNOWN, f"{chain}[{index}]: cannot evaluate {text}; assumed not to match", None)
+    sm = parse_set_match(text)
+    if sm is not None:
+        return (_S_IPSET, sm, text)
+    return (_S_UNKNOWN, text, None)
+
+
+def _match_text(where: tuple[str, str, str, str], m: Match) -> str:
+    """A match the evaluator has no predicate for, as its tool writes it."""
+    table, chain, backend, family = where
+    try:
+        text = render_rule(backend, family, table, chain, Rule(matches=(m,)))
+    except Exception:  # noqa: BLE001 - a description only
+        return repr(m)
+    if backend == "nftables":
+        return text.split(f" {chain} ", 1)[-1].strip()
+    return text.split(f"-A {chain} ", 1)[-1].strip()
 
 
 # ----------------------------------------------------------------------------- evaluator
@@ -678,12 +721,21 @@ class _BaseChain:
 _Out = list[tuple["_State", str]]
 
 
+_UIDS = count()
+
+
 class Evaluator:
-    """Evaluates one node's ruleset. ``local`` holds the addresses the node owns."""
+    """Evaluates one node's ruleset. ``local`` holds the addresses the node owns; ``ipsets``
+    the contents of ipsets (by name) that ``-m set`` rules test."""
 
     def __init__(self, ruleset: Ruleset,
-                 local: PrefixSet | Iterable[IPAddress | IPNetwork | str]) -> None:
+                 local: PrefixSet | Iterable[IPAddress | IPNetwork | str], *,
+                 ipsets: Mapping[str, IPSet] | None = None) -> None:
         self.ruleset = ruleset
+        # ipset contents by set name (an ``ipset save`` dump): ``-m set`` matches on these
+        # sets are decided; on any other set they fork (see the module docstring).
+        self.ipsets = ipsets
+        self._uid = next(_UIDS)
         self.backend = ruleset.backend
         self.local = local if isinstance(local, PrefixSet) else PrefixSet(local)
         self._envs: dict[frozenset[str], tuple[_Env, _Env]] = {}
@@ -758,9 +810,13 @@ class Evaluator:
         *,
         ct_state: Iterable[str] = frozenset({"NEW"}),
         table_type: str | None = None,
+        assumed: Sequence[Assumption] = (),
     ) -> list[Branch]:
         """Every branch ``packet`` can take through ``hook`` (only chains of ``table_type`` —
-        ``nat`` or ``filter`` — when given). Probabilities of the branches sum to 1."""
+        ``nat`` or ``filter`` — when given). Probabilities of the branches sum to 1, or, when
+        undecidable rules forked the walk, to 1 among the branches consistent with any one
+        answer for each (``Branch.assumptions``). ``assumed``: answers taken before this hook
+        (earlier hooks or nodes of the same packet's path), kept by every branch."""
         base_state = ct_state if isinstance(ct_state, frozenset) else frozenset(ct_state)
         envs = self._envs.get(base_state)
         if envs is None:
@@ -771,7 +827,8 @@ class Evaluator:
         plan = self._plans.get((hook, table_type))
         if plan is None:
             plan = self._plan(hook, table_type)
-        states = [_State(ONE, packet, [])]
+        states = [_State(ONE, packet, [], assumed=list(assumed)) if assumed else
+                  _State(ONE, packet, [])]
         results: list[Branch] = []
         walk = self._walk
         for ctx, cc, drop in plan:
@@ -929,6 +986,7 @@ class Evaluator:
                  out: _Out) -> bool:
         """Evaluate the rule's special matches in order; False when one does not match.
         A random match forks: the branch where it does not match walks on from ``i``."""
+        undecided: list[str] | None = None
         for kind, a, b in cr.special:
             if kind == _S_STAT:
                 # Branch: the rule does not match with probability 1 - p.
@@ -939,17 +997,61 @@ class Evaluator:
                 return False
             elif kind == _S_RECENT_SET:
                 st.affinity.append(a)
-            elif kind == _S_SET:
-                res = self._set_lookup(ctx, a, st.pkt)
+            elif kind == _S_SET or kind == _S_IPSET:
+                if kind == _S_SET:
+                    res = self._set_lookup(ctx, a, st.pkt)
+                else:
+                    sets = self.ipsets
+                    res = None if sets is None else set_match(a, sets, st.pkt.tuple)
                 if res is None:
-                    st.unknown.append(b)
-                    return False
-                if not res:
+                    if undecided is None:
+                        undecided = []
+                    undecided.append(b)
+                elif not res:
                     return False
             else:  # unknown match
-                st.unknown.append(a)
-                return False
+                if undecided is None:
+                    undecided = []
+                undecided.append(a)
+        if undecided is not None:
+            # Every decidable match holds: whether the rule matches is unknown. Fork.
+            return self._undecided(ctx, cc, cr, rules, i, st, env, depth, out,
+                                   tuple(undecided))
         return True
+
+    def _undecided(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule,
+                   rules: list[_CompiledRule], i: int, st: _State, env: _Env, depth: int,
+                   out: _Out, undecided: tuple[str, ...]) -> bool:
+        """The rule's ``undecided`` matches cannot be decided: the branch where the rule does
+        not match walks on from ``i`` (same probability), and this one goes on as matched —
+        unless this branch already answered the same question (same rule, same packet)."""
+        key = (self._uid, cr.where, cr.index, st.pkt, env.ct_state)
+        for asm in st.assumed:
+            if asm.key == key:
+                return asm.matches
+        label = self._label(ctx, cc, cr)
+        miss = st.fork(st.prob)
+        miss.assumed.append(Assumption(label, False, undecided, key))
+        self._walk(ctx, cc, rules, i, miss, env, depth, out)
+        st.assumed.append(Assumption(label, True, undecided, key))
+        return True
+
+    def _label(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule) -> str:
+        """The rule as the dump wrote it, with ``(file:line)`` when the rule knows where it
+        was read (``Rule.loc``); else as iptables-save / nft lists it. Taken from this
+        evaluator's own chain (compiled chains are shared between equal chains, and ``==``
+        ignores where a rule came from)."""
+        table, name, backend, family = cc.where
+        chain = ctx.chains.get(name)
+        rule = cr.rule
+        if chain is not None and cr.index < len(chain.rules):
+            rule = chain.rules[cr.index]
+        text = render_rule(backend, family, table, name, rule)
+        loc = getattr(rule, "loc", None) or getattr(rule, "source", None)
+        if loc is None:
+            return text
+        where = loc.where() if hasattr(loc, "where") else str(loc)
+        return f"{getattr(loc, 'text', None) or text} ({where})"
 
     def _do(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule, act: _Act,
             st: _State, env: _Env, depth: int) -> _Out | None:
@@ -1137,7 +1239,7 @@ def _key_codes(keys: tuple[str, ...]) -> tuple[int, ...]:
 
 
 def _branch(st: _State, disp: str) -> Branch:
-    a, u = st.affinity, st.unknown
+    a, u, d = st.affinity, st.unknown, st.assumed
     b = _new(Branch)
     _b_prob(b, st.prob)
     _b_pkt(b, st.pkt)
@@ -1148,6 +1250,7 @@ def _branch(st: _State, disp: str) -> Branch:
     _b_dnat(b, st.dnat)
     _b_aff(b, tuple(a) if a else ())
     _b_unk(b, tuple(u) if u else ())
+    _b_asm(b, tuple(d) if d else ())
     return b
 
 
@@ -1163,9 +1266,10 @@ def _setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
     return tuple(getattr(cls, n).__set__ for n in names)
 
 
-(_b_prob, _b_pkt, _b_disp, _b_steps, _b_masq, _b_snat, _b_dnat, _b_aff, _b_unk) = _setters(
+(_b_prob, _b_pkt, _b_disp, _b_steps, _b_masq, _b_snat, _b_dnat, _b_aff, _b_unk,
+ _b_asm) = _setters(
     Branch, "probability", "packet", "disposition", "steps", "masquerade", "snat_to", "dnat",
-    "affinity", "unknown")
+    "affinity", "unknown", "assumptions")
 (_s_table, _s_chain, _s_index, _s_rule, _s_kind, _s_backend, _s_family, _s_arg) = _setters(
     Step, "table", "chain", "index", "rule", "kind", "backend", "family", "arg")
 _p_tuple, _p_iif, _p_oif, _p_mark = _setters(Packet, "tuple", "iif", "oif", "mark")

@@ -7,7 +7,8 @@ from sourceip.dataplane.trace import Trace, fmt_prob
 from sourceip.netfilter.evaluate import Step
 from sourceip.report.term import PLAIN, Term, wrap_lines
 
-_DISPOSITION_STYLE = {"delivered": "good", "dropped": "bad", "rejected": "bad", "passed": "warn"}
+_DISPOSITION_STYLE = {"delivered": "good", "dropped": "bad", "rejected": "bad", "passed": "warn",
+                      "uncertain:": "warn"}
 
 _QUIET = ("jump ", "goto ", "vmap ")
 
@@ -37,6 +38,9 @@ def _story(trace: Trace) -> list[str]:
     lines = [f"{trace.source} -> {trace.target}: {trace.original}"]
     for n, o in enumerate(trace.outcomes, 1):
         head = f"outcome {n} ({fmt_prob(o.probability)}): {o.disposition.upper()}"
+        if not o.certain:  # hangs on rules sourceip cannot decide (dataplane/trace.py)
+            head = (f"outcome {n} ({fmt_prob(o.probability)}): uncertain: {o.condition()}; "
+                    f"if so {o.disposition.upper()}")
         if o.disposition == "delivered":
             head += f" to {o.endpoint_name or o.endpoint} ({o.endpoint}); the pod sees " \
                     f"{o.seen_source}"
