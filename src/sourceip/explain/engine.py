@@ -172,18 +172,10 @@ class Explainer:
         try:
             for svc in services:
                 out.extend(self.explain_service(svc))
-            if not names:  # pods reached without a Service: hostNetwork ports, hostPorts
-                out.extend(self.explain_direct())
         finally:
             if was_enabled:
                 gc.enable()
         return out
-
-    def explain_direct(self) -> list[ServiceExplanation]:
-        """Direct paths to every hostNetwork pod port and hostPort (``direct_paths``)."""
-        from sourceip.explain.direct_paths import explain_direct
-
-        return list(explain_direct(self))
 
     def explain_service(self, svc: Service) -> list[ServiceExplanation]:
         if not svc.proxied:
@@ -298,13 +290,7 @@ class Explainer:
             vips += [("loadbalancer", ip) for ip in svc.lb_ips]
         vips += [("external-ip", ip) for ip in svc.external_ips if ip.version == 4]
         for kind, vip in vips:
-            vgroups = groups
-            if kind == "loadbalancer" and plan is not None:
-                # nodes alike for kube-proxy may differ for the load balancer (its pool)
-                vgroups = [(h, sub) for h, nodes in groups
-                           for sub in ([n for n in nodes if n in plan.pool],
-                                       [n for n in nodes if n not in plan.pool]) if sub]
-            for _has_eps, nodes in vgroups:
+            for _has_eps, nodes in groups:
                 start = tracer.start(f"external={self.external_ip}")
                 tr = tracer.trace_flow(start, vip, sp.port, proto, via=nodes[0],
                                        target_desc=f"{vip}:{sp.port}")
