@@ -172,10 +172,18 @@ class Explainer:
         try:
             for svc in services:
                 out.extend(self.explain_service(svc))
+            if not names:  # pods reached without a Service: hostNetwork ports, hostPorts
+                out.extend(self.explain_direct())
         finally:
             if was_enabled:
                 gc.enable()
         return out
+
+    def explain_direct(self) -> list[ServiceExplanation]:
+        """Direct paths to every hostNetwork pod port and hostPort (``direct_paths``)."""
+        from sourceip.explain.direct_paths import explain_direct
+
+        return list(explain_direct(self))
 
     def explain_service(self, svc: Service) -> list[ServiceExplanation]:
         if not svc.proxied:
@@ -290,7 +298,13 @@ class Explainer:
             vips += [("loadbalancer", ip) for ip in svc.lb_ips]
         vips += [("external-ip", ip) for ip in svc.external_ips if ip.version == 4]
         for kind, vip in vips:
-            for _has_eps, nodes in groups:
+            vgroups = groups
+            if kind == "loadbalancer" and plan is not None:
+                # nodes alike for kube-proxy may differ for the load balancer (its pool)
+                vgroups = [(h, sub) for h, nodes in groups
+                           for sub in ([n for n in nodes if n in plan.pool],
+                                       [n for n in nodes if n not in plan.pool]) if sub]
+            for _has_eps, nodes in vgroups:
                 start = tracer.start(f"external={self.external_ip}")
                 tr = tracer.trace_flow(start, vip, sp.port, proto, via=nodes[0],
                                        target_desc=f"{vip}:{sp.port}")
@@ -554,9 +568,19 @@ class Explainer:
             fixes.append(Fix(change="hostNetwork: true on the server pod",
                              effect="the pod receives connections on the node's own address "
                                     "without kube-proxy in the path",
-                             side_effects=("port conflicts: one such pod per node and port",
-                                           "the pod shares the node's network namespace and "
-                                           "exposure")))
+                             side_effects=("port conflicts: one such pod per node and port "
+                                           "(the scheduler keeps the others Pending)",
+                                           "clients must connect to the nodes that run it",
+                                           "the pod shares the node's network namespace, "
+                                           "identity and exposure; NetworkPolicy does not "
+                                           "apply to it")))
+            fixes.append(Fix(change="hostPort on the server pod's container port",
+                             effect="the CNI portmap plugin DNATs nodeIP:hostPort to the pod "
+                                    "and keeps the external client's address",
+                             side_effects=("port conflicts and node-pinned clients as with "
+                                           "hostNetwork; the pod keeps its own namespace",
+                                           "pods of the same node (iptables back end), "
+                                           "hairpin and localhost are masqueraded")))
         if external and svc is not None and real is None and svc.external_policy_local:
             hc = (f" (kube-proxy answers 503 on healthCheckNodePort "
                   f"{svc.health_check_node_port} there)" if svc.health_check_node_port else "")
