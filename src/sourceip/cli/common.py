@@ -98,7 +98,7 @@ def cluster_options(f: F) -> F:
         "-f", "--filename", "filenames", metavar="PATH", multiple=True,
         help="Manifests: a YAML/JSON file, a directory of them, or - for stdin "
              "(kubectl get -o yaml|json output works as is). Repeatable.")(f)
-    return f
+    return live_options(f)
 
 
 def load_from_options(filenames: Sequence[str], example: str | None) -> Cluster:
@@ -113,12 +113,19 @@ def load_from_options(filenames: Sequence[str], example: str | None) -> Cluster:
     if ctx is not None:
         node_port_range = ctx.meta.get(_RANGE_KEY, DEFAULT_NODE_PORT_RANGE)
 
+    live = live_options_of(ctx)
+    if live is not None:
+        if example:
+            raise click.UsageError("give either --example or a cluster to read (--kubeconfig, "
+                                   "--context), not both")
+        return _load_live(live, filenames, node_port_range, ctx)
     if filenames and example:
         raise click.UsageError("give either -f/--filename or --example, not both")
     if not filenames and not example:
         raise click.UsageError(
-            "no cluster given: use -f PATH (a file, a directory or - for stdin) or "
-            "--example NAME (see `sourceip examples`)")
+            "no cluster given: use -f PATH (a file, a directory or - for stdin), "
+            "--example NAME (see `sourceip examples`), or read one with --kubeconfig FILE / "
+            "--context NAME")
     if example:
         return load_example(example, node_port_range=node_port_range)
     if list(filenames).count("-") > 1:
@@ -229,3 +236,138 @@ def emit(data: Any, fmt: str) -> None:
         click.echo(data, nl=not data.endswith("\n"))
     else:
         raise ValueError(f"emit: format {fmt!r} needs text rendered by the command")
+
+
+# ------------------------------------------------------------- a live cluster (kubectl's flags)
+
+_LIVE_KEY = "sourceip.live"
+# `kubectl sourceip ...` (the kubectl-sourceip script) reads kubectl's current context when
+# neither -f nor --example is given, as every kubectl command does
+LIVE_BY_DEFAULT = False
+
+
+def _store_live(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is None or value is False:
+        return
+    if param.name == "request_timeout":
+        try:
+            value = parse_duration(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    ctx.meta.setdefault(_LIVE_KEY, {})[param.name] = value
+
+
+def parse_duration(text: str) -> float:
+    """kubectl's ``--request-timeout`` value: ``0`` (none), a number of seconds, or a Go
+    duration such as ``30s``, ``1m30s``, ``500ms``; ``ValueError`` otherwise."""
+    import re
+
+    t = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        raise ValueError(f"{text!r} is not a duration (e.g. 30s, 1m, 0 for none)")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _has_param(f: Any, name: str) -> bool:
+    return any(getattr(p, "name", None) == name for p in getattr(f, "__click_params__", ()))
+
+
+def live_options(f: F) -> F:
+    """kubectl's flags for reading a live cluster: ``--kubeconfig``, ``--context``,
+    ``-n/--namespace``, ``-A/--all-namespaces``, ``--request-timeout`` (values travel in the
+    click context; a command that already has ``-n``/``-A`` of its own, as explain, keeps them
+    and they scope the reading too)."""
+    f = click.option(
+        "--request-timeout", "request_timeout", metavar="DURATION", default=None,
+        expose_value=False, callback=_store_live,
+        help="How long to wait for each answer of the API server (kubectl's format: 30s, "
+             "1m, 0 for no limit; default 30s).")(f)
+    if not _has_param(f, "all_ns"):
+        f = click.option(
+            "-A", "--all-namespaces", "all_ns", is_flag=True, default=False,
+            expose_value=False, callback=_store_live,
+            help="Read every namespace (the default).")(f)
+    if not _has_param(f, "namespace"):
+        f = click.option(
+            "-n", "--namespace", "namespace", metavar="NS", default=None,
+            expose_value=False, callback=_store_live,
+            help="Read this namespace only (with --kubeconfig/--context; Nodes and other "
+                 "cluster-wide kinds are read whole).")(f)
+    f = click.option(
+        "--context", "context", metavar="NAME", default=None, expose_value=False,
+        callback=_store_live,
+        help="Read the cluster of this kubeconfig context (default: the current context).")(f)
+    f = click.option(
+        "--kubeconfig", "kubeconfig", metavar="FILE", default=None, expose_value=False,
+        callback=_store_live,
+        help="Read the cluster of this kubeconfig (default: $KUBECONFIG, ~/.kube/config, or "
+             "the pod's service account). Needs the kubernetes client: "
+             "pip install 'sourceip[live]'.")(f)
+    return f
+
+
+def live_options_of(ctx: click.Context | None, *, force: bool = False) -> Any:
+    """The ``LiveOptions`` the command line asks for (``--kubeconfig`` or ``--context`` given,
+    or ``kubectl sourceip`` without ``-f``/``--example``), else None."""
+    if ctx is None:
+        return None
+    given: dict[str, Any] = dict(ctx.meta.get(_LIVE_KEY, {}))
+    wants = force or "kubeconfig" in given or "context" in given or (
+        LIVE_BY_DEFAULT and not ctx.params.get("filenames") and not ctx.params.get("example"))
+    if not wants:
+        return None
+    from sourceip.sources.live import DEFAULT_TIMEOUT, LiveOptions
+
+    namespace = given.get("namespace") or ctx.params.get("namespace")
+    if given.get("all_ns") or ctx.params.get("all_ns"):
+        namespace = None  # -A wins over -n, as in kubectl
+    timeout = given.get("request_timeout")
+    return LiveOptions(kubeconfig=given.get("kubeconfig"), context=given.get("context"),
+                       namespace=namespace,
+                       request_timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+
+
+def controller_hints() -> list[Any]:
+    """How the live reader recognises ingress controller pods and their ConfigMaps: the rows
+    of ``sourceip.ingress.discover.KNOWN`` (one table for both)."""
+    from sourceip.ingress.discover import KNOWN
+    from sourceip.sources.live import ControllerHint
+
+    return [ControllerHint(images=k.images, entrypoints=k.entrypoints,
+                           configmap_flag=k.configmap_flag,
+                           default_configmaps=k.default_configmaps) for k in KNOWN]
+
+
+def reading_progress(ctx: click.Context | None, what: str) -> Any:
+    """A progress bar for reading a cluster and a callback ``(plural, count)`` advancing it."""
+    from sourceip.report.term import progress
+
+    output = ctx.params.get("output") if ctx is not None else None
+    return progress(f"reading {what}", enabled=output not in ("json", "yaml"))
+
+
+def _load_live(live: Any, filenames: Sequence[str], node_port_range: Any,
+               ctx: click.Context | None) -> Cluster:
+    """The cluster read through the kubernetes client (``-f`` files are added to it)."""
+    from sourceip.errors import InputError
+    from sourceip.sources.live import load_live
+    from sourceip.sources.manifests import read_inputs
+
+    extra = list(read_inputs(list(filenames))) if filenames else []
+    where = f"context {live.context}" if live.context else "the cluster"
+    with reading_progress(ctx, where) as bar:
+        def step(plural: str, count: int) -> None:
+            bar.update(f"reading {where}: {count:,} {plural}")
+
+        cluster, read = load_live(live, controllers=controller_hints(), extra=extra,
+                                  node_port_range=node_port_range, progress=step)
+    if not (cluster.nodes or cluster.pods or cluster.services or cluster.endpoint_slices):
+        scope = f"namespace {live.namespace}" if live.namespace else "any namespace"
+        raise InputError(f"no Nodes, Pods, Services or EndpointSlices in {scope}", file=read.source)
+    gc.collect()
+    gc.freeze()
+    return cluster

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "lab": "sourceip.cli.lab:lab",
     "echo": "sourceip.cli.echo:echo",
     "request": "sourceip.cli.request:request",
+    "snapshot": "sourceip.cli.snapshot:snapshot",
 }
 
 
@@ -64,12 +65,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None, *, prog_name: str = "sourceip") -> Any:
     """Run the CLI; returns (as process exit status) 0, 1 (bad input), 2 (usage) or 3 (lab)."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        rv = cli.main(args=args, prog_name="sourceip", standalone_mode=False)
+        rv = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -87,6 +88,16 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(0)
     # With standalone_mode=False, ctx.exit(n) comes back as the return value.
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def kubectl_main(argv: list[str] | None = None) -> Any:
+    """``kubectl sourceip ...`` (the ``kubectl-sourceip`` script kubectl runs as a plugin):
+    without -f or --example the cluster is kubectl's current context, as for any kubectl
+    command; kubectl's --kubeconfig, --context, -n, -A and --request-timeout apply."""
+    from sourceip.cli import common
+
+    common.LIVE_BY_DEFAULT = True
+    return main(argv, prog_name="kubectl sourceip")
 
 
 if __name__ == "__main__":

@@ -1012,6 +1012,14 @@ class Converter:
                                 enumerate(_list(spec.get("serviceCIDRs"), "spec.serviceCIDRs"))))
 
 
+def _profile_notes(obj: Obj) -> list[str]:
+    """The ``sourceip.dev/notes`` annotation of a NetworkProfile: one note a line."""
+    meta = obj.get("metadata")
+    ann = meta.get("annotations") if isinstance(meta, dict) else None
+    text = ann.get("sourceip.dev/notes") if isinstance(ann, dict) else None
+    return [ln for ln in text.splitlines() if ln.strip()] if isinstance(text, str) else []
+
+
 def _config_file(key: str, text: str) -> object | None:
     """A ConfigMap value that is a YAML/TOML configuration file (by its key's suffix), parsed;
     None when it is not one or does not parse."""
@@ -1177,6 +1185,9 @@ class _Builder:
         profile = NetworkProfile()
         if prof_raw is not None:
             profile = self._convert(prof_raw, lambda: conv.profile(prof_raw.obj))
+            # notes a live reading left on the profile it proposed (sources/live.py), so that
+            # its snapshot re-run offline says the same
+            self.notes.extend(_profile_notes(prof_raw.obj))
         svc_cidrs: list[IPNetwork] = list(profile.service_cidrs)
         for raw in by_kind["ServiceCIDR"]:
             svc_cidrs.extend(self._convert(raw, lambda r=raw: conv.service_cidrs(r.obj)))
