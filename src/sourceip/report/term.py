@@ -180,8 +180,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, term: Term =
                for i in range(n)]
     widths = column_widths(natural, available, longest)
     pad = " " * indent
-    squeezed = [w for w, nat in zip(widths, natural, strict=True) if w < nat]
-    if squeezed and min(squeezed) < FOLD_BELOW:
+    if _too_narrow(widths, natural):  # whole words left no room: cut long words instead
+        widths = column_widths(natural, available)
+    if _too_narrow(widths, natural):
         return _folded(headers, rows, term=term, indent=indent, width=width,
                        cell_style=cell_style)
     out = [pad + GAP.join(term.style(h.ljust(w), "header") if i < n - 1
@@ -201,6 +202,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, term: Term =
     return out
 
 
+def _too_narrow(widths: Sequence[int], natural: Sequence[int]) -> bool:
+    squeezed = [w for w, nat in zip(widths, natural, strict=True) if w < nat]
+    return bool(squeezed) and min(squeezed) < FOLD_BELOW
+
+
 def _folded(headers: Sequence[str], rows: Sequence[Sequence[str]], *, term: Term, indent: int,
             width: int, cell_style: Callable[[int, str], str | None] | None) -> list[str]:
     """A table too wide for the terminal: one block per row, the first column as its title,
@@ -213,7 +219,7 @@ def _folded(headers: Sequence[str], rows: Sequence[Sequence[str]], *, term: Term
         for i, (h, c) in enumerate(zip(headers, r, strict=True)):
             style = cell_style(i, c) if cell_style else None
             lead = pad if i == 0 else pad + "  "
-            text = f"{lead}{h}: {c}" if c else f"{lead}{h}:"
+            text = f"{lead}{h}: {c}" if h else f"{lead}{c}"
             lines = wrap_lines([text], width, hang=4 if i else 2)
             if style and term.color:
                 lines = [term.style(ln, style) for ln in lines]
