@@ -251,3 +251,13 @@ def test_traefik_static_config_from_a_configmap(tmp_path: Path) -> None:
         assert p.app_sees and p.app_sees["settings_from"].startswith("ConfigMap")
         (b,) = p.app_sees["branches"]
         assert b["forged"]["headers"]["X-Real-Ip"] != "6.6.6.6"  # untrusted peer: replaced
+
+
+def test_controller_service_paths_without_proxy_header_are_refused() -> None:
+    """use-proxy-protocol: the controller's own Service paths that carry no PROXY header
+    (in-cluster callers, NodePorts) are refused by nginx; through the LB they are fine."""
+    (e,) = Explainer(load_example("ingress-proxy-protocol")).explain(
+        ["ingress-nginx/ingress-nginx-controller"])
+    for p in e.paths:
+        refused = any("refuses these connections" in f for f in p.findings)
+        assert refused == (p.kind != "through-lb"), (p.kind, p.findings)

@@ -345,6 +345,10 @@ class Explainer:
             from sourceip.explain.ingress_paths import ingress_paths
 
             paths.extend(ingress_paths(self, svc, sp, self.discovery))
+        if self.cluster.config_maps or self.cluster.ingresses:  # maybe a controller Service
+            from sourceip.explain.ingress_paths import controller_service_findings
+
+            paths = controller_service_findings(self, svc, paths)
         notes: list[str] = []
         ext = parse_ip(self.external_ip)
         for cidr in self.cluster.kube_proxy.cluster_cidrs:

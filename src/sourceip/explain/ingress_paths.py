@@ -341,3 +341,39 @@ def _describe(explainer: Explainer, ip: str) -> str:
         return explainer.describe_ip(parse_ip(ip))
     except ValueError:
         return ip
+
+
+def controller_service_findings(explainer: Explainer, svc: Service,
+                                paths: list[PathResult]) -> list[PathResult]:
+    """On an ingress controller's own Service: the paths whose connections the controller
+    refuses (it expects a PROXY header the path does not carry, or the reverse), as findings
+    computed by the controller model (``forward`` on an empty request)."""
+    from sourceip.ingress import Connection, forward
+
+    ctrl = next((c for c in explainer.discovery.controllers
+                 if any(s.key == svc.key for s in c.services)), None)
+    if ctrl is None:
+        return paths
+    out = []
+    for p in paths:
+        lb = p.load_balancer or {}
+        pp = lb.get("proxy_protocol") if p.kind == "through-lb" else None
+        o = next((o for o in p.trace.outcomes if o.disposition == "delivered"
+                  and o.seen_source is not None), None)
+        pod = next((c for c in ctrl.pods if o is not None and o.endpoint
+                    and str(c.ip) == o.endpoint.rpartition(":")[0]), None)
+        if o is None or pod is None:
+            out.append(p)
+            continue
+        proxy = (str(p.trace.original.src), 40000) if pp in ("v1", "v2") else None
+        fwd = forward(ctrl.settings, Connection(peer=str(o.seen_source), proxy=proxy), [],
+                      controller_ip=str(pod.ip), host=DEFAULT_HOST)
+        if fwd.ok or not fwd.error:
+            out.append(p)
+            continue
+        finding = f"{ctrl.label} refuses these connections: {fwd.error}"
+        if p.kind == "pod-to-lb":
+            finding += (" (in-cluster callers of the LB IP bypass the load balancer and its "
+                        "PROXY header: set ipMode: Proxy, or call the Service by name)")
+        out.append(replace(p, findings=(*p.findings, finding)))
+    return out

@@ -156,8 +156,8 @@ def _summary(p: PathResult) -> str:
 def _app_lines(p: PathResult) -> list[str]:
     """Behind an ingress controller: the request the app receives and how it should read it."""
     app = p.app_sees
-    if not app:
-        return []
+    if not app:  # findings of other paths (e.g. a controller refusing them) still show
+        return [f"    finding: {f}" for f in p.findings]
     out = [f"    the app's peer is {app.get('peer')} (the controller pod); it receives:"]
     for name, value in (app.get("headers") or {}).items():
         out.append(f"      {name}: {value}")
