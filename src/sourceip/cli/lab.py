@@ -34,6 +34,10 @@ def _plan(filenames: tuple[str, ...], example: str | None, mode: str | None,
     from sourceip.lab.plan import plan_lab
 
     cluster = load_from_options(filenames, example)
+    if mode is not None:  # predictions must come from the mode the lab loads
+        from dataclasses import replace
+
+        cluster = cluster.with_(kube_proxy=replace(cluster.kube_proxy, mode=mode))
     return cluster, plan_lab(cluster, mode=mode, iptables_backend=iptables_backend,
                              rules=not no_rules)
 

@@ -237,6 +237,28 @@ def kube_proxy_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig,
     return load, tuple(counters)
 
 
+def portmap_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig, iptables_backend: str
+                 ) -> tuple[RulesetLoad | None, list[Sysctl]]:
+    """The CNI portmap plugin's hostPort rules for ``node`` (``dataplane.portmap``: the same
+    rules the tracer walks), loaded after kube-proxy's as the plugin adds them (iptables:
+    ``--noflush``, its entries appended / inserted; nftables: its own table), and the
+    ``route_localnet`` it sets on the interface towards the pods (localhost hostPorts)."""
+    from sourceip.dataplane.portmap import build_portmap_ruleset, render_portmap_load, sandboxes
+
+    pm = build_portmap_ruleset(cluster, node, cfg.mode)
+    if pm is None:
+        return None, []
+    text = render_portmap_load(pm)
+    argv = (("nft", "-f", "-") if cfg.mode == "nftables"
+            else (IPTABLES_RESTORE[iptables_backend], "--noflush"))
+    if cluster.profile.pod_attach == "routed":
+        ifaces = [host_veth_name(sb.pod, routed=True) for sb in sandboxes(cluster, node)]
+    else:
+        ifaces = [cluster.profile.bridge_name]
+    return (RulesetLoad(label="cni-portmap", argv=argv, text=text),
+            [Sysctl(path=f"net/ipv4/conf/{i}/route_localnet", value="1") for i in ifaces])
+
+
 def plan_lab(
     cluster: Cluster,
     *,
@@ -482,6 +504,10 @@ def plan_lab(
         if rules:
             kp_load, counters = kube_proxy_load(cluster, node, cfg, iptables_backend)
             loads.append(kp_load)
+            pm_load, pm_sysctls = portmap_load(cluster, node, cfg, iptables_backend)
+            if pm_load is not None:
+                loads.append(pm_load)
+                sysctls += pm_sysctls
         if profile.egress_masquerade and pools:
             loads.append(RulesetLoad(label="cni-egress-masquerade", argv=("nft", "-f", "-"),
                                      text=egress_masquerade_nft(pools)))
