@@ -74,7 +74,8 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
                          "endpoints of at most 3 nodes per endpoint condition were traced; "
                          "outcome probabilities are those of that sample "
                          "(--sample-nodes 0 traces every endpoint)")
-    if not any(s.proxied for s in cluster.services) and not names:
+    direct = [] if names else _direct(cluster, external_ip, namespace if not all_ns else None)
+    if not any(s.proxied for s in cluster.services) and not names and not direct:
         raise InputError("nothing to explain: no Service that kube-proxy proxies was given; "
                          f"feed Services with their Nodes and Pods, e.g. `{WHAT_TO_FEED}`")
     explainer = Explainer(cluster, external_ip=external_ip, sample_nodes=sample_nodes or None)
@@ -88,12 +89,15 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
     untraced = bool(results) and not any(r.paths or not _proxied(cluster, r.service)
                                          for r in results)
     if output in ("json", "yaml"):
-        emit({"services": [r.to_dict() for r in results], "notes": notes}, output)
+        emit({"services": [r.to_dict() for r in results],
+              **({"direct": [d.to_dict() for d in direct]} if direct else {}),
+              "notes": notes}, output)
     else:
         from sourceip.report.term import detect, wrap_lines
 
         term = detect()
-        text = render_explanations(results, wide=output == "wide", diagrams=diagram, term=term)
+        text = render_explanations(results + direct, wide=output == "wide", diagrams=diagram,
+                                   term=term)
         if notes:
             text += "\n" + "\n".join(wrap_lines([f"note: {n}" for n in notes], term.width))
         emit(text, "text")
@@ -125,6 +129,15 @@ def _explain_all(explainer: Explainer, cluster: Cluster, names: list[str] | None
         if was_enabled:
             gc.enable()
     return out
+
+
+def _direct(cluster: Cluster, external_ip: str, namespace: str | None
+            ) -> list[ServiceExplanation]:
+    """Direct paths (hostNetwork pod ports, hostPorts) of every namespace or one."""
+    from sourceip.explain import Explainer
+
+    found = Explainer(cluster, external_ip=external_ip).explain_direct()
+    return [d for d in found if namespace is None or d.service.startswith(f"pod/{namespace}/")]
 
 
 def _proxied(cluster: Cluster, key: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sourceip.dataplane.trace import Hop, Outcome
+from sourceip.explain.direct_paths import DirectExplanation
 from sourceip.explain.engine import PathResult, ServiceExplanation
 from sourceip.report.term import PLAIN, Term, table, wrap_lines
 
@@ -90,6 +91,8 @@ def render_explanations(items: list[ServiceExplanation], *, wide: bool = False,
         if e.internal_traffic_policy != "Cluster":
             head += f", internalTrafficPolicy {e.internal_traffic_policy}"
         head += ")"
+        if isinstance(e, DirectExplanation):  # pods reached without a Service
+            head = e.heading
         lines = [term.style(ln, "title") for ln in wrap_lines([head], width)]
         if not e.paths:
             lines += wrap_lines([f"  {n}" for n in e.notes], width)
@@ -136,6 +139,7 @@ def render_explanations(items: list[ServiceExplanation], *, wide: bool = False,
             fix_lines.append(f"      for: {'; '.join(titles)}")
             fix_lines.append(f"      effect: {effect}")
             fix_lines += [f"      cost: {c}" for c in costs]
+        fix_lines += [f"  cost: {f}" for f in getattr(e, "findings", ())]
         fix_lines += [f"  note: {n}" for n in e.notes]
         lines += wrap_lines(fix_lines, width)
         blocks.append("\n".join(lines))
@@ -215,6 +219,9 @@ def summarize(e: ServiceExplanation) -> str:
         parts.append(f"pod clients {inside}")
     if outside:
         parts.append(f"external clients {outside}")
+    direct = _verdict_of([p for p in e.paths if p.kind in ("hostnetwork", "hostport")])
+    if direct:
+        parts.append(f"clients connecting directly {direct}")
     behind = _verdict_of([p for p in e.paths if p.kind == "ingress"])
     if behind:
         forge = any((p.app_sees or {}).get("forgeable") for p in e.paths)
