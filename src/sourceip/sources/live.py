@@ -501,6 +501,7 @@ class _Transport:
                 + (f", namespace {namespace})" if scoped else ")"))
         token: str | None = None
         restarted = False
+        last = ""  # the key (namespace/name) of the last item yielded: lists are in key order
         while True:
             query: list[tuple[str, Any]] = [("limit", self.opts.page_size)]
             if token:
@@ -511,8 +512,15 @@ class _Transport:
                 if restarted or token is None:
                     raise LiveError(f"{self.server}: {what}: the list changed too fast to be "
                                     "paged (410 Gone twice)") from None
-                restarted, token = True, None  # as client-go's pager: list again from scratch
+                # the token outlived the server's compaction (5-15 min): list again from the
+                # start of the newest state, skipping the keys already yielded
+                restarted, token = True, None
                 continue
+            items = page.get("items") or []
+            if restarted and last:
+                page["items"] = items = [i for i in items if _key(i) > last]
+            if items:
+                last = _key(items[-1])
             yield page
             token = (page.get("metadata") or {}).get("continue") or None
             if not token:
@@ -531,6 +539,13 @@ class _Transport:
         obj.setdefault("apiVersion", "v1")
         obj.setdefault("kind", "ConfigMap")
         return obj
+
+
+def _key(item: Any) -> str:
+    meta = item.get("metadata") if isinstance(item, dict) else None
+    if not isinstance(meta, dict):
+        return ""
+    return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
 
 
 class _Expired(Exception):
