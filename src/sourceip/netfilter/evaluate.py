@@ -57,6 +57,7 @@ from sourceip.netfilter.ir import (
     Match,
     Nfacct,
     NftSet,
+    NumgenDnatMap,
     NumgenVmap,
     Port,
     Proto,
@@ -328,8 +329,11 @@ def _compile_match(m: Match) -> MatchFn | None:
         ranges = tuple(x for x in m.ports if isinstance(x, tuple))
         neg = m.negate
         is_d = m.field == "dport"
+        need = m.proto  # nft `tcp dport N`: the protocol must match too
 
         def port_ok(p: Packet, e: _Env) -> bool:
+            if need and p.tuple.proto != need:
+                return False
             v = p.tuple.dport if is_d else p.tuple.sport
             hit = v in singles or any(lo <= v <= hi for lo, hi in ranges)
             return hit != neg
@@ -483,6 +487,13 @@ class _CompiledRule:
             n = len(a.targets)
             rest = Fraction(a.mod - n, a.mod) if n < a.mod else None
             return (_NUMGEN, tuple(self.act(t) for t in a.targets), Fraction(1, a.mod), rest)
+        if isinstance(a, NumgenDnatMap):  # one DNAT branch per map entry, 1/mod each
+            if not a.targets or a.mod <= 0:
+                return (_NUMGEN, None, None, None)
+            n = len(a.targets)
+            rest = Fraction(a.mod - n, a.mod) if n < a.mod else None
+            return (_NUMGEN, tuple((_DNAT, Dnat(ip, port), None, None) for ip, port in a.targets),
+                    Fraction(1, a.mod), rest)
         if isinstance(a, UnknownAction):
             return (_UNKACT, f"{chain}[{idx}]: cannot evaluate action {a.text}; ignored",
                     self.step("unknown action", a.text), None)

@@ -55,11 +55,14 @@ class Addr:
 
 @dataclass(frozen=True, slots=True)
 class Port:
-    """Source or destination port is one of ``ports`` (``(lo, hi)`` tuples are ranges)."""
+    """Source or destination port is one of ``ports`` (``(lo, hi)`` tuples are ranges).
+    ``proto`` set: nft's ``tcp dport 80`` form, which also requires that layer-4 protocol
+    (empty: ``th dport``, any protocol with ports)."""
 
     field: Literal["sport", "dport"]
     ports: tuple[int | tuple[int, int], ...]
     negate: bool = False
+    proto: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +252,15 @@ class NumgenVmap:
 
 
 @dataclass(frozen=True, slots=True)
+class NumgenDnatMap:
+    """nft ``dnat ip addr . port to numgen random mod N map { 0 : A0 . P0 , 1 : A1 . P1 }``
+    (kube-proxy 1.36+): DNAT to ``targets[i]`` (address, port) with probability 1/N."""
+
+    mod: int
+    targets: tuple[tuple[IPAddress, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Counter:
     pass
 
@@ -262,8 +274,8 @@ class UnknownAction:
 
 Verdict = Jump | Goto | Return | Accept | Drop | Reject
 Action = (
-    Verdict | Dnat | Snat | Masquerade | MarkSet | SetUpdate | Vmap | NumgenVmap | Counter
-    | UnknownAction
+    Verdict | Dnat | Snat | Masquerade | MarkSet | SetUpdate | Vmap | NumgenVmap
+    | NumgenDnatMap | Counter | UnknownAction
 )
 
 # ----------------------------------------------------------------------------- containers

@@ -50,6 +50,7 @@ import json
 from typing import Any, Literal
 
 from sourceip.errors import RulesetParseError
+from sourceip.net.addr import IPAddress
 from sourceip.netfilter.ir import (
     Accept,
     Action,
@@ -69,6 +70,7 @@ from sourceip.netfilter.ir import (
     Masquerade,
     Match,
     NftSet,
+    NumgenDnatMap,
     NumgenVmap,
     Port,
     Proto,
@@ -481,6 +483,8 @@ def _statement(key: str, body: object, family: str) -> Action:
         if not isinstance(body, dict) or set(body) - {"addr", "port", "family", "flags"}:
             raise _Unknown
         addr_v = body.get("addr")
+        if key == "dnat" and isinstance(addr_v, dict) and set(body) <= {"addr", "family"}:
+            return _numgen_dnat_map(addr_v)
         if not isinstance(addr_v, str):
             raise _Unknown
         try:
@@ -535,6 +539,42 @@ def _statement(key: str, body: object, family: str) -> Action:
             raise _Unknown
         return SetUpdate(name[1:], _keys(body["elem"]))
     raise _Unknown
+
+
+def _numgen_dnat_map(addr_v: dict[str, Any]) -> NumgenDnatMap:
+    """kube-proxy 1.36+'s ``dnat ip addr . port to numgen random mod N map { i : A . P }``
+    (``nft -j``: ``addr`` is a map from a numgen key to ``concat`` [address, port]
+    values); raises _Unknown for any other shape."""
+    mk, mp = _one_key(addr_v)
+    if mk != "map" or not isinstance(mp, dict) or set(mp) != {"key", "data"}:
+        raise _Unknown
+    nk, ng = _one_key(mp["key"])
+    if (nk != "numgen" or not isinstance(ng, dict) or ng.get("mode") != "random"
+            or ng.get("offset", 0) != 0 or set(ng) - {"mode", "mod", "offset"}):
+        raise _Unknown
+    mod = ng.get("mod")
+    dk, items = _one_key(mp["data"])
+    if (not isinstance(mod, int) or isinstance(mod, bool) or mod < 1 or dk != "set"
+            or not isinstance(items, list) or len(items) != mod):
+        raise _Unknown
+    targets: dict[int, tuple[IPAddress, int]] = {}
+    for item in items:
+        if not isinstance(item, list) or len(item) != 2:
+            raise _Unknown
+        idx, value = item
+        ck, pair = _one_key(value)
+        if (ck != "concat" or not isinstance(pair, list) or len(pair) != 2
+                or not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < mod
+                or idx in targets or not isinstance(pair[0], str)):
+            raise _Unknown
+        port = pair[1]
+        if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port <= 65535):
+            raise _Unknown
+        try:
+            targets[idx] = (ipaddress.ip_address(pair[0]), port)
+        except ValueError:
+            raise _Unknown from None
+    return NumgenDnatMap(mod, tuple(targets[i] for i in range(mod)))
 
 
 def _rule(

@@ -42,6 +42,7 @@ from sourceip.netfilter.ir import (
     Masquerade,
     Match,
     NftSet,
+    NumgenDnatMap,
     NumgenVmap,
     Port,
     Proto,
@@ -140,7 +141,7 @@ def _match_port(m: Port, family: str) -> str:
         value = _port_text(m.ports[0])
     else:
         value = "{ " + ", ".join(_port_text(p) for p in m.ports) + " }"
-    return f"th {m.field} {_neg(m.negate)}{value}"
+    return f"{m.proto or 'th'} {m.field} {_neg(m.negate)}{value}"
 
 
 def _match_iface(m: Iface, family: str) -> str:
@@ -247,6 +248,12 @@ def _act_numgen(a: NumgenVmap) -> str:
     return f"numgen random mod {a.mod} vmap {{ {body} }}"
 
 
+def _act_numgen_dnat(a: NumgenDnatMap) -> str:
+    fam = "ip6" if a.targets and a.targets[0][0].version == 6 else "ip"
+    body = " , ".join(f"{i} : {ip} . {port}" for i, (ip, port) in enumerate(a.targets))
+    return f"dnat {fam} addr . port to numgen random mod {a.mod} map {{ {body} }}"
+
+
 _ACTION_RENDERERS: dict[type, Callable[[Any], str]] = {
     **_VERDICT_RENDERERS,
     Dnat: lambda a: "dnat to " + _hostport(a.addr, a.port),
@@ -256,6 +263,7 @@ _ACTION_RENDERERS: dict[type, Callable[[Any], str]] = {
     SetUpdate: lambda a: f"update @{a.set_name} {{ " + " . ".join(a.keys) + " }",
     Vmap: lambda a: " . ".join(a.keys) + f" vmap @{a.map_name}",
     NumgenVmap: _act_numgen,
+    NumgenDnatMap: _act_numgen_dnat,
     Counter: lambda a: "counter",
     UnknownAction: lambda a: a.text,
 }

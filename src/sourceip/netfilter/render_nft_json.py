@@ -42,6 +42,7 @@ from sourceip.netfilter.ir import (
     Masquerade,
     Match,
     NftSet,
+    NumgenDnatMap,
     NumgenVmap,
     Port,
     Proto,
@@ -137,7 +138,7 @@ def _match(m: Match, family: str) -> list[dict[str, Any]]:
             return [_m(m.negate, left, {"set": [_addr(n) for n in m.nets]})]
         return [_m(m.negate, left, _addr(m.nets[0]))]
     if isinstance(m, Port):
-        left = {"payload": {"protocol": "th", "field": m.field}}
+        left = {"payload": {"protocol": m.proto or "th", "field": m.field}}
         if len(m.ports) == 1:
             return [_m(m.negate, left, _port(m.ports[0]))]
         return [_m(m.negate, left, {"set": [_port(p) for p in m.ports]})]
@@ -240,6 +241,13 @@ def _action(a: Action, family: str) -> dict[str, Any]:
             "key": {"numgen": {"mode": "random", "mod": a.mod, "offset": 0}},
             "data": {"set": [[i, _verdict(t)] for i, t in enumerate(a.targets)]},
         }}
+    if isinstance(a, NumgenDnatMap):  # what `nft -j` lists for kube-proxy 1.36+'s DNAT
+        fam_ = "ip6" if a.targets and a.targets[0][0].version == 6 else "ip"
+        return {"dnat": {"family": fam_, "addr": {"map": {
+            "key": {"numgen": {"mode": "random", "mod": a.mod, "offset": 0}},
+            "data": {"set": [[i, {"concat": [str(ip), port]}]
+                             for i, (ip, port) in enumerate(a.targets)]},
+        }}}}
     if isinstance(a, SetUpdate):
         return {"set": {"op": "update", "elem": _keys(a.keys), "set": "@" + a.set_name}}
     if isinstance(a, UnknownAction):
