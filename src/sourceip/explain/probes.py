@@ -12,6 +12,11 @@ strategy resolves; an L4 outcome that never reaches the controller stays ``dropp
 ``rejected``, a request the controller refuses is ``failed``. Paths through the load balancer
 (``through-lb``, and ingress paths entering through it) are sent to the LoadBalancer IP and
 left to the lab's load balancer (``via_lb``) rather than steered to one node.
+
+Direct paths (kinds ``hostnetwork`` and ``hostport``, ``explain.direct_paths``) come with the
+Services when no Service is named: they go to a node's own address (or ``127.0.0.1`` from the
+node), which the lab's router reaches without steering; a node where nothing listens is
+predicted ``rejected``.
 """
 
 from __future__ import annotations
