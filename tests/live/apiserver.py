@@ -24,6 +24,7 @@ Every request is logged (method, path, query) so tests can check what was asked.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import threading
 import time
@@ -79,7 +80,8 @@ class FakeAPIServer:
                  user: str = "system:serviceaccount:default:sourceip",
                  forbidden: Iterable[str] = (), absent_groups: Iterable[str] = (),
                  absent_resources: Iterable[str] = (), slow: dict[str, float] | None = None,
-                 max_page: int | None = None, expire_once: Iterable[str] = ()) -> None:
+                 max_page: int | None = None, expire_once: Iterable[str] = (),
+                 copy: bool = True) -> None:
         self.token = token
         self.user = user
         self.forbidden = set(forbidden)  # plurals (or "configmaps/ns/name")
@@ -93,7 +95,9 @@ class FakeAPIServer:
         self.rv = 1000
         # (group, plural) -> sorted [(key, obj)], key = "ns/name" (etcd order)
         self.store: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+        self._copy = copy
         self._add(objects)
+        self.keys = {k: [key for key, _ in v] for k, v in self.store.items()}
         self.httpd: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
@@ -112,7 +116,8 @@ class FakeAPIServer:
             if kind not in RESOURCES:
                 continue  # sourceip's own kinds, workloads the API would hold elsewhere
             group, _version, plural, namespaced = RESOURCES[kind]
-            obj = json.loads(json.dumps(obj))
+            if self._copy:
+                obj = json.loads(json.dumps(obj))
             meta = obj.setdefault("metadata", {})
             if namespaced:
                 meta.setdefault("namespace", "default")
@@ -239,8 +244,10 @@ class FakeAPIServer:
     def _list(self, group: str, version: str, plural: str, ns: str | None,
               query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         items = self.store.get((group, plural), [])
+        keys = self.keys.get((group, plural), [])
         if ns is not None:
             items = [kv for kv in items if kv[0].startswith(ns + "/")]
+            keys = [k for k, _ in items]
         start = ""
         rv = str(self.rv)
         token = (query.get("continue") or [""])[0]
@@ -261,7 +268,7 @@ class FakeAPIServer:
             limit = min(limit or self.max_page, self.max_page)
         lo = 0
         if start:
-            lo = next((i for i, (k, _) in enumerate(items) if k >= start), len(items))
+            lo = bisect.bisect_left(keys, start)
         hi = len(items) if not limit else min(len(items), lo + limit)
         page = [obj for _, obj in items[lo:hi]]
         custom = group in CRD_GROUPS

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Build the archive the krew manifest points at and print its sha256 (put it in sourceip.yaml).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-"$here/kubectl-sourceip.tar.gz"}
+tmp=$(mktemp -d)
+cp "$here/kubectl-sourceip" "$tmp/"
+if [ -f "$here/../../LICENSE" ]; then cp "$here/../../LICENSE" "$tmp/"; else echo "Apache-2.0" > "$tmp/LICENSE"; fi
+tar -C "$tmp" -czf "$out" kubectl-sourceip LICENSE
+rm -rf "$tmp"
+sha256sum "$out"
