@@ -1057,8 +1057,11 @@ class Evaluator:
         rule = cr.rule
         if chain is not None and cr.index < len(chain.rules):
             rule = chain.rules[cr.index]
-        text = render_rule(backend, family, table, name, rule)
         loc = getattr(rule, "loc", None) or getattr(rule, "source", None)
+        try:
+            text = render_rule(backend, family, table, name, rule)
+        except ValueError:  # not expressible by its tool: say where it is
+            text = f"{table} {name} rule {cr.index + 1}"
         if loc is None:
             return text
         where = loc.where() if hasattr(loc, "where") else str(loc)

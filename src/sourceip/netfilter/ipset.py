@@ -205,7 +205,9 @@ def _test(name: str, flags: tuple[str, ...], return_nomatch: bool,
     hit = _lookup(s, dims, tuple(key))
     if hit is None:
         return False
-    return hit == return_nomatch if hit is False else not return_nomatch
+    if hit is False:  # a nomatch element: matches only with --return-nomatch
+        return return_nomatch
+    return not return_nomatch
 
 
 def _lookup(s: IPSet, dims: tuple[str, ...], key: tuple[object, ...]) -> bool | None:

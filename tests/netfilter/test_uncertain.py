@@ -1,0 +1,324 @@
+"""Three-valued evaluation (issue 10, item 3): a rule the evaluator cannot decide forks the
+walk — one branch where it matches, one where it does not, both with the parent's
+probability, each naming the rule — and ``-m set`` is decided exactly when the set's
+contents are given (``netfilter/ipset.py``)."""
+
+# ruff: noqa: E501  (the dumps below keep their real, long lines)
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from sourceip.net.addr import parse_ip, parse_network
+from sourceip.net.packet import FiveTuple, Packet
+from sourceip.netfilter.evaluate import Branch, Evaluator
+from sourceip.netfilter.ipset import IPSet, parse_set_match, set_match
+from sourceip.netfilter.ir import (
+    Accept,
+    Chain,
+    Jump,
+    Return,
+    Rule,
+    Ruleset,
+    SetLookup,
+    Table,
+    UnknownMatch,
+)
+from sourceip.netfilter.parse_iptables import parse_iptables_save
+
+WEAVE_SET = "weave-k?Z;25^M}|1s7P3|H9i;*;MhG"
+
+# weave-npc's FORWARD filtering (shape of a real node's iptables-save): pod traffic leaving
+# through the weave bridge is accepted when the destination pod is in a namespace's ipset.
+WEAVE = f"""*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:WEAVE-NPC - [0:0]
+:WEAVE-NPC-DEFAULT - [0:0]
+-A FORWARD -o weave -m comment --comment "NOTE: this must go before '-j KUBE-FORWARD'" -j WEAVE-NPC
+-A WEAVE-NPC -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A WEAVE-NPC -m state --state NEW -j WEAVE-NPC-DEFAULT
+-A WEAVE-NPC-DEFAULT -m set --match-set {WEAVE_SET} dst -m comment --comment "DefaultAllow ingress isolation for namespace: default" -j ACCEPT
+COMMIT
+"""
+
+CALICO_NAT = """*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:cali-POSTROUTING - [0:0]
+:cali-nat-outgoing - [0:0]
+-A POSTROUTING -m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING
+-A cali-POSTROUTING -m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-nat-outgoing
+-A cali-nat-outgoing -m comment --comment "cali:flqWnvo8yq4ULQLa" -m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully
+COMMIT
+"""
+
+PHYSDEV_BPF_CGROUP = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:cali-FORWARD - [0:0]
+-A FORWARD -j cali-FORWARD
+-A cali-FORWARD -m comment --comment "cali:jdEuaPBe14V2hutn" -m physdev --physdev-is-bridged -j RETURN
+-A cali-FORWARD -m bpf --bytecode "4,48 0 0 9,21 0 1 6,6 0 0 1,6 0 0 0" -j DROP
+-A OUTPUT -m cgroup --path system.slice/evil.service -j REJECT --reject-with icmp-port-unreachable
+COMMIT
+"""
+
+
+def tup(src: str, dst: str, dport: int = 80, sport: int = 40000, proto: str = "tcp"
+        ) -> FiveTuple:
+    return FiveTuple(proto=proto, src=parse_ip(src), sport=sport, dst=parse_ip(dst),
+                     dport=dport)
+
+
+def fwd(ev: Evaluator, src: str, dst: str, oif: str = "weave") -> list[Branch]:
+    return ev.run_hook("forward", Packet(tuple=tup(src, dst), iif="weave", oif=oif))
+
+
+def summary(branches: list[Branch]) -> list[tuple[str, Fraction, tuple[bool, ...]]]:
+    return sorted((b.disposition, b.probability, tuple(a.matches for a in b.assumptions))
+                  for b in branches)
+
+
+def located(rs: Ruleset) -> bool:
+    """Rules of this parser carry their source location (``Rule.loc``, being added)."""
+    return any(getattr(r, "loc", None) is not None
+               for t in rs.tables for c in t.chains for r in c.rules)
+
+
+# ----------------------------------------------------------------------------- forks
+
+
+def test_weave_set_rule_forks_and_names_the_rule() -> None:
+    rs = parse_iptables_save(WEAVE, source="weave.rules")
+    branches = fwd(Evaluator(rs, ["10.0.0.11"]), "10.32.0.9", "10.32.0.5")
+    # Before: "DROPPED" for certain. Now: accepted if the set holds the pod, else dropped.
+    assert summary(branches) == [("accept", Fraction(1), (True,)),
+                                 ("drop", Fraction(1), (False,))]
+    for b in branches:
+        (a,) = b.assumptions
+        assert WEAVE_SET in a.rule and "-j ACCEPT" in a.rule
+        assert a.undecided == (f'-m set --match-set "{WEAVE_SET}" dst',)
+        if located(rs):
+            assert a.rule.endswith("(weave.rules:10)"), a.rule
+    drop = next(b for b in branches if b.disposition == "drop")
+    assert drop.steps[-1].kind == "policy DROP"
+
+
+def test_known_ipset_decides_exactly() -> None:
+    rs = parse_iptables_save(WEAVE)
+    members = IPSet.from_text(WEAVE_SET, "hash:ip", ["10.32.0.5", "10.32.0.6"])
+    ev = Evaluator(rs, ["10.0.0.11"], ipsets={WEAVE_SET: members})
+    assert summary(fwd(ev, "10.32.0.9", "10.32.0.5")) == [("accept", Fraction(1), ())]
+    assert summary(fwd(ev, "10.32.0.9", "10.32.0.7")) == [("drop", Fraction(1), ())]
+    # Another set's contents do not decide this one.
+    ev2 = Evaluator(rs, ["10.0.0.11"], ipsets={"other": members})
+    assert len(fwd(ev2, "10.32.0.9", "10.32.0.5")) == 2
+
+
+def test_calico_nat_outgoing_two_sets_one_decision() -> None:
+    rs = parse_iptables_save(CALICO_NAT, source="calico.rules")
+    ev = Evaluator(rs, ["10.0.0.11"])
+    pkt = Packet(tuple=tup("192.168.1.5", "8.8.8.8"), oif="eth0")
+    branches = ev.run_hook("postrouting", pkt)
+    assert sorted((b.masquerade, b.assumptions[0].matches) for b in branches) == [
+        (False, False), (True, True)]
+    a = branches[0].assumptions[0]
+    assert a.undecided == ("-m set --match-set cali40masq-ipam-pools src",
+                           "-m set ! --match-set cali40all-ipam-pools dst")
+    # With both sets known: masquerade to the internet, not between pools.
+    pools = IPSet.from_text("cali40masq-ipam-pools", "hash:net", ["192.168.0.0/16"])
+    allp = IPSet.from_text("cali40all-ipam-pools", "hash:net", ["192.168.0.0/16"])
+    ev = Evaluator(rs, ["10.0.0.11"], ipsets={p.name: p for p in (pools, allp)})
+    (out,) = ev.run_hook("postrouting", pkt)
+    assert out.masquerade and not out.assumptions
+    inside = Packet(tuple=tup("192.168.1.5", "192.168.2.7"), oif="eth0")
+    (out,) = ev.run_hook("postrouting", inside)
+    assert not out.masquerade and not out.assumptions
+    # Only one set known: still undecided, and only the unknown one is named.
+    ev = Evaluator(rs, ["10.0.0.11"], ipsets={pools.name: pools})
+    branches = ev.run_hook("postrouting", pkt)
+    assert len(branches) == 2
+    assert branches[0].assumptions[0].undecided == (
+        "-m set ! --match-set cali40all-ipam-pools dst",)
+    # A decided set that does not match: the rule cannot match, no fork.
+    (out,) = ev.run_hook("postrouting", Packet(tuple=tup("10.1.1.1", "8.8.8.8"), oif="eth0"))
+    assert not out.masquerade and not out.assumptions
+
+
+def test_physdev_bpf_cgroup_fork() -> None:
+    rs = parse_iptables_save(PHYSDEV_BPF_CGROUP, source="node.rules")
+    ev = Evaluator(rs, ["10.0.0.11"])
+    branches = ev.run_hook("forward", Packet(tuple=tup("10.244.1.5", "10.244.2.5"),
+                                             iif="cni0", oif="eth0"))
+    got = sorted((b.disposition, tuple((a.undecided[0].split()[1], a.matches)
+                                        for a in b.assumptions)) for b in branches)
+    assert got == [
+        ("accept", (("physdev", False), ("bpf", False))),
+        ("accept", (("physdev", True),)),
+        ("drop", (("physdev", False), ("bpf", True))),
+    ]
+    assert all(b.probability == 1 for b in branches)
+    out = ev.run_hook("output", Packet(tuple=tup("10.0.0.11", "10.0.0.12")))
+    assert summary(out) == [("accept", Fraction(1), (False,)),
+                            ("reject", Fraction(1), (True,))]
+    assert "-m cgroup --path system.slice/evil.service" in out[0].assumptions[0].rule
+
+
+def test_addrtype_other_than_local_forks() -> None:
+    rs = parse_iptables_save("""*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m addrtype --dst-type BROADCAST -j DROP
+COMMIT
+""")
+    branches = fwd(Evaluator(rs, ["10.0.0.11"]), "10.244.1.5", "10.244.1.255")
+    assert summary(branches) == [("accept", Fraction(1), (False,)),
+                                 ("drop", Fraction(1), (True,))]
+    assert "BROADCAST" in branches[0].assumptions[0].undecided[0]
+
+
+def nft_ruleset(*rules: Rule, sets: tuple[object, ...] = ()) -> Ruleset:
+    chain = Chain(name="forward", hook="forward", type="filter", priority=0, policy="drop",
+                  rules=rules)
+    return Ruleset(backend="nftables", tables=(
+        Table(name="filter", family="inet", chains=(chain,), sets=sets),))  # type: ignore[arg-type]
+
+
+def test_unknown_nft_expression_and_missing_set_fork() -> None:
+    expr = '{"match": {"op": "==", "left": {"socket": {"key": "transparent"}}, "right": 1}}'
+    rs = nft_ruleset(Rule(matches=(UnknownMatch(expr),), actions=(Accept(),)),
+                     Rule(matches=(SetLookup(("ip daddr",), "allowed"),), actions=(Accept(),)))
+    branches = fwd(Evaluator(rs, ["10.0.0.11"]), "10.244.1.5", "10.244.2.5")
+    got = sorted((b.disposition, tuple(a.matches for a in b.assumptions)) for b in branches)
+    assert got == [("accept", (False, True)), ("accept", (True,)), ("drop", (False, False))]
+    rules = {a.undecided[0] for b in branches for a in b.assumptions}
+    assert rules == {expr, "ip daddr @allowed"}
+    texts = {a.rule for b in branches for a in b.assumptions}
+    assert any("socket" in t for t in texts) and any("@allowed" in t for t in texts)
+
+
+def test_same_rule_same_packet_is_one_decision() -> None:
+    """A chain jumped to twice with the same packet asks the same question once: the branch
+    keeps its first answer (no 'matches, then does not' world)."""
+    x = Chain(name="X", rules=(Rule(matches=(UnknownMatch("-m physdev --physdev-is-in"),),
+                                    actions=(Return(),)),
+                               Rule(actions=(Accept(),))))
+    fwd_chain = Chain(name="FORWARD", hook="forward", policy="DROP",
+                      rules=(Rule(actions=(Jump("X"),)), Rule(actions=(Jump("X"),))))
+    rs = Ruleset(backend="iptables", tables=(Table(name="filter", chains=(fwd_chain, x)),))
+    branches = fwd(Evaluator(rs, ["10.0.0.11"]), "10.244.1.5", "10.244.2.5")
+    # matches: RETURN twice, then the policy drops; does not match: accepted at once.
+    assert summary(branches) == [("accept", Fraction(1), (False,)),
+                                 ("drop", Fraction(1), (True,))]
+    # ... and across hooks when the caller passes the answers on.
+    ev = Evaluator(rs, ["10.0.0.11"])
+    pkt = Packet(tuple=tup("10.244.1.5", "10.244.2.5"), iif="weave", oif="weave")
+    for b in ev.run_hook("forward", pkt):
+        (again,) = ev.run_hook("forward", pkt, assumed=b.assumptions)
+        assert (again.disposition, again.assumptions) == (b.disposition, b.assumptions)
+
+
+def test_probability_not_split_and_worlds_sum_to_one() -> None:
+    """statistic 1/2 before an undecidable rule: each world's outcomes sum to 1."""
+    rs = parse_iptables_save("""*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m statistic --mode random --probability 0.50000000000 -j ACCEPT
+-A FORWARD -m physdev --physdev-is-bridged -j DROP
+COMMIT
+""")
+    branches = fwd(Evaluator(rs, ["10.0.0.11"]), "10.244.1.5", "10.244.2.5")
+    half = Fraction(1, 2)
+    assert summary(branches) == [("accept", half, ()), ("accept", half, (False,)),
+                                 ("drop", half, (True,))]
+    for world in (True, False):
+        total = sum(b.probability for b in branches
+                    if all(a.matches == world for a in b.assumptions))
+        assert total == 1
+
+
+def test_rules_without_unknowns_do_not_fork() -> None:
+    rs = parse_iptables_save(WEAVE.replace(f"-m set --match-set {WEAVE_SET} dst ", ""))
+    (b,) = fwd(Evaluator(rs, ["10.0.0.11"]), "10.32.0.9", "10.32.0.5")
+    assert b.disposition == "accept" and b.assumptions == ()
+
+
+# ----------------------------------------------------------------------------- ipset semantics
+
+
+def sm(text: str) -> object:
+    got = parse_set_match(text)
+    assert got is not None, text
+    return got
+
+
+def decide(text: str, sets: list[IPSet], t: FiveTuple) -> bool | None:
+    return set_match(sm(text), {s.name: s for s in sets}, t)  # type: ignore[arg-type]
+
+
+T = tup("10.1.2.3", "10.96.0.10", dport=80, sport=40000)
+
+
+@pytest.mark.parametrize(("rule", "members", "type_", "want"), [
+    ("-m set --match-set S src", ["10.1.2.3"], "hash:ip", True),
+    ("-m set --match-set S dst", ["10.1.2.3"], "hash:ip", False),
+    ("-m set ! --match-set S dst", ["10.1.2.3"], "hash:ip", True),
+    ("-m set --match-set S src", ["10.1.2.0/30"], "hash:ip", True),   # added as a range
+    ("-m set --match-set S src", ["10.1.0.0/16"], "hash:net", True),
+    # the longest prefix decides; nomatch elements are exceptions
+    ("-m set --match-set S src", ["10.1.0.0/16", "10.1.2.0/24 nomatch"], "hash:net", False),
+    ("-m set --match-set S src", ["10.0.0.0/8", "10.1.0.0/16 nomatch", "10.1.2.0/24"],
+     "hash:net", True),
+    ("-m set --match-set S src --return-nomatch", ["10.1.0.0/16", "10.1.2.0/24 nomatch"],
+     "hash:net", True),
+    ("-m set --match-set S src --return-nomatch", ["10.1.0.0/16"], "hash:net", False),
+    # kube-proxy ipvs: KUBE-CLUSTER-IP is hash:ip,port matched with dst,dst
+    ("-m set --match-set S dst,dst", ["10.96.0.10,tcp:80"], "hash:ip,port", True),
+    ("-m set --match-set S dst,dst", ["10.96.0.10,80"], "hash:ip,port", True),  # tcp default
+    ("-m set --match-set S dst,dst", ["10.96.0.10,udp:80"], "hash:ip,port", False),
+    ("-m set --match-set S dst,src", ["10.96.0.10,tcp:80"], "hash:ip,port", False),
+    ("-m set --match-set S dst", ["10.96.0.10,tcp:80"], "hash:ip,port", False),  # too few
+    ("-m set --match-set S dst,dst,src", ["10.96.0.10,tcp:80,10.1.2.3"], "hash:ip,port,ip",
+     True),
+    ("-m set --match-set S dst,dst,src", ["10.96.0.10,tcp:80,10.1.0.0/16"],
+     "hash:ip,port,net", True),
+    ("-m set --match-set S src,dst", ["10.0.0.0/8,tcp:80"], "hash:net,port", True),
+    ("-m set --match-set S src,dst", ["10.0.0.0/8,10.96.0.0/12"], "hash:net,net", True),
+    ("-m set --match-set S dst", ["80", "443"], "bitmap:port", True),
+    ("-m set --match-set S src", ["30000-32767"], "bitmap:port", False),
+    ("-m set --match-set S src", ["30000-40000"], "bitmap:port", True),
+])
+def test_set_membership(rule: str, members: list[str], type_: str, want: bool) -> None:
+    assert decide(rule, [IPSet.from_text("S", type_, members)], T) is want
+
+
+def test_list_set_family_and_undecidable_cases() -> None:
+    a = IPSet.from_text("A", "hash:ip", ["10.9.9.9"])
+    b = IPSet.from_text("B", "hash:net", ["10.1.0.0/16"])
+    lst = IPSet.from_text("L", "list:set", ["A", "B"])
+    assert decide("-m set --match-set L src", [a, b, lst], T) is True
+    assert decide("-m set --match-set L dst", [a, b, lst], T) is False
+    # a member set not given: undecided unless an earlier member matches
+    assert decide("-m set --match-set L src", [b, lst], T) is True
+    assert decide("-m set --match-set L dst", [b, lst], T) is None
+    six = IPSet(name="S", type="hash:net", family="inet6",
+                members=(parse_network("::/0"),))
+    assert decide("-m set --match-set S src", [six], T) is False
+    assert decide("-m set --match-set S src", [], T) is None  # not given
+    assert decide("-m set --match-set S src", [IPSet.from_text("S", "hash:mac", [])], T) is None
+    sctp = tup("10.1.2.3", "10.96.0.10", proto="sctp")
+    port_set = IPSet.from_text("S", "hash:ip,port", ["10.96.0.10,tcp:80"])
+    assert decide("-m set --match-set S dst,dst", [port_set], sctp) is False
+    # counter conditions depend on runtime state: not a set match we decide
+    assert parse_set_match("-m set --match-set S src --packets-gt 5") is None
+    assert parse_set_match("-m set --match-set S src ! --update-counters") is not None
+    assert parse_set_match("-m physdev --physdev-is-bridged") is None
