@@ -112,7 +112,8 @@ def _pods(how: str, kubeconfig: str, page_size: int, pages: int) -> dict[str, An
 def _run(name: str, arg: str, page_size: int, pages: int = 0) -> dict[str, Any]:
     res = subprocess.run([sys.executable, __file__, "--phase", name, "--page-size",
                           str(page_size), "--pages", str(pages), arg], check=True,
-                         capture_output=True, text=True, env={**os.environ, "NO_PROXY": "127.0.0.1"})
+                         capture_output=True, text=True,
+                         env={**os.environ, "NO_PROXY": "127.0.0.1"})
     result: dict[str, Any] = json.loads(res.stdout)
     return result
 
