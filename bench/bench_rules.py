@@ -2,7 +2,9 @@
 scalability limits -- 5,000 nodes, 10,000 Services, 150,000 pods, up to 250 endpoints per
 Service. Target: at most 3 s and 2 GiB for one node's ruleset.
 
-Run: ``python bench/bench_rules.py [--mode iptables|nftables|all] [--repeat N]``.
+Run: ``python bench/bench_rules.py [--mode iptables|nftables|all] [--repeat N]
+[--kube-proxy-version 1.NN|all]`` (``all``: every release of kubeproxy/releases.py, each
+checked against the same target).
 
 The cluster is built directly from ``sourceip.cluster`` objects (``bench/gen_cluster.py``, the
 ``kubectl get -o json`` generator, had not landed when this was written). Its shape:
@@ -164,7 +166,7 @@ def _measure(build: Callable[[Cluster, Node, Any], Ruleset],
              ) -> dict[str, float]:
     """Wall and CPU time of ``build`` then ``render`` for ``node``, and the ruleset's size."""
     t0, c0 = time.perf_counter(), time.process_time()
-    rs = build(cluster, node, cluster.kube_proxy)
+    rs = build(cluster, node, _CFG.get("cfg", cluster.kube_proxy))
     t1, c1 = time.perf_counter(), time.process_time()
     text = render(rs)
     t2, c2 = time.perf_counter(), time.process_time()
@@ -190,14 +192,23 @@ def bench_iptables(cluster: Cluster, node: Node) -> dict[str, float]:
 
 
 MODES: dict[str, Callable[[Cluster, Node], dict[str, float]]] = {"iptables": bench_iptables}
+_CFG: dict[str, KubeProxyConfig] = {}  # the release being measured (--kube-proxy-version)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", default="all", help="iptables, nftables or all")
     ap.add_argument("--repeat", type=int, default=1, help="runs per mode (best is reported)")
+    ap.add_argument("--kube-proxy-version", default="", help="1.NN, or all (default: the "
+                    "default release)")
     args = ap.parse_args(argv)
     modes = list(MODES) if args.mode == "all" else [args.mode]
+    from dataclasses import replace
+
+    from sourceip.kubeproxy.releases import normalize_version, supported_versions
+
+    versions = (list(supported_versions()) if args.kube_proxy_version == "all"
+                else [normalize_version(args.kube_proxy_version)])
 
     t0 = time.perf_counter()
     cluster = make_cluster()
@@ -209,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(cluster.pods)} pods, {len(cluster.endpoint_slices)} slices; built in "
           f"{time.perf_counter() - t0:.2f} s; RSS {_rss_mib():.0f} MiB")
     ok = True
-    for mode in modes:
+    for mode, version in [(m, v) for m in modes for v in versions]:
+        _CFG["cfg"] = replace(cluster.kube_proxy, version=version)
         best: dict[str, float] | None = None
         for _ in range(args.repeat):
             gc.collect()
@@ -218,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 best = r
         assert best is not None
         rss = _rss_mib()
-        print(f"{mode}: build {best['build_s']:.2f} s + render {best['render_s']:.2f} s = "
+        print(f"{mode} {version}: build {best['build_s']:.2f} s + render "
+              f"{best['render_s']:.2f} s = "
               f"{best['total_s']:.2f} s wall (CPU {best['build_cpu_s']:.2f} + "
               f"{best['render_cpu_s']:.2f} = {best['total_cpu_s']:.2f} s); "
               f"{int(best['rules'])} rules in {int(best['chains'])} chains, "

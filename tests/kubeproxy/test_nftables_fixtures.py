@@ -46,9 +46,12 @@ def fake_node(name: str = TEST_NODE) -> Node:
 
 def fake_config(**changes: Any) -> KubeProxyConfig:
     """The fake's kube-proxy settings: nftables mode, detect-local by the cluster CIDR
-    10.0.0.0/8, nodePortAddresses = the node's primary IPs as /32 and /128, mark 0x4000."""
+    10.0.0.0/8, nodePortAddresses = the node's primary IPs as /32 and /128, mark 0x4000;
+    release 1.35 (the proxier_test.go these fixtures and goldens come from, 81810de6; the
+    per-release tests pass ``version=``)."""
     base: dict[str, Any] = dict(
         mode="nftables",
+        version="1.35",
         cluster_cidrs=(net("10.0.0.0/8"), net("fd00:10::/64")),
         detect_local_mode="ClusterCIDR",
         node_port_addresses=(f"{TEST_NODE_IP}/32", f"{TEST_NODE_IPV6}/128"),

@@ -79,6 +79,21 @@ def ipv4_option_value(ctx: click.Context, param: click.Parameter, value: str | N
     return str(ip)
 
 
+_KP_VERSION_KEY = "sourceip.kube_proxy_version"
+
+
+def _store_kp_version(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    from sourceip.errors import ValidationError
+    from sourceip.kubeproxy.releases import normalize_version
+
+    try:
+        ctx.meta[_KP_VERSION_KEY] = normalize_version(value)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], ctx=ctx, param=param) from None
+
+
 def cluster_options(f: F) -> F:
     """Add ``-f/--filename PATH`` (repeatable: a file, a directory or ``-`` for stdin),
     ``--example NAME`` and ``--service-node-port-range MIN-MAX`` to a command; its function
@@ -91,6 +106,12 @@ def cluster_options(f: F) -> F:
              "hand-written manifests must lie in it, and missing ones are allocated from it. "
              "Objects read from a cluster (with metadata.uid or resourceVersion) are accepted "
              "outside it, with a note.")(f)
+    f = click.option(
+        "--kube-proxy-version", "kube_proxy_version", metavar="1.NN", default=None,
+        expose_value=False, callback=_store_kp_version, is_eager=True,
+        help="The kube-proxy release whose rules to build (1.29 ... master; default: the "
+             "input's sourceip.dev/kubeProxyVersion annotation, else the newest release with "
+             "golden data).")(f)
     f = click.option(
         "--example", "example", metavar="NAME", default=None,
         help="Use a built-in example cluster (see `sourceip examples`).")(f)
@@ -127,18 +148,29 @@ def load_from_options(filenames: Sequence[str], example: str | None) -> Cluster:
             "--example NAME (see `sourceip examples`), or read one with --kubeconfig FILE / "
             "--context NAME")
     if example:
-        return load_example(example, node_port_range=node_port_range)
+        return _with_kp_version(load_example(example, node_port_range=node_port_range), ctx)
     if list(filenames).count("-") > 1:
         raise click.UsageError("stdin (-f -) can be given only once")
     # stdin is read by the loader (as bytes, so that binary input is a located error)
     with _loading(filenames, ctx):
         cluster = load_cluster(list(filenames), node_port_range=node_port_range)
     _require_objects(cluster, filenames)
+    cluster = _with_kp_version(cluster, ctx)
     # The snapshot lives until the command ends: keep the garbage collector from rescanning
     # its (possibly millions of) objects on every collection.
     gc.collect()
     gc.freeze()
     return cluster
+
+
+def _with_kp_version(cluster: Cluster, ctx: click.Context | None) -> Cluster:
+    """``--kube-proxy-version`` applied to the cluster's KubeProxyConfig, as ``--mode`` is."""
+    version = ctx.meta.get(_KP_VERSION_KEY) if ctx is not None else None
+    if not version:
+        return cluster
+    from dataclasses import replace
+
+    return cluster.with_(kube_proxy=replace(cluster.kube_proxy, version=version))
 
 
 def _loading(filenames: Sequence[str], ctx: click.Context | None) -> Any:

@@ -47,7 +47,11 @@ def rules(filenames: tuple[str, ...], example: str | None, node: str | None,
 
         click.echo(json.dumps(render_nft_json(ruleset), indent=2))
         return
+    from sourceip.kubeproxy.releases import release
+
     text = render(ruleset)
     for note in (*cluster.notes, *ruleset.notes):
         click.echo(f"# note: {note}", err=True)
+    # A comment both iptables-restore and nft -f skip: which release's rules these are.
+    click.echo(f"# kube-proxy {release(cfg.version).label}, {cfg.mode} mode, node {node}")
     click.echo(text, nl=not text.endswith("\n"))

@@ -386,7 +386,24 @@ class PolicyObject:
                                                             hash=False, repr=False)
 
 
-_RELEASE_RE = re.compile(r"1\.[0-9]{1,3}")
+_RELEASE_RE = re.compile(r"1\.[0-9]{1,3}|master")
+_RELEASE_TEXT_RE = re.compile(r"v?(1)\.([0-9]{1,3})(?:\.[0-9]+)?(?:[-+].*)?")
+
+
+def kube_proxy_release_text(text: str) -> str:
+    """A kube-proxy release as written by people (``v1.35.2``, ``1.35``, ``master``, ``main``)
+    in ``KubeProxyConfig.version``'s form: ``1.35`` or ``master``; empty stays empty. Raises
+    ``ValueError`` for anything else (whether the release is modelled is
+    ``kubeproxy.releases``' business)."""
+    t = text.strip().lower()
+    if t in ("", "master"):
+        return t
+    if t == "main":
+        return "master"
+    m = _RELEASE_TEXT_RE.fullmatch(t)
+    if m is None:
+        raise ValueError(f"{text!r} is not a kube-proxy release like 1.35 or v1.35.2")
+    return f"{m.group(1)}.{int(m.group(2))}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -407,8 +424,8 @@ class KubeProxyConfig:
     node_port_addresses: tuple[str, ...] = ()  # CIDRs, or the special value "primary"
     conntrack_tcp_be_liberal: bool = False
     hostname_override: str = ""
-    # The kube-proxy release whose rules to build, "1.NN" (kubeproxy/releases.py has the
-    # table; empty: its DEFAULT_VERSION). Read from the sourceip.dev/kubeProxyVersion
+    # The kube-proxy release whose rules to build, "1.NN" or "master" (kubeproxy/releases.py
+    # has the table; empty: its DEFAULT_VERSION). Read from the sourceip.dev/kubeProxyVersion
     # annotation or --kube-proxy-version.
     version: str = ""
 
@@ -416,7 +433,7 @@ class KubeProxyConfig:
         _check(self.mode in ("iptables", "nftables"), "mode",
                f"{self.mode!r}: sourceip models the iptables and nftables modes")
         _check(not self.version or _RELEASE_RE.fullmatch(self.version) is not None,
-               "kubeProxyVersion", f"{self.version!r} is not a release like 1.35")
+               "kubeProxyVersion", f"{self.version!r} is not a release like 1.35 (or master)")
         _check(0 <= self.masquerade_bit <= 31, "iptables.masqueradeBit",
                f"{self.masquerade_bit} is outside 0-31")
         for i, cidr in enumerate(self.node_port_addresses):

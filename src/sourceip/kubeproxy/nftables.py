@@ -53,6 +53,7 @@ from sourceip.kubeproxy.names import (
     NFT_SERVICE_PREFIX,
     nft_service_port_chain_name_base,
 )
+from sourceip.kubeproxy.releases import Release, release
 from sourceip.net.addr import IPAddress, IPNetwork
 from sourceip.netfilter.ir import (
     Addr,
@@ -68,7 +69,9 @@ from sourceip.netfilter.ir import (
     Masquerade,
     Match,
     NftSet,
+    NumgenDnatMap,
     NumgenVmap,
+    Port,
     Proto,
     Reject,
     Return,
@@ -98,17 +101,7 @@ KUBE_PROXY_TABLE = "kube-proxy"
 DEFAULT_SERVICE_CIDR_V4 = ipaddress.ip_network("10.96.0.0/12")
 DEFAULT_SERVICE_CIDR_V6 = ipaddress.ip_network("fd00:10:96::/112")
 
-# Base chains, per proxier_test.go baseRules at 81810de6: (name, type, hook, priority).
-_BASE_CHAINS: tuple[tuple[str, str, str, int], ...] = (
-    ("filter-prerouting-pre-dnat", "filter", "prerouting", -110),
-    ("filter-output-pre-dnat", "filter", "output", -110),
-    ("filter-forward", "filter", "forward", 0),
-    ("filter-input", "filter", "input", 0),
-    ("filter-output", "filter", "output", 0),
-    ("nat-output", "nat", "output", -100),
-    ("nat-postrouting", "nat", "postrouting", 100),
-    ("nat-prerouting", "nat", "prerouting", -100),
-)
+# Base chains and their jumps are per release: kubeproxy/releases.py NFT_LAYOUTS.
 
 MARK_MASQ_CHAIN = "mark-for-masquerade"
 MASQUERADING_CHAIN = "masquerading"
@@ -118,6 +111,9 @@ FIREWALL_CHECK_CHAIN = "firewall-check"
 CLUSTER_IPS_CHECK_CHAIN = "cluster-ips-check"
 SERVICE_ENDPOINTS_CHECK_CHAIN = "service-endpoints-check"
 NODEPORT_ENDPOINTS_CHECK_CHAIN = "nodeport-endpoints-check"
+ENDPOINTS_CHECK_CHAIN = "endpoints-check"  # 1.29: one chain for services and nodeports
+HAIRPIN_SET = "hairpin-connections"  # 1.36+
+CLUSTERIP_MASQ_COMMENT = "masquerade clusterIP traffic from outside cluster"
 
 CLUSTER_IPS_SET = "cluster-ips"
 NODEPORT_IPS_SET = "nodeport-ips"
@@ -243,6 +239,13 @@ class _Builder:
         self.node = node
         self.cfg = cfg
         self.family = family
+        self.rel: Release = release(cfg.version)
+        # Marking for masquerade: `jump mark-for-masquerade`, or (1.36+) the statement inline.
+        self.mark_act: Jump | MarkSet = (
+            _JUMP_MASQ if self.rel.nft_mark_chain else MarkSet("or", cfg.masquerade_mark))
+        self.rule_mark = (_RULE_JUMP_MASQ if self.rel.nft_mark_chain
+                          else Rule(actions=(self.mark_act,)))
+        self.hairpin = _Elements()
         self.ipx = "ip" if family == 4 else "ip6"
         self.addr_type = "ipv4_addr" if family == 4 else "ipv6_addr"
         self.notes: list[str] = []
@@ -279,24 +282,17 @@ class _Builder:
     # ------------------------------------------------------------------ base structure
     def base_chains(self) -> list[Chain]:
         mark = self.cfg.masquerade_mark
-        jump = Jump
+        rel = self.rel
+        layout = rel.layout
         ct_new = _CT_NEW
         out: list[Chain] = []
-        rules: dict[str, list[Rule]] = {name: [] for name, *_ in _BASE_CHAINS}
-        # nftablesJumpChains (newer layout).
-        rules["filter-prerouting-pre-dnat"].append(
-            Rule((ct_new,), (jump(FIREWALL_CHECK_CHAIN),)))
-        rules["filter-output-pre-dnat"].append(Rule((ct_new,), (jump(FIREWALL_CHECK_CHAIN),)))
-        rules["filter-forward"].append(Rule((ct_new,), (jump(SERVICE_ENDPOINTS_CHECK_CHAIN),)))
-        rules["filter-forward"].append(Rule((ct_new,), (jump(CLUSTER_IPS_CHECK_CHAIN),)))
-        rules["filter-input"].append(Rule((ct_new,), (jump(NODEPORT_ENDPOINTS_CHECK_CHAIN),)))
-        rules["filter-input"].append(Rule((ct_new,), (jump(SERVICE_ENDPOINTS_CHECK_CHAIN),)))
-        rules["filter-output"].append(Rule((ct_new,), (jump(SERVICE_ENDPOINTS_CHECK_CHAIN),)))
-        rules["filter-output"].append(Rule((ct_new,), (jump(CLUSTER_IPS_CHECK_CHAIN),)))
-        rules["nat-output"].append(Rule(actions=(jump(SERVICES_CHAIN),)))
-        rules["nat-prerouting"].append(Rule(actions=(jump(SERVICES_CHAIN),)))
-        rules["nat-postrouting"].append(Rule(actions=(jump(MASQUERADING_CHAIN),)))
-        for name, ctype, hook, prio in _BASE_CHAINS:
+        rules: dict[str, list[Rule]] = {name: [] for name, *_ in layout.base_chains}
+        for src, dst in layout.jumps:  # nftablesJumpChains of the release
+            rules[src].append(Rule((ct_new,), (Jump(dst),)))
+        rules["nat-output"].append(Rule(actions=(Jump(SERVICES_CHAIN),)))
+        rules["nat-prerouting"].append(Rule(actions=(Jump(SERVICES_CHAIN),)))
+        rules["nat-postrouting"].append(Rule(actions=(Jump(MASQUERADING_CHAIN),)))
+        for name, ctype, hook, prio in layout.base_chains:
             out.append(Chain(name, tuple(rules[name]), hook=hook, type=ctype, priority=prio))
 
         svc_key = (self.daddr_key, "meta l4proto", "th dport")
@@ -308,49 +304,81 @@ class _Builder:
             no_localhost = Addr("dst", (loopback,), negate=True)
             nodeport_guard: tuple[Match, ...] = (_FIB_DADDR_LOCAL, no_localhost)
             nodeport_check_guard: tuple[Match, ...] = (no_localhost,)
+            if not layout.split_endpoint_checks:
+                nodeport_check_guard = nodeport_guard
         else:
             lookup = SetLookup((self.daddr_key,), NODEPORT_IPS_SET)
             nodeport_guard = (lookup,)
             nodeport_check_guard = (lookup,)
-        cidrs = self.service_cidrs()
-        plain = [
-            Chain(CLUSTER_IPS_CHECK_CHAIN, (
+        no_ep_services = Rule(actions=(Vmap(svc_key, NO_ENDPOINT_SERVICES_MAP),))
+        no_ep_nodeports = Rule(nodeport_check_guard,
+                               (Vmap(_PROTO_PORT_KEYS, NO_ENDPOINT_NODEPORTS_MAP),))
+        plain: list[Chain] = []
+        if layout.cluster_ips_check:
+            cidrs = self.service_cidrs()
+            plain.append(Chain(CLUSTER_IPS_CHECK_CHAIN, (
                 Rule((SetLookup((self.daddr_key,), CLUSTER_IPS_SET),), (Reject(),),
                      comment="Reject traffic to invalid ports of ClusterIPs"),
                 Rule((Addr("dst", cidrs, braces=True),), (_DROP,),
                      comment="Drop traffic to unallocated ClusterIPs"),
-            )),
-            Chain(FIREWALL_CHECK_CHAIN, (
-                Rule(actions=(Vmap(svc_key, FIREWALL_IPS_MAP),)),
-            )),
-            Chain(MARK_MASQ_CHAIN, (Rule(actions=(MarkSet("or", mark),)),)),
-            Chain(MASQUERADING_CHAIN, (
+            )))
+        plain.append(Chain(FIREWALL_CHECK_CHAIN, (
+            Rule(actions=(Vmap(svc_key, FIREWALL_IPS_MAP),)),
+        )))
+        if rel.nft_mark_chain:
+            plain.append(Chain(MARK_MASQ_CHAIN, (Rule(actions=(MarkSet("or", mark),)),)))
+            masq_rules: tuple[Rule, ...] = (
                 Rule((Mark(0, mark),), (Return(),)),
                 Rule(actions=(MarkSet("xor", mark),)),
                 Rule(actions=(Masquerade(random_fully=True),)),
-            )),
-            Chain(NODEPORT_ENDPOINTS_CHECK_CHAIN, (
-                Rule(nodeport_check_guard,
-                     (Vmap(_PROTO_PORT_KEYS, NO_ENDPOINT_NODEPORTS_MAP),)),
-            )),
-            Chain(REJECT_CHAIN, (Rule(actions=(Reject(),)),),
-                  comment="helper for @no-endpoint-services / @no-endpoint-nodeports"),
-            Chain(SERVICES_CHAIN, (
-                Rule(actions=(Vmap(svc_key, SERVICE_IPS_MAP),)),
-                Rule(nodeport_guard, (Vmap(_PROTO_PORT_KEYS, SERVICE_NODEPORTS_MAP),)),
-            )),
-            Chain(SERVICE_ENDPOINTS_CHECK_CHAIN, (
-                Rule(actions=(Vmap(svc_key, NO_ENDPOINT_SERVICES_MAP),)),
-            )),
-        ]
+            )
+        else:  # #135800: one rule; #136499: hairpin connections by set
+            masq_rules = (
+                Rule((Mark(0, mark, negate=True),),
+                     (MarkSet("xor", mark), Masquerade(random_fully=True))),
+            )
+        if rel.nft_dnat_in_service_chain:
+            ipx = self.ipx
+            masq_rules += (Rule(
+                (CtState(("DNAT",)),
+                 SetLookup((f"{ipx} saddr", f"{ipx} daddr", "meta l4proto", "th dport"),
+                           HAIRPIN_SET)),
+                (Masquerade(random_fully=True),)),)
+        plain.append(Chain(MASQUERADING_CHAIN, masq_rules))
+        if layout.split_endpoint_checks:
+            plain.append(Chain(NODEPORT_ENDPOINTS_CHECK_CHAIN, (no_ep_nodeports,)))
+        else:
+            plain.append(Chain(ENDPOINTS_CHECK_CHAIN, (no_ep_services, no_ep_nodeports)))
+        plain.append(Chain(REJECT_CHAIN, (Rule(actions=(Reject(),)),),
+                           comment="helper for @no-endpoint-services / @no-endpoint-nodeports"))
+        services: list[Rule] = []
+        if rel.nft_clusterip_masq_in_services:
+            # The ClusterIP masquerade rule, once for every ClusterIP (1.36+).
+            cips = SetLookup((self.daddr_key,), CLUSTER_IPS_SET)
+            if self.cfg.masquerade_all:
+                services.append(Rule((cips,), (self.mark_act,)))
+            elif self.detector.implemented:
+                services.append(Rule((cips, *self.detector.if_not_local), (self.mark_act,),
+                                     comment=CLUSTERIP_MASQ_COMMENT))
+        services.append(Rule(actions=(Vmap(svc_key, SERVICE_IPS_MAP),)))
+        services.append(Rule(nodeport_guard, (Vmap(_PROTO_PORT_KEYS, SERVICE_NODEPORTS_MAP),)))
+        plain.append(Chain(SERVICES_CHAIN, tuple(services)))
+        if layout.split_endpoint_checks:
+            plain.append(Chain(SERVICE_ENDPOINTS_CHECK_CHAIN, (no_ep_services,)))
         return out + plain
 
     def base_sets(self) -> list[NftSet]:
         at = self.addr_type
         triple = (at, "inet_proto", "inet_service")
         pair = ("inet_proto", "inet_service")
-        sets = [NftSet(CLUSTER_IPS_SET, (at,), comment="Active ClusterIPs",
-                       elements=self.cluster_ips.tuple())]
+        sets: list[NftSet] = []
+        if self.rel.layout.cluster_ips_check:
+            sets.append(NftSet(CLUSTER_IPS_SET, (at,), comment="Active ClusterIPs",
+                               elements=self.cluster_ips.tuple()))
+        if self.rel.nft_dnat_in_service_chain:
+            sets.append(NftSet(HAIRPIN_SET, (at, at, "inet_proto", "inet_service"),
+                               comment="service hairpin connections",
+                               elements=self.hairpin.tuple()))
         if not self.npa.match_all:
             sets.append(NftSet(
                 NODEPORT_IPS_SET, (at,), comment="IPs that accept NodePort traffic",
@@ -488,25 +516,27 @@ class _Builder:
 
         # Internal traffic: the ClusterIP masquerade rule, first in the internal chain.
         internal_first: list[Rule] = []
-        if has_internal:
-            daddr = Addr("dst", (cip,))
+        if has_internal and not self.rel.nft_clusterip_masq_in_services:
+            dst: tuple[Match, ...] = (Addr("dst", (cip,)),)
+            if self.rel.nft_masq_rule_port:  # `ip daddr CIP tcp dport PORT`
+                dst += (Port("dport", (pnum,), proto=proto),)
             if self.cfg.masquerade_all:
-                internal_first.append(Rule((daddr,), (_JUMP_MASQ,)))
+                internal_first.append(Rule(dst, (self.mark_act,)))
             elif self.detector.implemented:
                 internal_first.append(
-                    Rule((daddr, *self.detector.if_not_local), (_JUMP_MASQ,)))
+                    Rule((*dst, *self.detector.if_not_local), (self.mark_act,)))
 
         # External chain.
         if uses_ext_chain:
             ext_rules: list[Rule] = []
             if not svc.external_policy_local:
-                ext_rules.append(_RULE_JUMP_MASQ)
+                ext_rules.append(self.rule_mark)
             else:
                 goto_cluster = Goto(cluster_chain)
                 if self.detector.implemented:
                     ext_rules.append(Rule(self.detector.if_local, (goto_cluster,),
                                           comment="short-circuit pod traffic"))
-                ext_rules.append(Rule((_FIB_SADDR_LOCAL,), (_JUMP_MASQ,),
+                ext_rules.append(Rule((_FIB_SADDR_LOCAL,), (self.mark_act,),
                                       comment="masquerade local traffic"))
                 ext_rules.append(Rule((_FIB_SADDR_LOCAL,), (goto_cluster,),
                                       comment="short-circuit local traffic"))
@@ -533,30 +563,39 @@ class _Builder:
                     NFT_AFFINITY_PREFIX + ep_names[id(ep)], (self.addr_type,),
                     flags=("dynamic", "timeout"), timeout=timeout))
 
+        proto_match = (_PROTO[proto] if proto in _PROTO else Proto(proto),)
+        dnat_in_service = self.rel.nft_dnat_in_service_chain
+        if dnat_in_service:
+            node_name = self.node.name
+            for ep in reachable:  # hairpin: a local endpoint reaching itself (1.36+)
+                if ep.node_name == node_name:
+                    self.hairpin.add((ep.ip, ep.ip, proto, ep.port))
+
         # Service-to-endpoint chains.
         if uses_cluster_chain:
             first = internal_first if internal_chain == cluster_chain else []
             chains.append(Chain(cluster_chain, tuple(
-                first + self.to_endpoint_rules(cluster_eps, ep_names, affinity))))
+                first + self.to_endpoint_rules(cluster_eps, ep_names, affinity, proto_match))))
         if uses_local_chain:
             first = internal_first if internal_chain == local_chain else []
             chains.append(Chain(local_chain, tuple(
-                first + self.to_endpoint_rules(local_eps, ep_names, affinity))))
+                first + self.to_endpoint_rules(local_eps, ep_names, affinity, proto_match))))
 
-        # Endpoint chains (the bulk of a large ruleset: locals bound for speed).
-        proto_match = (_PROTO[proto] if proto in _PROTO else Proto(proto),)
-        jump_masq = (_JUMP_MASQ,)
+        # Endpoint chains (the bulk of a large ruleset: locals bound for speed). From 1.36 only
+        # ClientIP affinity keeps them (the `update @affinity-...` needs a per-endpoint place).
+        jump_masq = (self.mark_act,)
         append = chains.append
         if affinity:
             upd_keys = self.update_saddr_keys
             for ep in reachable:
                 epbase = ep_names[id(ep)]
-                append(Chain(NFT_ENDPOINT_PREFIX + epbase, (
-                    Rule((Addr("src", (ep.ip,)),), jump_masq),
+                ep_rules: tuple[Rule, ...] = (
                     Rule((), (SetUpdate(NFT_AFFINITY_PREFIX + epbase, upd_keys),)),
-                    Rule(proto_match, (Dnat(ep.ip, ep.port),)),
-                )))
-        else:
+                    Rule(proto_match, (Dnat(ep.ip, ep.port),)))
+                if not dnat_in_service:
+                    ep_rules = (Rule((Addr("src", (ep.ip,)),), jump_masq), *ep_rules)
+                append(Chain(NFT_ENDPOINT_PREFIX + epbase, ep_rules))
+        elif not dnat_in_service:
             for ep in reachable:
                 append(Chain(NFT_ENDPOINT_PREFIX + ep_names[id(ep)], (
                     Rule((Addr("src", (ep.ip,)),), jump_masq),
@@ -565,9 +604,20 @@ class _Builder:
 
     def to_endpoint_rules(self, eps: Iterable[ProxyEndpoint],
                           ep_names: dict[int, str],
-                          affinity: bool) -> list[Rule]:
-        """writeServiceToEndpointRules: affinity lookups, then ``numgen random mod N vmap``."""
+                          affinity: bool, proto_match: tuple[Match, ...]) -> list[Rule]:
+        """writeServiceToEndpointRules: affinity lookups, then ``numgen random mod N vmap``
+        to the endpoint chains; from 1.36 (no affinity) the DNAT itself, ``dnat ip addr .
+        port to numgen random mod N map { i : IP . PORT }`` over the endpoints sorted as
+        kube-proxy's EndpointSliceCache sorts them, and from 1.37 a plain ``dnat to IP:PORT``
+        for one endpoint."""
         eps = tuple(eps)
+        rel = self.rel
+        if rel.nft_dnat_in_service_chain and not affinity:
+            ordered = sorted(eps, key=str)
+            if len(ordered) == 1 and rel.nft_single_endpoint_plain_dnat:
+                return [Rule(proto_match, (Dnat(ordered[0].ip, ordered[0].port),))]
+            dnat = NumgenDnatMap(len(ordered), tuple((ep.ip, ep.port) for ep in ordered))
+            return [Rule(proto_match, (dnat,))]
         rules: list[Rule] = []
         targets = tuple(Goto(NFT_ENDPOINT_PREFIX + ep_names[id(ep)]) for ep in eps)
         if affinity:

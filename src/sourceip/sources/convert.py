@@ -57,6 +57,7 @@ from sourceip.cluster.model import (
     PolicyObject,
     Service,
     ServicePort,
+    kube_proxy_release_text,
 )
 from sourceip.errors import InputError, ManifestError, ValidationError
 from sourceip.net.addr import IPAddress, IPNetwork
@@ -329,6 +330,9 @@ def _model(cls: Any, prefix: str, **kwargs: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # the converter
 # ---------------------------------------------------------------------------------------------
+
+KUBE_PROXY_VERSION_ANNOTATION = "sourceip.dev/kubeProxyVersion"
+
 
 class Converter:
     """Converts single objects; holds the per-load IP cache and what it noticed (IPv6)."""
@@ -975,8 +979,23 @@ class Converter:
             node_port_addresses=npa,
             conntrack_tcp_be_liberal=_bool(conntrack.get("tcpBeLiberal"),
                                            "conntrack.tcpBeLiberal", False),
-            hostname_override=_str(obj.get("hostnameOverride"), "hostnameOverride"))
+            hostname_override=_str(obj.get("hostnameOverride"), "hostnameOverride"),
+            version=self.kube_proxy_version(obj))
         return cfg
+
+    def kube_proxy_version(self, obj: Obj) -> str:
+        """The ``sourceip.dev/kubeProxyVersion`` annotation (``1.35``, ``v1.35.2``, ``master``)
+        of a KubeProxyConfiguration, normalized to ``1.NN``; empty when absent."""
+        meta = _map(obj.get("metadata"), "metadata")
+        notes = _map(meta.get("annotations"), "metadata.annotations")
+        field = "metadata.annotations[sourceip.dev/kubeProxyVersion]"
+        raw = _str(notes.get(KUBE_PROXY_VERSION_ANNOTATION), field)
+        if not raw.strip():
+            return ""
+        try:
+            return kube_proxy_release_text(raw)
+        except ValueError as exc:
+            raise ValidationError(str(exc), field=field) from None
 
     # ---- NetworkProfile ----
     def profile(self, obj: Obj) -> NetworkProfile:

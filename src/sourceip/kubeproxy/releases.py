@@ -1,0 +1,262 @@
+"""What kube-proxy's rules look like in each release: one table, read by the builders.
+
+Each ``Release`` row is a set of feature flags. ``iptables.py`` and ``nftables.py`` read the
+flags of ``release(cfg.version)``; no builder compares version numbers. A new release is a new
+row (copy the previous one, flip what its upstream diff changed, cite it).
+
+Where each row comes from (the commits are the stored copies of kubernetes/kubernetes files
+read through the project's search index; tags were not stored, so a release is matched to a
+copy by the pull requests that changed the rules, named per flag below):
+
+* nftables base-chain layout (``nft_layout``, ``NFT_LAYOUTS``):
+
+  - ``dnat-1`` (1.29, the alpha): filter chains on input/forward/output at DNAT priority - 1,
+    firewall and endpoint checks in all three. #122614 (merged 2024-01, 1.30) moved them; its
+    description is the source. No TestOverallNFTablesRules text of 1.29 was available.
+  - ``dnat-10`` (1.30-1.33): ``filter-prerouting``/``-input``/``-forward``/``-output`` at -110,
+    ``filter-output-post-dnat`` at -90 (#122614, #122692). Golden:
+    aojea/kubernetes 492140aedb62cb751e20c9ad71831642b8635c69 (a snapshot of master with the
+    ``pkg/proxy/runner`` package, i.e. the 1.33 cycle).
+  - ``pre-dnat`` (1.34-): ``filter-prerouting-pre-dnat``/``filter-output-pre-dnat`` at -110,
+    input/forward/output at 0 (#132456, merged 2025-07, 1.34). Golden:
+    kubernetes/kubernetes 81810de635aa13aa0a32992f6def3aa9d6025ebc (also 030880a5dc54...).
+* ``nft_masq_rule_port``: the ClusterIP masquerade rule matches ``tcp dport`` (present in the
+  ``dnat-10`` golden, absent from the ``pre-dnat`` one; placed at 1.34 with the layout change,
+  the exact PR was not found).
+* ``nft_mark_chain`` off, ``nft_clusterip_masq_in_services``, ``nft_dnat_in_service_chain``
+  (1.36-): #135800 (drop the ``mark-for-masquerade`` chain, inline ``mark set``) and #136499
+  (``hairpin-connections`` set, DNAT by ``numgen`` map in the service chain, no per-endpoint
+  chains). Golden: a real v1.36.2 node's ``nft list table ip kube-proxy`` (the write-up quoted
+  in tests/kubeproxy/golden/nftables_1.36_node.txt) and PR #140362's diff context (master's
+  TestOverallNFTablesRules, svc1, before #140723).
+* ``nft_single_endpoint_plain_dnat`` (1.37-): #140723 (merged 2026-07, "avoid numgen map for
+  single-endpoint service DNAT"; its text names 1.38 for the bigger refactor, so 1.37 is taken
+  to carry it).
+
+iptables mode: the rules sourceip models did not change between 1.29 and master as far as the
+copies read show (``TestOverallIPTablesRules``; the nfacct counters and ``KUBE-PROXY-FIREWALL``
+are in every supported release), so every row has the same iptables flags. When a release
+changes them, add a column here and read it in ``iptables.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sourceip.cluster.model import kube_proxy_release_text
+from sourceip.errors import ValidationError
+
+__all__ = [
+    "DEFAULT_VERSION",
+    "DEVELOPMENT_VERSION",
+    "NFT_LAYOUTS",
+    "RELEASES",
+    "NftLayout",
+    "normalize_version",
+    "Release",
+    "release",
+    "supported_versions",
+]
+
+NftLayoutName = Literal["dnat-1", "dnat-10", "pre-dnat"]
+
+
+@dataclass(frozen=True, slots=True)
+class NftLayout:
+    """The nftables base chains of one layout and the ``ct state new`` jumps they hold.
+
+    ``base_chains``: (name, type, hook, priority); ``jumps``: (from chain, to chain) in the
+    order kube-proxy adds them (``nftablesJumpChains``). ``endpoint_checks`` names the chain(s)
+    holding the no-endpoint vmaps: one ``endpoints-check`` (services and nodeports) or the
+    split ``service-endpoints-check`` / ``nodeport-endpoints-check``."""
+
+    name: NftLayoutName
+    base_chains: tuple[tuple[str, str, str, int], ...]
+    jumps: tuple[tuple[str, str], ...]
+    split_endpoint_checks: bool
+    cluster_ips_check: bool
+
+
+NFT_LAYOUTS: dict[NftLayoutName, NftLayout] = {
+    # 1.29: filterPriority = DNATPriority - 1 on input/forward/output (#122614's "before").
+    "dnat-1": NftLayout(
+        name="dnat-1",
+        base_chains=(
+            ("filter-forward", "filter", "forward", -101),
+            ("filter-input", "filter", "input", -101),
+            ("filter-output", "filter", "output", -101),
+            ("nat-output", "nat", "output", -100),
+            ("nat-postrouting", "nat", "postrouting", 100),
+            ("nat-prerouting", "nat", "prerouting", -100),
+        ),
+        jumps=(
+            ("filter-input", "endpoints-check"),
+            ("filter-forward", "endpoints-check"),
+            ("filter-output", "endpoints-check"),
+            ("filter-input", "firewall-check"),
+            ("filter-forward", "firewall-check"),
+            ("filter-output", "firewall-check"),
+        ),
+        split_endpoint_checks=False,
+        cluster_ips_check=False,
+    ),
+    # 1.30-1.33: baseRules of aojea/kubernetes 492140ae.
+    "dnat-10": NftLayout(
+        name="dnat-10",
+        base_chains=(
+            ("filter-prerouting", "filter", "prerouting", -110),
+            ("filter-forward", "filter", "forward", -110),
+            ("filter-input", "filter", "input", -110),
+            ("filter-output", "filter", "output", -110),
+            ("filter-output-post-dnat", "filter", "output", -90),
+            ("nat-output", "nat", "output", -100),
+            ("nat-postrouting", "nat", "postrouting", 100),
+            ("nat-prerouting", "nat", "prerouting", -100),
+        ),
+        jumps=(
+            ("filter-prerouting", "firewall-check"),
+            ("filter-forward", "service-endpoints-check"),
+            ("filter-forward", "cluster-ips-check"),
+            ("filter-input", "nodeport-endpoints-check"),
+            ("filter-input", "service-endpoints-check"),
+            ("filter-output", "service-endpoints-check"),
+            ("filter-output", "firewall-check"),
+            ("filter-output-post-dnat", "cluster-ips-check"),
+        ),
+        split_endpoint_checks=True,
+        cluster_ips_check=True,
+    ),
+    # 1.34-: baseRules of kubernetes/kubernetes 81810de6 (#132456).
+    "pre-dnat": NftLayout(
+        name="pre-dnat",
+        base_chains=(
+            ("filter-prerouting-pre-dnat", "filter", "prerouting", -110),
+            ("filter-output-pre-dnat", "filter", "output", -110),
+            ("filter-forward", "filter", "forward", 0),
+            ("filter-input", "filter", "input", 0),
+            ("filter-output", "filter", "output", 0),
+            ("nat-output", "nat", "output", -100),
+            ("nat-postrouting", "nat", "postrouting", 100),
+            ("nat-prerouting", "nat", "prerouting", -100),
+        ),
+        jumps=(
+            ("filter-prerouting-pre-dnat", "firewall-check"),
+            ("filter-output-pre-dnat", "firewall-check"),
+            ("filter-forward", "service-endpoints-check"),
+            ("filter-forward", "cluster-ips-check"),
+            ("filter-input", "nodeport-endpoints-check"),
+            ("filter-input", "service-endpoints-check"),
+            ("filter-output", "service-endpoints-check"),
+            ("filter-output", "cluster-ips-check"),
+        ),
+        split_endpoint_checks=True,
+        cluster_ips_check=True,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Release:
+    """One kube-proxy minor release (or the development branch) as feature flags.
+
+    nftables mode:
+
+    * ``nft_layout``: the base-chain layout (``NFT_LAYOUTS``).
+    * ``nft_masq_rule_port``: the ClusterIP masquerade rule also matches ``PROTO dport PORT``.
+    * ``nft_mark_chain``: marking is ``jump mark-for-masquerade`` (a chain holding ``mark set
+      mark or MARK``); off: the ``mark set`` statement is inlined where the jump was.
+    * ``nft_clusterip_masq_in_services``: the ClusterIP masquerade rule is one rule in
+      ``services`` keyed on ``@cluster-ips`` instead of one per service chain.
+    * ``nft_dnat_in_service_chain``: the service chain DNATs with ``dnat ip addr . port to
+      numgen random mod N map { ... }`` (no per-endpoint chains, except for ClientIP
+      affinity), and hairpin traffic is masqueraded through the ``hairpin-connections`` set
+      instead of an ``ip saddr EP jump mark-for-masquerade`` rule per endpoint.
+    * ``nft_single_endpoint_plain_dnat``: a service chain with one endpoint DNATs with a
+      plain ``dnat to IP:PORT`` (no map).
+
+    ``nft_golden`` / ``ipt_golden``: where this row's expected dumps come from (None: no
+    upstream text was available; the row is inferred from the pull requests named in the
+    module docstring and only checked for loading and packet flows)."""
+
+    version: str
+    development: bool = False
+    nft_layout: NftLayoutName
+    nft_masq_rule_port: bool
+    nft_mark_chain: bool = True
+    nft_clusterip_masq_in_services: bool = False
+    nft_dnat_in_service_chain: bool = False
+    nft_single_endpoint_plain_dnat: bool = False
+    nft_golden: str | None = None
+    ipt_golden: str | None = "kubernetes/kubernetes proxier_test.go (index id 191206484)"
+
+    @property
+    def layout(self) -> NftLayout:
+        return NFT_LAYOUTS[self.nft_layout]
+
+    @property
+    def label(self) -> str:
+        """``1.36`` or ``1.38 (development branch)``."""
+        return f"{self.version} (development branch)" if self.development else self.version
+
+
+_G_DNAT10 = "aojea/kubernetes 492140aedb62cb751e20c9ad71831642b8635c69"
+_G_PREDNAT = "kubernetes/kubernetes 81810de635aa13aa0a32992f6def3aa9d6025ebc"
+_G_136 = "a real v1.36.2 node's nft list (write-up) + kubernetes PR #140362 diff context"
+_G_MASTER = "kubernetes PRs #140362 (diff context) and #140723"
+
+RELEASES: tuple[Release, ...] = (
+    Release(version="1.29", nft_layout="dnat-1", nft_masq_rule_port=True),
+    Release(version="1.30", nft_layout="dnat-10", nft_masq_rule_port=True),
+    Release(version="1.31", nft_layout="dnat-10", nft_masq_rule_port=True),
+    Release(version="1.32", nft_layout="dnat-10", nft_masq_rule_port=True),
+    Release(version="1.33", nft_layout="dnat-10", nft_masq_rule_port=True,
+            nft_golden=_G_DNAT10),
+    Release(version="1.34", nft_layout="pre-dnat", nft_masq_rule_port=False),
+    Release(version="1.35", nft_layout="pre-dnat", nft_masq_rule_port=False,
+            nft_golden=_G_PREDNAT),
+    Release(version="1.36", nft_layout="pre-dnat", nft_masq_rule_port=False,
+            nft_mark_chain=False, nft_clusterip_masq_in_services=True,
+            nft_dnat_in_service_chain=True, nft_golden=_G_136),
+    Release(version="1.37", nft_layout="pre-dnat", nft_masq_rule_port=False,
+            nft_mark_chain=False, nft_clusterip_masq_in_services=True,
+            nft_dnat_in_service_chain=True, nft_single_endpoint_plain_dnat=True),
+    Release(version="1.38", development=True, nft_layout="pre-dnat", nft_masq_rule_port=False,
+            nft_mark_chain=False, nft_clusterip_masq_in_services=True,
+            nft_dnat_in_service_chain=True, nft_single_endpoint_plain_dnat=True,
+            nft_golden=_G_MASTER),
+)
+
+_BY_VERSION = {r.version: r for r in RELEASES}
+DEVELOPMENT_VERSION = next(r.version for r in RELEASES if r.development)
+# The newest release with golden data for both modes (the development branch's nftables golden
+# is reconstructed from pull requests, so it is not the default).
+DEFAULT_VERSION = "1.36"
+_ALIASES = {"master": DEVELOPMENT_VERSION}
+
+
+def supported_versions() -> tuple[str, ...]:
+    return tuple(r.version for r in RELEASES)
+
+
+def normalize_version(text: str) -> str:
+    """``v1.35.2`` / ``1.35`` / ``master`` -> ``1.35`` / ``1.38``; empty -> the default.
+    Raises ``ValidationError`` (field ``kubeProxyVersion``) for a release not in the table."""
+    try:
+        t = kube_proxy_release_text(text)
+    except ValueError as exc:
+        raise ValidationError(str(exc), field="kubeProxyVersion") from None
+    if not t:
+        return DEFAULT_VERSION
+    t = _ALIASES.get(t, t)
+    if t not in _BY_VERSION:
+        raise ValidationError(
+            f"{text!r}: kube-proxy releases with modelled rules are "
+            f"{', '.join(supported_versions())} (master = {DEVELOPMENT_VERSION})",
+            field="kubeProxyVersion")
+    return t
+
+
+def release(version: str = "") -> Release:
+    """The row for ``version`` (any form ``normalize_version`` reads; empty: the default)."""
+    return _BY_VERSION[normalize_version(version)]
