@@ -266,3 +266,38 @@ def test_rules_of_every_release_load(version: str, tmp_path: Path) -> None:
             assert r.returncode == 0, r.stderr[-2000:]
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+# ----------------------------------------------------------------------------- input
+
+def test_annotation_and_option_pick_the_release(tmp_path: Path) -> None:
+    """The KubeProxyConfiguration's sourceip.dev/kubeProxyVersion annotation sets the release;
+    --kube-proxy-version overrides it; a bad value is an input error (exit 1) naming the
+    annotation, or a usage error (exit 2) naming the option."""
+    from click.testing import CliRunner
+
+    from sourceip.cli.main import cli
+    from sourceip.sources import load_cluster
+
+    kp = tmp_path / "kp.yaml"
+    kp.write_text("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+                  "metadata:\n  annotations:\n    sourceip.dev/kubeProxyVersion: v1.33.4\n"
+                  "mode: nftables\nclusterCIDR: 10.244.0.0/16\n")
+    node = tmp_path / "node.yaml"
+    node.write_text("apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\nstatus:\n  addresses:\n"
+                    "  - {type: InternalIP, address: 10.0.0.11}\n")
+    assert load_cluster([str(kp), str(node)]).kube_proxy.version == "1.33"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["rules", "-f", str(kp), "-f", str(node)])
+    assert res.exit_code == 0 and res.stdout.startswith("# kube-proxy 1.33, nftables mode")
+    assert "filter-output-post-dnat" in res.stdout
+    res = runner.invoke(cli, ["rules", "-f", str(kp), "-f", str(node),
+                              "--kube-proxy-version", "master"])
+    assert res.stdout.startswith(f"# kube-proxy {DEVELOPMENT_VERSION} (development branch)")
+    res = runner.invoke(cli, ["rules", "-f", str(kp), "-f", str(node),
+                              "--kube-proxy-version", "1.20"])
+    assert res.exit_code == 2 and "1.29" in res.output and "Traceback" not in res.output
+    kp.write_text(kp.read_text().replace("v1.33.4", "one-dot-thirty"))
+    res = runner.invoke(cli, ["rules", "-f", str(kp), "-f", str(node)])
+    # (the CLI entry point maps it to `error: kp.yaml:4: metadata.annotations[...]: ...`)
+    assert res.exit_code == 1 and "sourceip.dev/kubeProxyVersion" in str(res.exception)
