@@ -282,12 +282,35 @@ Action = (
 
 
 @dataclass(frozen=True, slots=True)
+class SourceLoc:
+    """Where a rule was read from: the dump ``file``, its 1-based ``line`` (0 when the format
+    has no lines, e.g. ``nft -j`` JSON: ``item`` then names it, ``nftables[12]``) and the
+    rule's ``text`` exactly as the dump wrote it."""
+
+    file: str
+    line: int
+    text: str
+    item: str | None = None
+
+    def where(self) -> str:
+        """``node.rules:812`` (or ``ruleset.json nftables[12]``)."""
+        if self.line:
+            return f"{self.file}:{self.line}"
+        return f"{self.file} {self.item}" if self.item else self.file
+
+    def __str__(self) -> str:
+        return f"{self.where()}: {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
-    """All ``matches`` must hold; then ``actions`` run in order."""
+    """All ``matches`` must hold; then ``actions`` run in order. ``loc`` is where a parser
+    read the rule (None for rules sourceip built); it takes no part in ``==``."""
 
     matches: tuple[Match, ...] = ()
     actions: tuple[Action, ...] = ()
     comment: str | None = None
+    loc: SourceLoc | None = field(default=None, compare=False)
 
     @property
     def verdict(self) -> Action | None:

@@ -26,7 +26,8 @@ Everything else is kept, never dropped: a module or target the IR cannot express
 ``UnknownMatch`` / ``UnknownAction`` with its original tokens (``-m physdev --physdev-is-in``,
 ``-j LOG --log-prefix "x"``); a ``-j NAME`` whose NAME is not a chain of the table is an
 ``UnknownAction`` (an extension target such as ``-j NOTRACK``). Real syntax errors raise
-``RulesetParseError`` with ``file`` and ``line``.
+``RulesetParseError`` with ``file`` and ``line``. Every rule carries ``Rule.loc``: the file,
+its line number and the line as written (counters ``[p:b]`` included), for traces to quote.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from sourceip.netfilter.ir import (
     Rule,
     Ruleset,
     Snat,
+    SourceLoc,
     Statistic,
     Table,
     UnknownAction,
@@ -570,9 +572,11 @@ def _tokenize_slow(line: str) -> list[str]:
     return tokens
 
 
-def _parse_rule(toks: list[str], pos: int) -> tuple[Rule, str | None]:
-    """Parse the options of one rule starting at ``toks[pos]``; returns the rule and, for a
-    bare ``-j NAME`` that is not a built-in target, NAME (resolved at COMMIT)."""
+def _parse_rule(toks: list[str], pos: int, loc: SourceLoc | None = None
+                ) -> tuple[Rule, str | None]:
+    """Parse the options of one rule starting at ``toks[pos]``; returns the rule (located at
+    ``loc``) and, for a bare ``-j NAME`` that is not a built-in target, NAME (resolved at
+    COMMIT)."""
     n = len(toks)
     slots: list[Match | _Module] = []
     modules: list[_Module] = []  # loaded, in order; implicit proto modules included
@@ -724,7 +728,7 @@ def _parse_rule(toks: list[str], pos: int) -> tuple[Rule, str | None]:
             actions = (_jump(target),)
             bare_jump = target
     comment = "; ".join(comments) if comments else None
-    return Rule(tuple(matches), actions, comment), bare_jump
+    return Rule(tuple(matches), actions, comment, loc), bare_jump
 
 
 def _target_text(name: str, opts: list[_Opt]) -> str:
@@ -775,8 +779,10 @@ class _TableBuilder:
         for p in self.pending:
             if p.jump is not None and p.jump not in self.chains:
                 acts = (UnknownAction(f"-j {p.jump}"),)
-                idx = self.rules[p.chain].index(p.rule)
-                self.rules[p.chain][idx] = Rule(p.rule.matches, acts, p.rule.comment)
+                rules = self.rules[p.chain]
+                # by identity: equal rules (loc takes no part in ==) may repeat in a chain
+                idx = next(i for i, r in enumerate(rules) if r is p.rule)
+                rules[idx] = Rule(p.rule.matches, acts, p.rule.comment, p.rule.loc)
         chains = tuple(
             Chain(c.name, tuple(self.rules[c.name]), hook=c.hook, policy=c.policy)
             for c in self.chains.values()
@@ -875,7 +881,7 @@ def _parse(text: str, source: str, family: int) -> Ruleset:
                     if pos < len(toks) and toks[pos].isdigit():
                         insert_at = max(int(toks[pos]) - 1, 0)
                         pos += 1
-                rule, jump = _parse_rule(toks, pos)
+                rule, jump = _parse_rule(toks, pos, SourceLoc(source, lineno, raw.strip()))
                 rules = current.rules[chain]
                 if insert_at is None:
                     rules.append(rule)

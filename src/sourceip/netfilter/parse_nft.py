@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sourceip.errors import RulesetParseError
@@ -82,6 +83,7 @@ from sourceip.netfilter.ir import (
     SetLookup,
     SetUpdate,
     Snat,
+    SourceLoc,
     Table,
     UnknownAction,
     UnknownMatch,
@@ -89,7 +91,7 @@ from sourceip.netfilter.ir import (
     Vmap,
 )
 
-__all__ = ["expr_key_text", "parse_nft_json"]
+__all__ = ["ItemOrigin", "expr_key_text", "parse_nft_items", "parse_nft_json"]
 
 _ALL_ONES = 0xFFFFFFFF
 _UNQUALIFIED_META = frozenset({"iifname", "oifname", "iif", "oif"})
@@ -578,8 +580,12 @@ def _numgen_dnat_map(addr_v: dict[str, Any]) -> NumgenDnatMap:
 
 
 def _rule(
-    exprs: object, family: str, where: str, notes: list[str]
+    exprs: object, family: str, where: str, notes: list[str],
+    texts: list[str] | None = None,
 ) -> tuple[tuple[Match, ...], tuple[Action, ...]]:
+    """The matches and actions of one rule's expressions. ``texts[i]``, when given (the nft
+    text parser), is expression i as the dump wrote it: what an Unknown* keeps instead of the
+    expression's JSON."""
     if not isinstance(exprs, list):
         raise _Bad("expr must be a list", where)
     matches: list[Match] = []
@@ -587,6 +593,7 @@ def _rule(
     for i, e in enumerate(exprs):
         if not isinstance(e, dict) or len(e) != 1:
             raise _Bad("each expression must be an object with one key", f"{where}[{i}]")
+        orig = texts[i] if texts is not None else None
         ((key, body),) = e.items()
         statement_seen = any(not isinstance(a, Counter) for a in actions)
         if key == "xt" and isinstance(body, dict) and body.get("type") == "match":
@@ -601,9 +608,9 @@ def _rule(
             try:
                 found = _match(body)
             except (_Unknown, RecursionError):
-                found = [UnknownMatch(_text(e))]
+                found = [UnknownMatch(orig or _text(e))]
             if statement_seen:
-                actions.extend(UnknownAction(_text(e)) for _ in found[:1])
+                actions.extend(UnknownAction(orig or _text(e)) for _ in found[:1])
             else:
                 # `meta l4proto tcp tcp dport 80` (iptables-nft writes both): one Proto
                 matches.extend(m for m in found if not (
@@ -620,9 +627,9 @@ def _rule(
             actions.append(act)
         except (_Unknown, RecursionError):
             if actions or key in _STATEMENT_KEYS:
-                actions.append(UnknownAction(_text(e)))
+                actions.append(UnknownAction(orig or _text(e)))
             else:
-                matches.append(UnknownMatch(_text(e)))
+                matches.append(UnknownMatch(orig or _text(e)))
     return tuple(matches), tuple(actions)
 
 
@@ -742,12 +749,33 @@ def parse_nft_json(data: str | bytes | dict[str, Any], *, source: str = "<nft -j
     ``nftables[7].rule``) when the input is not JSON or not libnftables' shape.
     """
     doc = _load(data, source)
-    notes: list[str] = []
+    if not isinstance(doc, dict) or not isinstance(doc.get("nftables"), list):
+        raise RulesetParseError('expected an object {"nftables": [...]}', file=source)
+    return parse_nft_items(doc["nftables"], source=source)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOrigin:
+    """Where the nft text parser found an item: its line, its text as written, and (rules)
+    each expression's text."""
+
+    line: int
+    text: str
+    expr_texts: list[str] | None = None
+
+
+def parse_nft_items(
+    items: list[Any], *, source: str, origins: list[ItemOrigin | None] | None = None,
+    notes: list[str] | None = None,
+) -> Ruleset:
+    """The ruleset of libnftables JSON ``items`` (the list under ``"nftables"``). Shared by
+    ``parse_nft_json`` and the text parser (``parse_nft_text``), which passes ``origins``
+    (one per item): rules then carry the dump's line and text, errors name the line."""
+    notes = [] if notes is None else notes
+    idx = 0
     try:
-        if not isinstance(doc, dict) or not isinstance(doc.get("nftables"), list):
-            raise _Bad('expected an object {"nftables": [...]}', "")
         tables: dict[tuple[str, str], dict[str, Any]] = {}
-        for idx, item in enumerate(doc["nftables"]):
+        for idx, item in enumerate(items):
             where = f"nftables[{idx}]"
             if not isinstance(item, dict) or len(item) != 1:
                 raise _Bad("each item must be an object with one key", where)
@@ -799,13 +827,20 @@ def parse_nft_json(data: str | bytes | dict[str, Any], *, source: str = "<nft -j
                 assert cname is not None
                 if cname not in t["chains"]:
                     raise _Bad(f"chain {cname} is not listed before this rule", where)
-                matches, actions = _rule(obj.get("expr", []), family, f"{where}.expr", notes)
+                origin = origins[idx] if origins is not None else None
+                matches, actions = _rule(obj.get("expr", []), family, f"{where}.expr", notes,
+                                         origin.expr_texts if origin is not None else None)
+                loc = (SourceLoc(source, origin.line, origin.text) if origin is not None
+                       else SourceLoc(source, 0, _text(item), where))
                 t["rules"][cname].append(
-                    Rule(matches, actions, _str(obj, "comment", where, required=False))
+                    Rule(matches, actions, _str(obj, "comment", where, required=False), loc)
                 )
             else:
                 t["sets"].append(_set(obj, kind == "map", notes, where))
     except _Bad as exc:
+        origin = origins[idx] if origins is not None and idx < len(origins) else None
+        if origin is not None:
+            raise RulesetParseError(str(exc), file=source, line=origin.line) from None
         raise RulesetParseError(str(exc), file=source, field=exc.where or None) from None
     except RecursionError:
         raise RulesetParseError("nesting too deep", file=source) from None
