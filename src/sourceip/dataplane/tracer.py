@@ -383,7 +383,7 @@ class Tracer:
                       iif=path[0].packet.iif, oif=route.oif if route else None,
                       steps=tuple(steps)),),
             drop_step=steps[-1] if d in ("dropped", "rejected") and steps else None,
-            notes=tuple(notes), **_uncertainty(assumed),
+            notes=tuple(notes), **(_uncertainty(assumed) if assumed else _CERTAIN),
         )
 
     def _at_node(self, node: str, pkt: Packet, local_origin: bool, w: _Walk,
@@ -502,7 +502,7 @@ class Tracer:
             hops=tuple(w.hops), snat_node=w.snat_node, snat_iface=w.snat_iface,
             snat_step=w.snat_step, dnat_node=w.dnat_node, dnat_step=w.dnat_step,
             drop_step=drop_step, reply_ok=reply_ok, reply=reply, notes=tuple(w.notes),
-            **_uncertainty(w.assumed),
+            **(_uncertainty(w.assumed) if w.assumed else _CERTAIN),
         )
 
     def _endpoint_name(self, ip: IPAddress, port: int, route: Route, node: str | None
@@ -645,11 +645,12 @@ def _branch_notes(path: list[Branch]) -> list[str]:
     return notes
 
 
+_CERTAIN: dict[str, Any] = {}  # an outcome's defaults: certain, depends on nothing
+
+
 def _uncertainty(assumed: tuple[Assumption, ...]) -> dict[str, Any]:
     """``certain``, ``depends_on`` (each undecided rule once, in the order met) and
     ``assumptions`` of an outcome reached under ``assumed``."""
-    if not assumed:
-        return {}
     depends: list[str] = []
     kept: list[Assumption] = []
     for a in assumed:
@@ -663,7 +664,10 @@ def _uncertainty(assumed: tuple[Assumption, ...]) -> dict[str, Any]:
 def _merge(outcomes: list[Outcome]) -> list[Outcome]:
     """Outcomes are listed most likely first (stable for equal probabilities); outcomes that
     depend on undecided rules come after the certain ones, grouped by what they assume."""
-    if all(o.certain for o in outcomes):
+    for o in outcomes:
+        if not o.certain:
+            break
+    else:
         return sorted(outcomes, key=lambda o: -float(o.probability))
     return sorted(outcomes, key=lambda o: (
         not o.certain, [(a.rule, not a.matches) for a in o.assumptions],
