@@ -24,7 +24,9 @@ def test_the_promised_examples_exist_with_descriptions() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_example_loads_and_is_consistent(name: str) -> None:
     c = load_example(name)
-    assert c.nodes and c.pods and c.services
+    # an example of direct paths (hostNetwork / hostPort pods) needs no Service
+    assert c.nodes and c.pods and (c.services or any(
+        p.host_network or any(cp.host_port for cp in p.ports) for p in c.pods))
     lo, hi = DEFAULT_NODE_PORT_RANGE
     for svc in c.services:
         for p in svc.ports:
@@ -34,6 +36,9 @@ def test_example_loads_and_is_consistent(name: str) -> None:
         assert c.slices_for(svc), f"{svc.key} has no endpoints"
     for pod in c.pods:
         node = c.node(pod.node_name)
+        if pod.host_network:  # the node's own address
+            assert pod.ip in node.internal_ips
+            continue
         assert pod.ip is not None and pod.ip in node.pod_cidr(4)  # type: ignore[operator]
         assert any(pod.ip in cidr for cidr in c.kube_proxy.cluster_cidrs)
     assert not any("allocated" in n for n in c.notes), "examples must not rely on allocation"

@@ -11,12 +11,15 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from sourceip.cli.common import cluster_options, load_from_options
 from sourceip.errors import LabError
+
+if TYPE_CHECKING:
+    from sourceip.cluster.model import ProxyMode
 
 MODE = click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
                     help="kube-proxy mode (default: the KubeProxyConfiguration's).")
@@ -37,7 +40,8 @@ def _plan(filenames: tuple[str, ...], example: str | None, mode: str | None,
     if mode is not None:  # predictions must come from the mode the lab loads
         from dataclasses import replace
 
-        cluster = cluster.with_(kube_proxy=replace(cluster.kube_proxy, mode=mode))
+        cluster = cluster.with_(kube_proxy=replace(cluster.kube_proxy,
+                                                   mode=cast("ProxyMode", mode)))
     return cluster, plan_lab(cluster, mode=mode, iptables_backend=iptables_backend,
                              rules=not no_rules)
 
