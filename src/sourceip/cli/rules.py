@@ -17,8 +17,10 @@ if TYPE_CHECKING:  # `sourceip --help` imports this module: keep it light
 @cluster_options
 @click.option("--node", "node", metavar="NODE", help="The node whose rules to print "
               "(default: the only node, else required).")
-@click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
-              help="kube-proxy mode (default: the KubeProxyConfiguration's, else iptables).")
+@click.option("--mode", type=click.Choice(["iptables", "nftables", "ipvs"]), default=None,
+              help="kube-proxy mode (default: the KubeProxyConfiguration's, else iptables). "
+                   "ipvs prints three parts, each under a '### <command>' line: ipvsadm -Sn, "
+                   "ipset save, iptables-save.")
 @click.option("-o", "--output", "output", type=click.Choice(["text", "json"]), default="text",
               show_default=True,
               help="text: iptables-restore input or an nft -f script; json: nft -j JSON "
@@ -26,7 +28,9 @@ if TYPE_CHECKING:  # `sourceip --help` imports this module: keep it light
 def rules(filenames: tuple[str, ...], example: str | None, node: str | None,
           mode: ProxyMode | None, output: str) -> None:
     """Print the rules kube-proxy would install on NODE, loadable as is by
-    `iptables-restore` (iptables mode) or `nft -f` (nftables mode)."""
+    `iptables-restore` (iptables mode) or `nft -f` (nftables mode); in ipvs mode the
+    virtual servers (`ipvsadm -R`), the ipsets (`ipset restore`) and the iptables rules
+    (`iptables-restore`), each part under its own '### <command>' line."""
     from dataclasses import replace
 
     from sourceip.kubeproxy import build_ruleset
@@ -39,6 +43,18 @@ def rules(filenames: tuple[str, ...], example: str | None, node: str | None,
             raise click.UsageError(f"--node is required (nodes: {names})")
         node = cluster.nodes[0].name
     cfg = cluster.kube_proxy if mode is None else replace(cluster.kube_proxy, mode=mode)
+    if cfg.mode == "ipvs":
+        if output == "json":
+            raise click.UsageError("-o json is the nft -j format: use it with --mode nftables")
+        from sourceip.kubeproxy.ipvs import build_ipvs_node, render_ipvs_node
+        from sourceip.kubeproxy.releases import release as _release
+
+        ipvs_node = build_ipvs_node(cluster, cluster.node(node), cfg)
+        for note in (*cluster.notes, *ipvs_node.notes):
+            click.echo(f"# note: {note}", err=True)
+        click.echo(render_ipvs_node(ipvs_node, header=(
+            f"kube-proxy {_release(cfg.version).label}, ipvs mode, node {node}",)), nl=False)
+        return
     ruleset = build_ruleset(cluster, node, cfg)
     if output == "json":
         if ruleset.backend != "nftables":

@@ -21,7 +21,10 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
 TrafficPolicy = Literal["Cluster", "Local"]
 DetectLocalMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", ""]
-ProxyMode = Literal["iptables", "nftables"]
+ProxyMode = Literal["iptables", "nftables", "ipvs"]
+# kube-proxy's ipvs.scheduler values (validateIPVSSchedulerMethod in
+# pkg/proxy/apis/config/validation; "" means rr).
+IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
 
 
 def _check(cond: bool, field_path: str, message: str) -> None:
@@ -428,10 +431,25 @@ class KubeProxyConfig:
     # has the table; empty: its DEFAULT_VERSION). Read from the sourceip.dev/kubeProxyVersion
     # annotation or --kube-proxy-version.
     version: str = ""
+    # ipvs mode (KubeProxyIPVSConfiguration): the scheduler of every virtual server ("": rr),
+    # strictARP (arp_ignore/arp_announce sysctls, no rule changes), excludeCIDRs (virtual
+    # servers kube-proxy leaves alone when it cleans up).
+    ipvs_scheduler: str = ""
+    ipvs_strict_arp: bool = False
+    ipvs_exclude_cidrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check(self.mode in ("iptables", "nftables"), "mode",
-               f"{self.mode!r}: sourceip models the iptables and nftables modes")
+        _check(self.mode in ("iptables", "nftables", "ipvs"), "mode",
+               f"{self.mode!r}: sourceip models the iptables, nftables and ipvs modes")
+        _check(not self.ipvs_scheduler or self.ipvs_scheduler in IPVS_SCHEDULERS,
+               "ipvs.scheduler", f"{self.ipvs_scheduler!r} is not one of "
+               f"{', '.join(IPVS_SCHEDULERS)}")
+        for i, cidr in enumerate(self.ipvs_exclude_cidrs):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValidationError(f"{cidr!r} is not a CIDR",
+                                      field=f"ipvs.excludeCIDRs[{i}]") from None
         _check(not self.version or _RELEASE_RE.fullmatch(self.version) is not None,
                "kubeProxyVersion", f"{self.version!r} is not a release like 1.35 (or master)")
         _check(0 <= self.masquerade_bit <= 31, "iptables.masqueradeBit",

@@ -1,4 +1,5 @@
-"""kube-proxy's rules for one node, built as netfilter IR (iptables and nftables modes)."""
+"""kube-proxy's rules for one node, built as netfilter IR (iptables, nftables and ipvs modes;
+ipvs mode's virtual servers and ipsets: ``kubeproxy.ipvs.build_ipvs_node``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def build_ruleset(
         from sourceip.kubeproxy.nftables import build_nftables_ruleset
 
         return build_nftables_ruleset(cluster, the_node, cfg, family=family)
+    if cfg.mode == "ipvs":  # the iptables rules of ipvs mode (the IPVS table: build_ipvs_node)
+        from sourceip.kubeproxy.ipvs import build_ipvs_ruleset
+
+        return build_ipvs_ruleset(cluster, the_node, cfg, family=family)
     from sourceip.kubeproxy.iptables import build_iptables_ruleset
 
     return build_iptables_ruleset(cluster, the_node, cfg, family=family)

@@ -33,6 +33,18 @@ copy by the pull requests that changed the rules, named per flag below):
   single-endpoint service DNAT"; its text names 1.38 for the bigger refactor, so 1.37 is taken
   to carry it).
 
+ipvs mode (``kubeproxy/ipvs.py``; read in ``pkg/proxy/ipvs/proxier.go``, the stored copy with
+``KUBE-IPVS-OUT-FILTER`` and ``pkg/proxy/conntrack``, index id 32359423, and its
+``proxier_test.go``, index id 11084498 — both of the 1.30-1.32 cycle):
+
+* ``ipvs_external_ip_local_set``: externalIPs of ETP=Local Services go to
+  ``KUBE-EXTERNAL-IP-LOCAL`` (not masqueraded). Releases before it (kubernetes#62537) put every
+  externalIP in ``KUBE-EXTERNAL-IP`` and masqueraded it; every supported row has the set.
+* ``ipvs_out_filter``: ``KUBE-IPVS-OUT-FILTER`` drops node-originated traffic to an LB IP whose
+  ``loadBalancerSourceRanges`` do not hold the node IP (kubernetes#119656).
+* ``ipvs_deprecated``: the ipvs proxier is deprecated upstream from 1.35 (issue #13's account);
+  the rules are unchanged, ``Ruleset.notes`` says so.
+
 iptables mode: the rules sourceip models did not change between 1.29 and master as far as the
 copies read show (``TestOverallIPTablesRules``; the nfacct counters and ``KUBE-PROXY-FIREWALL``
 are in every supported release), so every row has the same iptables flags. When a release
@@ -60,6 +72,7 @@ __all__ = [
 ]
 
 NftLayoutName = Literal["dnat-1", "dnat-10", "pre-dnat"]
+_G_IPVS = "kubernetes/kubernetes pkg/proxy/ipvs/proxier_test.go (index id 11084498)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +202,10 @@ class Release:
     nft_single_endpoint_plain_dnat: bool = False
     nft_golden: str | None = None
     ipt_golden: str | None = "kubernetes/kubernetes proxier_test.go (index id 191206484)"
+    ipvs_external_ip_local_set: bool = True
+    ipvs_out_filter: bool = True
+    ipvs_deprecated: bool = False
+    ipvs_golden: str | None = _G_IPVS
 
     @property
     def layout(self) -> NftLayout:
@@ -213,15 +230,16 @@ RELEASES: tuple[Release, ...] = (
     Release(version="1.33", nft_layout="dnat-10", nft_masq_rule_port=True,
             nft_golden=_G_DNAT10),
     Release(version="1.34", nft_layout="pre-dnat", nft_masq_rule_port=False),
-    Release(version="1.35", nft_layout="pre-dnat", nft_masq_rule_port=False,
+    Release(version="1.35", ipvs_deprecated=True, nft_layout="pre-dnat", nft_masq_rule_port=False,
             nft_golden=_G_PREDNAT),
-    Release(version="1.36", nft_layout="pre-dnat", nft_masq_rule_port=False,
+    Release(version="1.36", ipvs_deprecated=True, nft_layout="pre-dnat", nft_masq_rule_port=False,
             nft_mark_chain=False, nft_clusterip_masq_in_services=True,
             nft_dnat_in_service_chain=True, nft_golden=_G_136),
-    Release(version="1.37", nft_layout="pre-dnat", nft_masq_rule_port=False,
+    Release(version="1.37", ipvs_deprecated=True, nft_layout="pre-dnat", nft_masq_rule_port=False,
             nft_mark_chain=False, nft_clusterip_masq_in_services=True,
             nft_dnat_in_service_chain=True, nft_single_endpoint_plain_dnat=True),
-    Release(version="1.38", development=True, nft_layout="pre-dnat", nft_masq_rule_port=False,
+    Release(version="1.38", development=True, ipvs_deprecated=True, nft_layout="pre-dnat",
+            nft_masq_rule_port=False,
             nft_mark_chain=False, nft_clusterip_masq_in_services=True,
             nft_dnat_in_service_chain=True, nft_single_endpoint_plain_dnat=True,
             nft_golden=_G_MASTER),

@@ -965,9 +965,13 @@ class Converter:
             raise ValidationError(f"{bit} is outside 0-31", field=bit_field)
         npa = tuple(_str(a, f"nodePortAddresses[{i}]").strip() for i, a in
                     enumerate(_list(obj.get("nodePortAddresses"), "nodePortAddresses")))
-        if mode not in ("iptables", "nftables"):
+        if mode not in ("iptables", "nftables", "ipvs"):
             raise ValidationError(
-                f"{mode!r}: sourceip models the iptables and nftables modes", field="mode")
+                f"{mode!r}: sourceip models the iptables, nftables and ipvs modes", field="mode")
+        # ipvs mode reads masqueradeAll/masqueradeBit from the iptables section, as above.
+        ipvs = _map(obj.get("ipvs"), "ipvs")
+        excl = tuple(_str(c, f"ipvs.excludeCIDRs[{i}]").strip() for i, c in
+                     enumerate(_list(ipvs.get("excludeCIDRs"), "ipvs.excludeCIDRs")))
         cfg: KubeProxyConfig = _model(
             KubeProxyConfig, "", mode=mode, cluster_cidrs=cidrs, detect_local_mode=dlm,
             bridge_interface=_str(detect.get("bridgeInterface"), "detectLocal.bridgeInterface"),
@@ -980,6 +984,9 @@ class Converter:
             conntrack_tcp_be_liberal=_bool(conntrack.get("tcpBeLiberal"),
                                            "conntrack.tcpBeLiberal", False),
             hostname_override=_str(obj.get("hostnameOverride"), "hostnameOverride"),
+            ipvs_scheduler=_str(ipvs.get("scheduler"), "ipvs.scheduler"),
+            ipvs_strict_arp=_bool(ipvs.get("strictARP"), "ipvs.strictARP", False),
+            ipvs_exclude_cidrs=excl,
             version=self.kube_proxy_version(obj))
         return cfg
 
