@@ -40,6 +40,13 @@ def _syntax(parse: Any) -> Any:
     return check
 
 
+def _ip_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+             ) -> tuple[str, ...]:
+    for v in value:
+        ipv4_option_value(ctx, param, v)
+    return value
+
+
 @click.command()
 @cluster_options
 @click.option("--from", "source", metavar="WHERE", callback=_syntax("parse_source"),
@@ -66,6 +73,14 @@ def _syntax(parse: Any) -> Any:
                    "--rules-node).")
 @click.option("--nft-json", "nft_json", type=click.Path(exists=True, dir_okay=False),
               help="Trace through `nft -j list ruleset` output from a real node.")
+@click.option("--dump", "dumps", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A real node's dump, any of: iptables-save (-c too), nft list ruleset (text "
+                   "or -j JSON), ipset save, ipvsadm -Sn/-Ln (detected from the content; "
+                   "repeat for several dumps of one node). Without -f/--example the dumps "
+                   "are traced on their own.")
+@click.option("--node-ip", "node_ips", multiple=True, callback=_ip_list, metavar="IP",
+              help="With --dump: an address of the node the dumps come from (repeatable; "
+                   "default: inferred from the dump).")
 @click.option("--rules-node", metavar="NODE", help="The node the dump was taken on "
               "(default: --node).")
 @click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
@@ -77,7 +92,8 @@ def _syntax(parse: Any) -> Any:
 def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
           target: str | None, via: str | None, proto: str | None, node: str | None,
           src: str | None, dst: str | None, dport: int | None, flows: str | None,
-          ipt_save: str | None, nft_json: str | None, rules_node: str | None,
+          ipt_save: str | None, nft_json: str | None, dumps: tuple[str, ...],
+          node_ips: tuple[str, ...], rules_node: str | None,
           mode: ProxyMode | None, external_ip: str, output: str) -> None:
     """Follow one connection hop by hop: every rule it matches, each rewrite, every
     load-balancing branch with its probability, and whether the reply finds its way back."""
@@ -89,26 +105,43 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
                                "sends from its own node)")
     if via is not None and (node is not None or flows):
         raise click.UsageError("--via applies to --from external only, not to --node/--flows")
-    cluster = load_from_options(filenames, example)
+    standalone = bool(dumps or ipt_save or nft_json) and not filenames and not example
+    node_dumps = None
+    ipsets = {}
+    if dumps or standalone:
+        if dumps and (ipt_save or nft_json):
+            raise click.UsageError("give the dumps with --dump only (it reads iptables-save "
+                                   "and nft JSON too)")
+        node_dumps, cluster, dump_node = _load_dumps(
+            list(dumps) or [p for p in (ipt_save, nft_json) if p], node_ips, filenames,
+            example, rules_node or node)
+        assert node_dumps.ruleset is not None
+        rulesets = {dump_node: node_dumps.ruleset}
+        ipsets = {dump_node: node_dumps.ipsets}
+        ipt_save = nft_json = None
+    else:
+        if node_ips:
+            raise click.UsageError("--node-ip goes with --dump")
+        cluster = load_from_options(filenames, example)
+        rulesets = {}
     cfg = cluster.kube_proxy if mode is None else replace(cluster.kube_proxy, mode=mode)
-    rulesets = {}
     if ipt_save or nft_json:
-        dump_node = rules_node or node
-        if dump_node is None:
+        old_node = rules_node or node
+        if old_node is None:
             raise click.UsageError("--iptables-save/--nft-json need --node or --rules-node")
-        cluster.node(dump_node)
+        cluster.node(old_node)
         if ipt_save:
             from sourceip.netfilter.parse_iptables import parse_iptables_save
 
-            rulesets[dump_node] = parse_iptables_save(Path(ipt_save).read_text(),
+            rulesets[old_node] = parse_iptables_save(Path(ipt_save).read_text(),
                                                       source=ipt_save)
         else:
             from sourceip.netfilter.parse_nft import parse_nft_json
 
-            rulesets[dump_node] = parse_nft_json(Path(nft_json or "").read_text(),
+            rulesets[old_node] = parse_nft_json(Path(nft_json or "").read_text(),
                                                  source=nft_json or "")
     tracer = Tracer(cluster, cfg, rulesets=rulesets, external_ip=external_ip,
-                    compile_all=flows is not None)
+                    compile_all=flows is not None, ipsets=ipsets)
 
     if flows:
         stream = click.open_file(flows, "r")
@@ -146,8 +179,53 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
                                         external_ip=str(start.ip))
         result = lb_trace or tracer.trace(source, target, proto=proto, via=via)
     if output in ("json", "yaml"):
-        emit(result.to_dict(), output)
+        doc = result.to_dict()
+        if node_dumps is not None:
+            doc["dump"] = node_dumps.to_dict()
+        emit(doc, output)
     else:
         from sourceip.report.term import detect
 
-        emit(render_trace(result, wide=output == "wide", term=detect()), "text")
+        text = render_trace(result, wide=output == "wide", term=detect())
+        if node_dumps is not None:
+            text = "\n".join(node_dumps.lines()) + "\n" + text
+        emit(text, "text")
+
+
+STAND_IN_NODE_IP = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a real node's address
+
+
+def _load_dumps(paths: list[str], node_ips: tuple[str, ...], filenames: tuple[str, ...],
+                example: str | None, node_name: str | None) -> tuple[Any, Any, str]:
+    """Read the dumps of one node; the cluster to trace them in: the one given (-f/--example,
+    the dumps replace that node's rules) or a one-node cluster made from the dumps."""
+    from sourceip.errors import TraceError
+    from sourceip.netfilter.dumps import load_node_dumps
+
+    nd = load_node_dumps(paths, node_ips)
+    if nd.mode == "ipvs":
+        where = next((f.path for f in nd.files if f.ipvs is not None), paths[0])
+        what = (f"IPVS virtual servers present ({len(nd.ipvs)} in {where})" if nd.ipvs
+                else "kube-proxy's ipvs ipsets present (KUBE-CLUSTER-IP)")
+        raise TraceError(f"{what}: this node runs kube-proxy in ipvs mode; tracing IPVS is "
+                         "not supported yet", file=where)
+    if nd.ruleset is None:
+        raise InputError("the dumps hold no rules (ipsets or IPVS only): add the node's "
+                         "iptables-save or nft list ruleset", file=paths[0])
+    if filenames or example:
+        cluster = load_from_options(filenames, example)
+        if node_name is None:
+            raise click.UsageError("--dump with a cluster (-f/--example) needs --node or "
+                                   "--rules-node: the node the dumps come from")
+        cluster.node(node_name)
+        return nd, cluster, node_name
+    from sourceip.cluster import Cluster, KubeProxyConfig, Node
+    from sourceip.net.addr import parse_ip
+
+    if not nd.node_ips:
+        nd.node_ips = (parse_ip(STAND_IN_NODE_IP),)
+        nd.node_ips_from += f"; {STAND_IN_NODE_IP} (TEST-NET-1) stands in for the node"
+    ips = nd.node_ips
+    name = node_name or "node"
+    kp = KubeProxyConfig(mode="nftables" if nd.mode == "nftables" else "iptables")
+    return nd, Cluster(nodes=(Node(name=name, internal_ips=ips),), kube_proxy=kp), name

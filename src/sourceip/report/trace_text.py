@@ -22,7 +22,7 @@ def render_trace(trace: Trace, *, wide: bool = False, term: Term = PLAIN) -> str
     rewrote, marked or stopped the packet (all matched rules with ``wide``), in lines of at
     most ``term.width`` columns."""
     if wide:
-        return "\n".join(wrap_lines(str(trace).splitlines(), term.width, hang=4))
+        return "\n".join(wrap_lines(_with_dump_lines(trace), term.width, hang=4))
     lines = _story(trace)
     out: list[str] = []
     for ln in lines:
@@ -59,7 +59,10 @@ def _story(trace: Trace) -> list[str]:
                 if _interesting(s):
                     rw = "".join(f" ({f} {a} -> {b})" for f, a, b in s.rewrites)
                     lines.append(f"      {s.table}/{s.chain}: {s.effect}{rw}")
-                    if s.rule is not None and s.effect.split()[0] in (
+                    dump_line = _dump_line(s)
+                    if dump_line is not None:  # a rule read from a dump: as the dump has it
+                        lines.append(f"        {dump_line}")
+                    elif s.rule is not None and s.effect.split()[0] in (
                             "DNAT", "MASQUERADE", "SNAT", "drop", "reject"):
                         lines.append(f"        {s.text}")
             if h.note:
@@ -71,3 +74,26 @@ def _story(trace: Trace) -> list[str]:
     for note in trace.notes:
         lines.append(f"note: {note}")
     return lines
+
+
+def _dump_line(s: Step) -> str | None:
+    """``node.rules:812: -A KUBE-SERVICES ...``: the rule's line in the dump it was read from."""
+    loc = s.rule.loc if s.rule is not None else None
+    return f"{loc.where()}: {loc.text}" if loc is not None else None
+
+
+def _with_dump_lines(trace: Trace) -> list[str]:
+    """``str(trace)`` (every matched rule in sourceip's normalized form) with, before each rule
+    read from a dump, the dump's own line and its number."""
+    pending = [s for o in trace.outcomes for h in o.hops for s in h.steps if s.rule is not None]
+    out: list[str] = []
+    k = 0
+    for ln in str(trace).splitlines():
+        if k < len(pending) and ln == f"      {pending[k].text}":
+            dump_line = _dump_line(pending[k])
+            if dump_line is not None:
+                out.append(f"      {dump_line}")
+                ln = f"        = {pending[k].text}"
+            k += 1
+        out.append(ln)
+    return out
