@@ -246,6 +246,11 @@ def _build(s: IPSet, dims: tuple[str, ...]) -> object:
         exact = frozenset((m,) for m in s.members if isinstance(m, int))
         ranges = tuple(m for m in s.members if isinstance(m, tuple))
         return (exact, ranges)
+    if not s.nomatch and not any(isinstance(x, _NETS) for m in s.members
+                                 for x in (m if isinstance(m, tuple) else (m,))):
+        # Only exact elements (no network, no nomatch: kube-proxy's hash:ip,port sets): a
+        # hash lookup instead of a scan (same answer: the element equal to the key holds it).
+        return (frozenset(m if isinstance(m, tuple) else (m,) for m in s.members), ())
     return [(m if isinstance(m, tuple) else (m,), True) for m in s.members] + \
         [(m if isinstance(m, tuple) else (m,), False) for m in s.nomatch]
 
