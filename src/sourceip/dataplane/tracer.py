@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
+from sourceip.dataplane.ipvs import ipvs_handled, ipvs_hook_names, ipvs_hooks, node_evaluator
 from sourceip.dataplane.portmap import build_portmap_ruleset, merge_portmap
 from sourceip.dataplane.topology import Route, Topology
 from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
@@ -34,6 +35,7 @@ from sourceip.netfilter.evaluate import (
 )
 from sourceip.netfilter.ipset import IPSet
 from sourceip.netfilter.ir import Ruleset
+from sourceip.netfilter.parse_ipvsadm import IPVSTable
 
 DEFAULT_EXTERNAL_IP = "203.0.113.10"
 _CT_NEW = frozenset({"NEW"})
@@ -98,6 +100,7 @@ class Tracer:
         transit_cache: dict[tuple[str, KubeProxyConfig], Evaluator] | None = None,
         compile_all: bool = False,
         ipsets: Mapping[str, Mapping[str, IPSet]] | None = None,
+        ipvs: Mapping[str, IPVSTable] | None = None,
     ) -> None:
         self.cluster = cluster
         self.config = config if config is not None else cluster.kube_proxy
@@ -121,6 +124,9 @@ class Tracer:
         # Per node: ipset contents by set name (an ``ipset save`` dump of that node), so that
         # its ``-m set`` rules are decided; rules on other sets make outcomes uncertain.
         self._ipsets = dict(ipsets or {})
+        # Per node: its IPVS table (an ``ipvsadm -Sn``/``-Ln`` dump) when it runs kube-proxy in
+        # ipvs mode; generated ipvs-mode nodes build theirs (dataplane/ipvs.py).
+        self._ipvs = dict(ipvs or {})
         self._evals: dict[str, Evaluator] = {}
         self.external_ip = parse_ip(external_ip)
 
@@ -138,9 +144,19 @@ class Tracer:
         if ev is None:
             if node not in self.topo.nets:
                 raise LookupFailed(f"no node named {node!r} with an address")
-            ev = self._evals[node] = Evaluator(self.ruleset(node),
-                                               self.topo.local_set(node),
-                                               ipsets=self._ipsets.get(node))
+            if self.config.mode == "ipvs" or node in self._ipvs:
+                # kube-proxy ipvs mode: virtual servers rewrite the destination at LOCAL_IN /
+                # LOCAL_OUT, after nat PREROUTING / OUTPUT (dataplane/ipvs.py).
+                table = self._ipvs.get(node)
+                ev = self._evals[node] = node_evaluator(
+                    self.rules_cluster, self.cluster, node, self.config,
+                    self.topo.net(node).local_addresses(), table=table,
+                    ruleset=self._rulesets.get(node) if table is not None else None,
+                    ipsets=self._ipsets.get(node))
+            else:
+                ev = self._evals[node] = Evaluator(self.ruleset(node),
+                                                   self.topo.local_set(node),
+                                                   ipsets=self._ipsets.get(node))
             if self._compile_all:
                 ev.compile_all()
         return ev
@@ -161,9 +177,14 @@ class Tracer:
         if ev is None:
             base = Cluster(nodes=self.cluster.nodes, kube_proxy=self.cluster.kube_proxy,
                            profile=self.cluster.profile)
-            rs = merge_portmap(build_ruleset(base, self.cluster.node(node), self.config),
-                               build_portmap_ruleset(self.cluster, node, self.config.mode))
-            ev = self._transit[key] = Evaluator(rs, self.topo.local_set(node))
+            if self.config.mode == "ipvs":  # dataplane/ipvs.py, as in evaluator()
+                ev = self._transit[key] = node_evaluator(
+                    base, self.cluster, node, self.config,
+                    self.topo.net(node).local_addresses())
+            else:
+                rs = merge_portmap(build_ruleset(base, self.cluster.node(node), self.config),
+                                   build_portmap_ruleset(self.cluster, node, self.config.mode))
+                ev = self._transit[key] = Evaluator(rs, self.topo.local_set(node))
         return ev
 
     # ------------------------------------------------------------------ vantage points
@@ -284,6 +305,8 @@ class Tracer:
                 ["input"] if route.kind == "local" else ["forward", "postrouting"])
             if local_origin and route.kind != "local":
                 hooks = ["postrouting"]
+            if ipvs_handled(b1):  # IPVS ran INPUT/OUTPUT and sent it on (dataplane/ipvs.py)
+                hooks = ipvs_hooks(route)
             for chain_of in self._run_hooks(ev, hooks, b1, route):
                 last = chain_of[-1]
                 disp = last.disposition if last.disposition != "accept" else "accept"
@@ -407,6 +430,8 @@ class Tracer:
                 hooks = ["postrouting", "input"] if route.kind == "local" else ["postrouting"]
             else:
                 hooks = ["input"] if route.kind == "local" else ["forward", "postrouting"]
+            if ipvs_handled(b1):  # IPVS ran INPUT/OUTPUT and sent it on (dataplane/ipvs.py)
+                hooks = ipvs_hooks(route)
             for path in self._run_hooks(ev, hooks, b1, route):
                 p = ONE
                 for b in path:
@@ -455,6 +480,9 @@ class Tracer:
                 hooks += ["postrouting", "input"] if route.kind == "local" else ["postrouting"]
             else:
                 hooks += ["input"] if route.kind == "local" else ["forward", "postrouting"]
+        shown = tuple(hooks[:len(path)])
+        if route is not None and ipvs_handled(path[0]):  # the hooks IPVS's path took
+            shown = ipvs_hook_names(local_origin, route)
         if final != pkt.tuple:
             w.ct.append((node, pkt.tuple, final))
         note = ""
@@ -467,7 +495,7 @@ class Tracer:
             }[route.kind]
         w.hops.append(Hop(at=f"node {node}", node=node, packet_in=pkt.tuple, packet_out=final,
                           iif=pkt.iif, oif=route.oif if route else None,
-                          hooks=tuple(hooks[:len(path)]), steps=tuple(steps), note=note))
+                          hooks=shown, steps=tuple(steps), note=note))
         return final
 
     def _finish(self, w: _Walk, disp: Disposition, final: FiveTuple, route: Route | None,
