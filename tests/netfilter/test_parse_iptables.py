@@ -3,7 +3,6 @@ speed."""
 
 from __future__ import annotations
 
-import time
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 
@@ -353,18 +352,14 @@ def synthetic_dump(services: int) -> str:
 
 
 @pytest.mark.slow
-def test_parses_a_500k_line_dump_in_seconds() -> None:
+def test_parses_a_500k_line_dump() -> None:
+    """Every chain of a 500k-line dump is read (its speed is measured in bench/, not here)."""
     text = synthetic_dump(33_334)  # 15 lines per service (4 declarations, 11 rules)
     lines = text.count("\n")
     assert lines >= 500_000
-    start = time.perf_counter()
     r = parse_iptables_save(text)
-    elapsed = time.perf_counter() - start
-    print(f"\nparse_iptables_save: {lines} lines in {elapsed:.2f}s "
-          f"({lines / elapsed:,.0f} lines/s)")
     nat = r.tables[0]
     assert len(nat.chains) == 3 + 4 * 33_334
-    assert elapsed < 20.0  # the brief: "a few seconds"; generous for a loaded 2-core CI box
 
 
 @given(st.text(alphabet=st.sampled_from(list('ab "\\\t!-')), max_size=30))
