@@ -35,6 +35,7 @@ chain, an unknown command) raise ``RulesetParseError`` with the file and line.
 from __future__ import annotations
 
 import gc
+import re
 import socket
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -91,39 +92,24 @@ class _NotRead(Exception):
 # ----------------------------------------------------------------------------- lexing
 
 
+_TOKEN = re.compile(r'"[^"]*"?|[{},;]|#|[^\s{},;"#]+')
+
+
 def _lex_line(line: str, lineno: int) -> list[str]:
-    """Tokens of one line: words, ``"quoted`` strings (kept with their opening quote),
+    """Tokens of one line: words, ``"quoted`` strings (kept with their opening quote only),
     ``{ } , ;`` as tokens of their own; ``#`` starts a comment outside quotes."""
     if not any(c in line for c in '"{},;#'):
         return line.split()
     out: list[str] = []
-    buf: list[str] = []
-    i, n = 0, len(line)
-    while i < n:
-        c = line[i]
-        if c == '"':
-            j = line.find('"', i + 1)
-            if j < 0:
+    for tok in _TOKEN.findall(line):
+        if tok[0] == '"':
+            if len(tok) == 1 or tok[-1] != '"':
                 raise _Err("unterminated quote", lineno)
-            if buf:
-                out.append("".join(buf))
-                buf.clear()
-            out.append('"' + line[i + 1:j])
-            i = j + 1
-            continue
-        if c == "#":
+            out.append(tok[:-1])
+        elif tok == "#":
             break
-        if c in "{},;" or c.isspace():
-            if buf:
-                out.append("".join(buf))
-                buf.clear()
-            if not c.isspace():
-                out.append(c)
         else:
-            buf.append(c)
-        i += 1
-    if buf:
-        out.append("".join(buf))
+            out.append(tok)
     return out
 
 
