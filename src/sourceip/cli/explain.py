@@ -33,7 +33,7 @@ AUTO_SAMPLE_ABOVE = 100
               "(SERVICE names are looked up here too).")
 @click.option("-A", "--all-namespaces", "all_ns", is_flag=True,
               help="Services of every namespace (the default without -n).")
-@click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
+@click.option("--mode", type=click.Choice(["iptables", "nftables", "ipvs"]), default=None,
               help="kube-proxy mode (default: the KubeProxyConfiguration's, else iptables).")
 @click.option("--diagram/--no-diagram", default=False,
               help="Draw each path as ASCII art (client, nodes, endpoint, where SNAT happens).")

@@ -21,7 +21,7 @@ from sourceip.errors import LabError
 if TYPE_CHECKING:
     from sourceip.cluster.model import ProxyMode
 
-MODE = click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
+MODE = click.option("--mode", type=click.Choice(["iptables", "nftables", "ipvs"]), default=None,
                     help="kube-proxy mode (default: the KubeProxyConfiguration's).")
 BACKEND = click.option("--iptables", "iptables_backend", type=click.Choice(["legacy", "nft"]),
                        default="legacy", show_default=True,

@@ -32,7 +32,7 @@ from dataclasses import replace
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Node, Pod, service_port_endpoints
 from sourceip.dataplane.topology import host_veth_name
-from sourceip.errors import LabError, ValidationError
+from sourceip.errors import LabError, LabPreconditionError, ValidationError
 from sourceip.lab.model import (
     EchoServer,
     LabNamespace,
@@ -259,6 +259,24 @@ def portmap_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig, iptables_ba
             [Sysctl(path=f"net/ipv4/conf/{i}/route_localnet", value="1") for i in ifaces])
 
 
+IPVS_PROC = "/proc/net/ip_vs"
+
+
+def ipvs_lab_refusal(proc: str = IPVS_PROC) -> str:
+    """Why the lab does not build kube-proxy's ipvs mode here (``LabPreconditionError``,
+    exit 3): this kernel has no IP_VS (``/proc/net/ip_vs`` absent), or — where it has — the
+    lab does not load IPVS virtual servers yet. ``--no-rules`` still builds the topology."""
+    import os
+
+    if not os.path.exists(proc):
+        return (f"kube-proxy ipvs mode needs the kernel's IP Virtual Server (IP_VS): {proc} "
+                "is absent on this machine (modprobe ip_vs), so the lab cannot load virtual "
+                "servers; traces and explain model ipvs mode without the lab; use --no-rules "
+                "for the topology alone")
+    return ("kube-proxy ipvs mode is not built by the lab yet (virtual servers are not loaded "
+            "with ipvsadm); traces and explain model it; use --no-rules for the topology alone")
+
+
 def plan_lab(
     cluster: Cluster,
     *,
@@ -278,6 +296,8 @@ def plan_lab(
     cfg = cluster.kube_proxy
     if mode is not None and mode != cfg.mode:
         cfg = replace(cfg, mode=mode)  # type: ignore[arg-type]
+    if cfg.mode == "ipvs" and rules:
+        raise LabPreconditionError(ipvs_lab_refusal())
     profile = cluster.profile
     for fname in ("bridge_name", "tunnel_device", "node_interface"):
         value = getattr(profile, fname)

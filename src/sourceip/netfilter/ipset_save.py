@@ -99,8 +99,8 @@ def parse_ipsets(text: str, *, source: str = "<ipset>") -> dict[str, IPSet]:
                 if listing in specs:
                     raise ValueError(f"set {listing} is listed twice")
                 specs[listing] = ("", "inet", [], lineno)
-            elif listing is not None and not in_members and ":" in words[0]:
-                key = words[0].rstrip(":")
+            elif listing is not None and not in_members and ":" in line:
+                key = line.split(":", 1)[0]
                 typ, fam, elems, at = specs[listing]
                 if key == "Type" and len(words) > 1:
                     specs[listing] = (words[1], fam, elems, at)

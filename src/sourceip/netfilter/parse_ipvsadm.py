@@ -120,7 +120,7 @@ class IPVSTable:
     """Every virtual server of one node (the kernel's IPVS table), with a lookup by key."""
 
     virtual_servers: tuple[VirtualServer, ...] = ()
-    source: str = ""
+    source: str = field(default="", compare=False)
     _index: dict[tuple[str, IPAddress | None, int], VirtualServer] = field(
         default_factory=dict, compare=False, repr=False)
 
