@@ -139,7 +139,7 @@ def load_from_options(filenames: Sequence[str], example: str | None) -> Cluster:
         if example:
             raise click.UsageError("give either --example or a cluster to read (--kubeconfig, "
                                    "--context), not both")
-        return _load_live(live, filenames, node_port_range, ctx)
+        return _with_kp_version(_load_live(live, filenames, node_port_range, ctx), ctx)
     if filenames and example:
         raise click.UsageError("give either -f/--filename or --example, not both")
     if not filenames and not example:
