@@ -102,14 +102,16 @@ def test_nft_text_dump_infers_the_node_address(tmp_path: Path) -> None:
     assert "nodeport-ips" in nd.node_ips_from
 
 
-def test_ipvs_is_reported_not_traced(tmp_path: Path) -> None:
-    f = tmp_path / "ipvs.txt"
-    f.write_text("-A -t 10.96.0.10:53 -s rr\n-a -t 10.96.0.10:53 -r 10.244.1.3:53 -m -w 1\n")
+def test_ipvs_rules_without_ipvsadm_are_refused(tmp_path: Path) -> None:
+    # Since issue #13 ipvs dumps are traced (tests/ipvs/test_ipvs_cli.py); ipvs-mode rules
+    # without the virtual servers are refused rather than traced as "passed".
+    f = tmp_path / "ipset.txt"
+    f.write_text("create KUBE-CLUSTER-IP hash:ip,port family inet\n"
+                 "add KUBE-CLUSTER-IP 10.96.0.10,udp:53\n")
     res = run("trace", "--dump", str(DNS), "--dump", str(f), "--from", "external",
               "--to", "10.96.0.10:53")
     assert res.returncode == 1
-    assert "IPVS virtual servers present" in res.stderr
-    assert "tracing IPVS is not supported yet" in res.stderr
+    assert "runs kube-proxy in ipvs mode" in res.stderr and "ipvsadm" in res.stderr
     assert "Traceback" not in res.stderr and "PASSED" not in res.stdout
 
 

@@ -83,7 +83,7 @@ def _ip_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
                    "default: inferred from the dump).")
 @click.option("--rules-node", metavar="NODE", help="The node the dump was taken on "
               "(default: --node).")
-@click.option("--mode", type=click.Choice(["iptables", "nftables"]), default=None,
+@click.option("--mode", type=click.Choice(["iptables", "nftables", "ipvs"]), default=None,
               help="kube-proxy mode of generated rules.")
 @click.option("--external-ip", default="203.0.113.10", show_default=True,
               callback=ipv4_option_value,
@@ -108,6 +108,7 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
     standalone = bool(dumps or ipt_save or nft_json) and not filenames and not example
     node_dumps = None
     ipsets = {}
+    ipvs_tables: dict[str, Any] = {}
     if dumps or standalone:
         if dumps and (ipt_save or nft_json):
             raise click.UsageError("give the dumps with --dump only (it reads iptables-save "
@@ -118,6 +119,10 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
         assert node_dumps.ruleset is not None
         rulesets = {dump_node: node_dumps.ruleset}
         ipsets = {dump_node: node_dumps.ipsets}
+        if node_dumps.ipvs:  # an ipvs-mode node: its virtual servers (dataplane/ipvs.py)
+            from sourceip.netfilter.parse_ipvsadm import IPVSTable
+
+            ipvs_tables = {dump_node: IPVSTable(virtual_servers=node_dumps.ipvs)}
         ipt_save = nft_json = None
     else:
         if node_ips:
@@ -141,7 +146,7 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
             rulesets[old_node] = parse_nft_json(Path(nft_json or "").read_text(),
                                                  source=nft_json or "")
     tracer = Tracer(cluster, cfg, rulesets=rulesets, external_ip=external_ip,
-                    compile_all=flows is not None, ipsets=ipsets)
+                    compile_all=flows is not None, ipsets=ipsets, ipvs=ipvs_tables)
 
     if flows:
         stream = click.open_file(flows, "r")
@@ -203,12 +208,12 @@ def _load_dumps(paths: list[str], node_ips: tuple[str, ...], filenames: tuple[st
     from sourceip.netfilter.dumps import load_node_dumps
 
     nd = load_node_dumps(paths, node_ips)
-    if nd.mode == "ipvs":
-        where = next((f.path for f in nd.files if f.ipvs is not None), paths[0])
-        what = (f"IPVS virtual servers present ({len(nd.ipvs)} in {where})" if nd.ipvs
-                else "kube-proxy's ipvs ipsets present (KUBE-CLUSTER-IP)")
-        raise TraceError(f"{what}: this node runs kube-proxy in ipvs mode; tracing IPVS is "
-                         "not supported yet", file=where)
+    if nd.mode == "ipvs" and not nd.ipvs:
+        # The rules say ipvs mode, but without the virtual servers the DNAT is unknown: a
+        # trace would say "passed" where IPVS sends the packet to an endpoint.
+        raise TraceError("kube-proxy's ipvs rules/ipsets present (KUBE-CLUSTER-IP): this node "
+                         "runs kube-proxy in ipvs mode; add its `ipvsadm -Sn` (or -Ln) dump "
+                         "with --dump to trace the virtual servers", file=paths[0])
     if nd.ruleset is None:
         raise InputError("the dumps hold no rules (ipsets or IPVS only): add the node's "
                          "iptables-save or nft list ruleset", file=paths[0])
@@ -227,5 +232,6 @@ def _load_dumps(paths: list[str], node_ips: tuple[str, ...], filenames: tuple[st
         nd.node_ips_from += f"; {STAND_IN_NODE_IP} (TEST-NET-1) stands in for the node"
     ips = nd.node_ips
     name = node_name or "node"
-    kp = KubeProxyConfig(mode="nftables" if nd.mode == "nftables" else "iptables")
+    kp = KubeProxyConfig(mode="nftables" if nd.mode == "nftables" else
+                         "ipvs" if nd.mode == "ipvs" else "iptables")
     return nd, Cluster(nodes=(Node(name=name, internal_ips=ips),), kube_proxy=kp), name
