@@ -55,8 +55,8 @@ from sourceip.netfilter.evaluate import (
     new_packet,
 )
 from sourceip.netfilter.ipset import IPSet
-from sourceip.netfilter.ir import Ruleset
-from sourceip.netfilter.parse_ipvsadm import IPVSTable, VirtualServer
+from sourceip.netfilter.ir import Jump, Ruleset
+from sourceip.netfilter.parse_ipvsadm import IPVSTable, RealServer, VirtualServer
 
 if TYPE_CHECKING:
     from sourceip.cluster import Cluster, KubeProxyConfig
@@ -104,7 +104,9 @@ class IPVSEvaluator(Evaluator):
                  ipsets: Mapping[str, IPSet] | None = None) -> None:
         self.table = table
         self.bound = frozenset(bound)
+        self._plans_by_vs: dict[tuple[object, str], _Plan] = {}
         super().__init__(ruleset, PrefixSet([*local, *self.bound]), ipsets=ipsets)
+        self._output_noop = _filter_output_is_noop(ruleset)
 
     def run_hook(self, hook: str, packet: Packet, *, ct_state: Iterable[str] = _CT_NEW,
                  table_type: str | None = None, assumed: Sequence[Assumption] = ()
@@ -142,6 +144,25 @@ class IPVSEvaluator(Evaluator):
                 out += self._ipvs(b, vs, "LOCAL_OUT")
         return out
 
+    def _plan_vs(self, vs: VirtualServer, where: str) -> _Plan:
+        """What does not depend on the packet: the live real servers and their shares, the
+        step naming the virtual server, notes, persistence (computed once per server)."""
+        live = tuple(rs for rs in vs.real_servers if rs.weight > 0)
+        total = len(live) if vs.scheduler == "rr" else sum(rs.weight for rs in live)
+        shares = tuple(Fraction(1 if vs.scheduler == "rr" else rs.weight, total)
+                       for rs in live)
+        notes: list[str] = []
+        if vs.scheduler not in _STATELESS:
+            notes.append(f"IPVS scheduler {vs.scheduler}: the real server depends on runtime "
+                         "state (connection counts or a hash); shares shown by weight")
+        if any(rs.forward != "m" for rs in live):
+            notes.append(f"virtual server {vs.describe()}: real servers not in masquerading "
+                         "mode keep the VIP as destination (direct routing / tunnel): "
+                         "traced as DNAT")
+        affinity = (f"IPVS persistence {vs.persistent}s",) if vs.persistent else ()
+        head = Step(IPVS_TABLE, where, -1, None, f"virtual server {vs.describe()}")
+        return live, shares, head, tuple(notes), affinity
+
     def _target(self, b: Branch) -> tuple[bool, VirtualServer | None]:
         """(whether IPVS takes the branch's packet, its virtual server — None for a
         kube-ipvs0 address without one)."""
@@ -160,8 +181,10 @@ class IPVSEvaluator(Evaluator):
                         "kube-ipvs0 (a local address: connection refused, or a node socket "
                         "listening on that port)")
             return [_with(b, steps=(*b.steps, step), disposition="reject")]
-        live = [rs for rs in vs.real_servers if rs.weight > 0]
-        head = Step(IPVS_TABLE, where, -1, None, f"virtual server {vs.describe()}")
+        plan = self._plans_by_vs.get((vs.key, where))
+        if plan is None:
+            plan = self._plans_by_vs[(vs.key, where)] = self._plan_vs(vs, where)
+        live, shares, head, notes, affinity = plan
         if not live:
             why = "has no real servers" if not vs.real_servers else \
                 "has only real servers of weight 0"
@@ -169,50 +192,87 @@ class IPVSEvaluator(Evaluator):
                         f"reject: virtual server {vs.describe()} {why} (ip_vs_leave: ICMP port "
                         "unreachable)")
             return [_with(b, steps=(*b.steps, step), disposition="reject")]
-        total = len(live) if vs.scheduler == "rr" else sum(rs.weight for rs in live)
-        notes: list[str] = []
-        if vs.scheduler not in _STATELESS:
-            notes.append(f"IPVS scheduler {vs.scheduler}: the real server depends on runtime "
-                         "state (connection counts or a hash); shares shown by weight")
-        if any(rs.forward != "m" for rs in live):
-            notes.append(f"virtual server {vs.describe()}: real servers not in masquerading "
-                         "mode keep the VIP as destination (direct routing / tunnel): "
-                         "traced as DNAT")
-        affinity = (f"IPVS persistence {vs.persistent}s",) if vs.persistent else ()
         out: list[Branch] = []
         for i, rs in enumerate(live):
-            share = Fraction(1 if vs.scheduler == "rr" else rs.weight, total)
-            nt = FiveTuple(proto=t.proto, src=t.src, sport=t.sport, dst=rs.addr,
-                           dport=rs.port)
+            share = shares[i]
+            nt = _retarget(t, rs.addr, rs.port)
             pkt = new_packet(nt, b.packet.iif, None, b.packet.mark)
             dnat = Step(IPVS_TABLE, where, i, None, "DNAT", arg=(t, rs.addr, rs.port))
             picked = _with(b, probability=mul_prob(b.probability, share), packet=pkt,
                            steps=(*b.steps, head, dnat), dnat=True,
-                           affinity=(*b.affinity, *affinity),
-                           unknown=(*b.unknown, *notes))
+                           affinity=b.affinity + affinity if affinity else b.affinity,
+                           unknown=b.unknown + notes if notes else b.unknown)
+            if self._output_noop:  # filter OUTPUT only jumps to empty chains: nothing to do
+                out.append(picked)
+                continue
             for b2 in super().run_hook("output", pkt, ct_state=_CT_DNAT, table_type="filter",
                                        assumed=picked.assumptions):
                 out.append(_join(picked, b2))
         return out
 
 
+# Branches and tuples are built on every trace: set their slots directly (what the frozen
+# dataclasses' __init__ does, minus the frozen-__setattr__ detour; neither has __post_init__
+# work to skip that matters here: FiveTuple's checks hold, the address family and the port
+# range are those of a parsed real server of the same virtual server).
+_BRANCH_FIELDS = ("probability", "packet", "disposition", "steps", "masquerade", "snat_to",
+                  "dnat", "affinity", "unknown", "assumptions")
+_B_SET = tuple((f, getattr(Branch, f).__set__, getattr(Branch, f).__get__)
+               for f in _BRANCH_FIELDS)
+_T_SET = tuple(getattr(FiveTuple, f).__set__ for f in ("proto", "src", "sport", "dst",
+                                                       "dport"))
+
+
+def _filter_output_is_noop(ruleset: Ruleset) -> bool:
+    """True when the filter table's OUTPUT chain (policy ACCEPT) holds only unconditional-or-
+    not jumps to chains without rules (kube-proxy's ``KUBE-IPVS-OUT-FILTER`` when no
+    LoadBalancer has source ranges excluding the node): walking it changes nothing."""
+    if ruleset.backend != "iptables":
+        return False
+    t = ruleset.table("filter")
+    if t is None:
+        return True
+    out = t.chain("OUTPUT")
+    if out is None:
+        return True
+    if (out.policy or "ACCEPT").upper() != "ACCEPT":
+        return False
+    for r in out.rules:
+        v = r.verdict
+        if not isinstance(v, Jump) or len(r.actions) != 1:
+            return False
+        target = t.chain(v.chain)
+        if target is None or target.rules:
+            return False
+    return True
+
+
+_Plan = tuple[tuple[RealServer, ...], tuple[Fraction, ...], Step, tuple[str, ...],
+              tuple[str, ...]]
+
+
 def _with(b: Branch, **changes: object) -> Branch:
-    fields = {f: getattr(b, f) for f in ("probability", "packet", "disposition", "steps",
-                                         "masquerade", "snat_to", "dnat", "affinity",
-                                         "unknown", "assumptions")}
-    fields.update(changes)
-    return Branch(**fields)  # type: ignore[arg-type]
+    nb = object.__new__(Branch)
+    for name, put, get in _B_SET:
+        put(nb, changes[name] if name in changes else get(b, Branch))
+    return nb
+
+
+def _retarget(t: FiveTuple, addr: IPAddress, port: int) -> FiveTuple:
+    nt = object.__new__(FiveTuple)
+    for put, v in zip(_T_SET, (t.proto, t.src, t.sport, addr, port), strict=True):
+        put(nt, v)
+    return nt
 
 
 def _join(a: Branch, b: Branch) -> Branch:
     """``a`` followed by ``b`` (``b`` ran on ``a``'s packet, under ``a``'s assumptions)."""
     p = b.probability if a.probability is ONE or a.probability == ONE else \
         mul_prob(a.probability, b.probability)
-    return Branch(probability=p, packet=b.packet, disposition=b.disposition,
-                  steps=a.steps + b.steps, masquerade=a.masquerade or b.masquerade,
-                  snat_to=b.snat_to or a.snat_to, dnat=a.dnat or b.dnat,
-                  affinity=a.affinity + b.affinity, unknown=a.unknown + b.unknown,
-                  assumptions=b.assumptions or a.assumptions)
+    return _with(b, probability=p, steps=a.steps + b.steps,
+                 masquerade=a.masquerade or b.masquerade, snat_to=b.snat_to or a.snat_to,
+                 dnat=a.dnat or b.dnat, affinity=a.affinity + b.affinity,
+                 unknown=a.unknown + b.unknown, assumptions=b.assumptions or a.assumptions)
 
 
 def node_evaluator(rules_cluster: Cluster, cluster: Cluster, node: str, config: KubeProxyConfig,
