@@ -138,8 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cluster.kube_proxy, mode=mode)
         rs = build_ruleset(cluster, node, cfg)
         text = render_iptables(rs) if mode == "iptables" else _listing(rs)
-        # grow to the target size by repeating the Service chains under new names is not
-        # needed at the default size; report the size reached
+        if mode == "nftables" and text.count("\n") < args.lines:
+            # kube-proxy's nftables rules are ~9x more compact than its iptables rules: the
+            # listing reaches the target as copies of the table under other names
+            # (kube-proxy-1, -2, ...), each a whole, valid table of the same shape
+            copies = -(-args.lines // text.count("\n"))
+            tables = tuple(dataclasses.replace(t, name=f"{t.name}-{i}") if i else t
+                           for i in range(copies) for t in rs.tables)
+            rs = dataclasses.replace(rs, tables=tables)
+            text = _listing(rs)
+            print(f"nftables: {copies} copies of the kube-proxy table")
         texts[mode] = text
         if mode == "nftables":
             texts["nft-commands"] = render_nft(rs)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import nft_rulesets
 from test_roundtrip import _builder_rulesets, _without_comments, norm
@@ -44,7 +44,7 @@ from sourceip.netfilter.ir import (
 )
 from sourceip.netfilter.parse_nft import parse_nft_json
 from sourceip.netfilter.parse_nft_text import parse_nft_text
-from sourceip.netfilter.render_nft import render_nft
+from sourceip.netfilter.render_nft import NftRenderError, render_nft
 
 
 def _sets_then_maps(r: Ruleset) -> Ruleset:
@@ -57,7 +57,12 @@ def _sets_then_maps(r: Ruleset) -> Ruleset:
 
 @given(nft_rulesets(real_text=True))
 def test_text_round_trip_through_render_nft(r: Ruleset) -> None:
-    assert parse_nft_text(render_nft(r)) == _sets_then_maps(r)
+    try:
+        text = render_nft(r)
+    except NftRenderError:  # an empty rule (the non-loadable strategy makes some)
+        assume(False)
+        raise
+    assert parse_nft_text(text) == _sets_then_maps(r)
 
 
 @pytest.mark.parametrize("r", _builder_rulesets("nftables"))
