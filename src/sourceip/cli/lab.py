@@ -151,9 +151,12 @@ def render_health_checks(rows: Any, term: Any = None) -> str:
               help="Probes per path when the prediction splits between endpoints.")
 @click.option("--service", "services", multiple=True, metavar="NS/NAME",
               help="Only these Services' paths (repeatable).")
+@click.option("--report", "report_file", metavar="FILE", default=None,
+              help="Also write the HTML report (as `sourceip report`) of the paths the lab "
+                   "probed, with the address observed beside each prediction.")
 def run(filenames: tuple[str, ...], example: str | None, mode: str | None,
         iptables_backend: str, no_rules: bool, output: str, dry_run: bool, keep: bool,
-        attempts: int, services: tuple[str, ...]) -> None:
+        attempts: int, services: tuple[str, ...], report_file: str | None) -> None:
     """Build the cluster, probe every explain path, print predicted vs observed source IPs.
     Exit 0 only when every path agrees."""
     from sourceip.lab.compare import (
@@ -211,6 +214,8 @@ def run(filenames: tuple[str, ...], example: str | None, mode: str | None,
                          "L4 probes announced themselves with PROXY UNKNOWN to learn the source "
                          "address: " + ", ".join(asked))
         _print_run(plan, lab_, agreements, notes, output)
+        if report_file:
+            _write_report(report_file, cluster, plan, lab_, agreements, notes, services)
         if keep:
             click.echo(f"lab {plan.runid} kept up: `sourceip lab probe --run {plan.runid} "
                        "--from ... --to IP:PORT`; Ctrl-C to tear down", err=True)
@@ -223,6 +228,37 @@ def run(filenames: tuple[str, ...], example: str | None, mode: str | None,
         raise LabError(f"{bad} of {len(agreements)} paths do not agree with the prediction"
                        + (f"; {bad_checks} load-balancer health checks differ from it"
                           if bad_checks else ""))
+
+
+def _write_report(path: str, cluster: Any, plan: Any, lab_: Any, agreements: Any,
+                  notes: list[str], services: tuple[str, ...]) -> None:
+    """The HTML report of the paths the lab probed (explain per node, with the lab's external
+    client, as ``explain.probes`` made the probes: probe ``SVC:PORT#N`` is path N), each path
+    carrying what the lab observed (``"lab"``), and the run's summary."""
+    from sourceip.cli.report import write_report
+    from sourceip.explain import Explainer
+
+    by_id: dict[str, list[Any]] = {}
+    for a in agreements:
+        by_id.setdefault(a.spec.id.removesuffix("+forged"), []).append(a)
+    explainer = Explainer(cluster, external_ip=plan.external_ip, expand_groups=True)
+    docs = []
+    for e in explainer.explain(list(services) or None):
+        d = e.to_dict()
+        for n, p in enumerate(d["paths"]):
+            found = by_id.get(f"{e.service}:{e.port.split()[-1]}#{n}")
+            if found is not None:
+                p["lab"] = [{"probe": a.spec.id, "agree": a.agree,
+                             "predicted": _predicted_text(a.prediction),
+                             "observed": _observed_text(a.observations),
+                             "reason": a.reason} for a in found]
+        docs.append(d)
+    doc = {"services": docs, "notes": notes, "lab": {
+        "runid": plan.runid, "mode": plan.mode, "external_ip": plan.external_ip,
+        "results_total": len(agreements),
+        "results_agree": sum(1 for a in agreements if a.agree),
+        "health_checks": lab_.health_checks, "notes": []}}
+    write_report(doc, path, f"Source IP report, checked in lab {plan.runid}")
 
 
 def _print_run(plan: Any, lab_: Any, agreements: Any, notes: list[str], output: str) -> None:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "echo": "sourceip.cli.echo:echo",
     "request": "sourceip.cli.request:request",
     "snapshot": "sourceip.cli.snapshot:snapshot",
+    "report": "sourceip.cli.report:report",
 }
 
 

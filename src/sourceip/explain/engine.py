@@ -75,6 +75,8 @@ class PathResult:
             "real_client": self.real_client, "rewritten_by": list(self.rewritten_by),
             "summary": self.summary, "fixes": [f.to_dict() for f in self.fixes],
             "what_would_change_this": list(self.changes),
+            "shares": [{"probability": prob, "seen": seen, "real_client": ok}
+                       for prob, seen, ok in self.shares],
             "outcomes": [o.to_dict() for o in self.trace.outcomes],
             **({"app_sees": self.app_sees} if self.app_sees is not None else {}),
             **({"load_balancer": self.load_balancer} if self.load_balancer is not None else {}),
