@@ -183,3 +183,28 @@ def test_from_json_refuses_what_is_not_an_explain_document(tmp_path: Path) -> No
     r = CliRunner().invoke(cli, ["report", "--from-json", str(bad), "--example", "seed",
                                  "-o", str(tmp_path / "o")])
     assert r.exit_code == 2
+
+
+def test_large_cluster_reports_every_service_and_details_only_losing_ones() -> None:
+    """Above LARGE Services every Service keeps its overview row; only the first DETAILED that
+    lose the client address get a section, drawing only their losing paths."""
+    from sourceip.report import html as H
+
+    base = explain_json("loadbalancer")["services"][0]
+    seed = explain_json("seed")["services"][0]
+    services = []
+    for i in range(H.LARGE + 60):
+        s = json.loads(json.dumps(seed if i % 2 else base))
+        s["service"] = f"ns-{i:03d}/svc"
+        services.append(s)
+    page = H.render_report({"services": services, "notes": []})
+    assert page.count('<th scope="row" data-v="Service ns-') == len(services)
+    assert page.count('<section class="item"') == H.DETAILED
+    assert 'id="large"' in page
+    kept = re.findall(r'<section class="item" id="([^"]+)"', page)
+    assert all(f'href="#{k}"' in page for k in kept)
+    # drawn paths: only those that lose the client address
+    drawn = page.count('<svg class="path"')
+    losing = sum(1 for s in services[:H.DETAILED * 2] for p in s["paths"]
+                 if H.verdict(p) in ("no", "mixed"))
+    assert 0 < drawn <= losing

@@ -156,19 +156,23 @@ def _forgeable(paths: list[dict[str, Any]]) -> int:
 # ----------------------------------------------------------------------------- sections
 
 
-def _overview(items: list[dict[str, Any]], lab: bool) -> str:
+def _overview(items: list[dict[str, Any]], lab: bool,
+              detailed: set[str] | None = None) -> str:
     rows = []
     for it in items:
         paths = it.get("paths") or []
         c = _counts(paths)
         lost = [(i, p) for i, p in enumerate(paths) if verdict(p) in ("no", "mixed")]
+        linked = detailed is None or it["_id"] in detailed
         where = "".join(
-            f'<li><a href="#{it["_id"]}-p{i}">{e(p.get("title"))}</a>'
-            f'{" (partly)" if verdict(p) == "mixed" else ""}</li>' for i, p in lost)
+            (f'<li><a href="#{it["_id"]}-p{i}">{e(p.get("title"))}</a>' if linked
+             else f"<li>{e(p.get('title'))}")
+            + f'{" (partly)" if verdict(p) == "mixed" else ""}</li>' for i, p in lost)
         forge = _forgeable(paths)
         cells = [
-            f'<th scope="row" data-v="{e(it["_heading"])}"><a href="#{it["_id"]}">'
-            f'{e(it["_heading"])}</a>'
+            f'<th scope="row" data-v="{e(it["_heading"])}">'
+            + (f'<a href="#{it["_id"]}">{e(it["_heading"])}</a>' if linked
+               else e(it["_heading"]))
             + (f' <span class="port">{e(it.get("port"))}</span>' if it.get("port") else "")
             + "</th>",
             f"<td>{e(it.get('type'))}</td>",
@@ -371,7 +375,7 @@ def _changes(it: dict[str, Any]) -> str:
     return f'<section class="changes"><h3>What would change this</h3><ul>{lis}</ul></section>'
 
 
-def _item(it: dict[str, Any], lab: bool) -> str:
+def _item(it: dict[str, Any], lab: bool, *, losing_only: bool = False) -> str:
     iid = it["_id"]
     paths = it.get("paths") or []
     meta = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _meta(it))
@@ -388,8 +392,13 @@ def _item(it: dict[str, Any], lab: bool) -> str:
     else:
         parts.append(f'<p class="short">{e(short)}</p>')
         parts.append(_verdict_table(it, lab))
-        parts.append("<section><h3>Every path, drawn</h3>")
-        parts += [_path(it, i, p, lab) for i, p in enumerate(paths)]
+        if losing_only:
+            parts.append("<section><h3>The paths that lose the client address, drawn</h3>")
+            parts += [_path(it, i, p, lab) for i, p in enumerate(paths)
+                      if verdict(p) in ("no", "mixed")]
+        else:
+            parts.append("<section><h3>Every path, drawn</h3>")
+            parts += [_path(it, i, p, lab) for i, p in enumerate(paths)]
         parts.append("</section>")
         parts.append(_fixes(it))
         parts.append(_changes(it))
@@ -573,10 +582,25 @@ def _sha(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
+# Above this many Services and pod ports the report stays small enough to open (a drawn
+# Service costs 5-30 KiB): every Service keeps its overview row, but only the first DETAILED
+# Services that lose the client address on some path get a section, drawing only those paths
+# (bench/bench_report.py measures size and load time at 10,000 Services).
+LARGE = 200
+DETAILED = 200
+
+
 def render_report(doc: dict[str, Any], *, title: str = DEFAULT_TITLE,
                   version: str = "") -> str:
-    """The HTML document of explain JSON ``doc`` (see the module docstring)."""
+    """The HTML document of explain JSON ``doc`` (see the module docstring). For more than
+    ``LARGE`` Services the detail sections are limited as the page says."""
     items = _items(doc)
+    large = len(items) > LARGE
+    detailed: set[str] | None = None
+    if large:
+        losing_items = [it for it in items
+                        if any(verdict(p) in ("no", "mixed") for p in it.get("paths") or [])]
+        detailed = {it["_id"] for it in losing_items[:DETAILED]}
     lab = doc.get("lab")
     has_lab = isinstance(lab, dict)
     n_paths = sum(len(it.get("paths") or []) for it in items)
@@ -586,7 +610,7 @@ def render_report(doc: dict[str, Any], *, title: str = DEFAULT_TITLE,
            "img-src data:; form-action 'none'; base-uri 'none'")
     toc = "".join(f'<li><a href="#{it["_id"]}">{e(it["_heading"])}</a>'
                   + (f' <span class="port">{e(it.get("port"))}</span>' if it.get("port") else "")
-                  + "</li>" for it in items)
+                  + "</li>" for it in items if detailed is None or it["_id"] in detailed)
     body = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -602,13 +626,21 @@ def render_report(doc: dict[str, Any], *, title: str = DEFAULT_TITLE,
         + ('<li><a href="#lab">Lab evidence</a></li>' if has_lab else "")
         + f"{toc}</ol></nav>",
         "<main>",
-        _overview(items, has_lab),
-        LEGEND,
     ]
+    if large:
+        assert detailed is not None
+        body.append(f'<p class="hint" id="large">{len(items)} Services and pod ports: every one '
+                    "has its row in the overview; the sections below show only the "
+                    f"{len(detailed)} first Services that lose the client address, drawing "
+                    "only those paths. For the full detail of some Services, run "
+                    "<code>sourceip report SERVICE...</code> or <code>-n NAMESPACE</code>."
+                    "</p>")
+    body += [_overview(items, has_lab, detailed), LEGEND]
     if has_lab:
         assert isinstance(lab, dict)
         body.append(_lab_section(lab))
-    body += [_item(it, has_lab) for it in items]
+    body += [_item(it, has_lab, losing_only=large) for it in items
+             if detailed is None or it["_id"] in detailed]
     if doc.get("notes"):
         body.append('<section id="notes"><h2>Notes</h2><ul>' + "".join(
             f"<li>{e(n)}</li>" for n in doc["notes"]) + "</ul></section>")
