@@ -29,6 +29,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-default-apps", "--disable-extensions", "--mute-audio",
          "--remote-debugging-pipe")
 TIMEOUT = 30.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _chromium() -> str | None:
@@ -275,13 +276,15 @@ def test_overview_sorts_and_prints(browser: Browser, tmp_path: Path) -> None:
     assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
 
 
-def test_screenshot(browser: Browser, tmp_path: Path) -> None:
-    _open(browser, tmp_path, "loadbalancer")
-    shot = tmp_path / "report-loadbalancer.png"
+@pytest.mark.parametrize("example", ["loadbalancer", "ingress-nginx"])
+def test_screenshot(browser: Browser, tmp_path: Path, example: str) -> None:
+    """Screenshots of two examples, kept for people to look at in bench/out/ (git-ignored;
+    CI's artifacts) or ``$SOURCEIP_REPORT_SHOTS``."""
+    _open(browser, tmp_path, example)
+    shot = tmp_path / f"report-{example}.png"
     browser.screenshot(shot)
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 50_000
-    keep = os.environ.get("SOURCEIP_REPORT_SHOTS")
-    if keep:  # for people to look at (CI artifacts)
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(keep) / shot.name)
+    keep = Path(os.environ.get("SOURCEIP_REPORT_SHOTS") or ROOT / "bench" / "out")
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / shot.name)
