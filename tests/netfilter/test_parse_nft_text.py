@@ -112,6 +112,7 @@ table ip kube-proxy {
 	chain nat-postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		meta mark & 0x00004000 == 0x00000000 return
+		meta mark 0x00000000/30 return
 		ct state established,related counter packets 10 bytes 600 accept
 		log prefix "kp: " level warn masquerade fully-random comment "masq"
 		meta skuid 0 ip saddr @cluster-ips drop
@@ -154,13 +155,14 @@ def test_listing_reads_into_the_ir_with_lines() -> None:
     post = t.chain("nat-postrouting")
     assert post is not None
     assert post.rules[0].matches == (Mark(0, 0x4000),)
-    assert post.rules[1].matches == (CtState(("ESTABLISHED", "RELATED")),)
+    assert post.rules[1].matches == (Mark(0, 0xFFFFFFFC),)  # nft's listing of a mark mask
+    assert post.rules[2].matches == (CtState(("ESTABLISHED", "RELATED")),)
     # unknown statements are kept as written, in place
-    assert post.rules[2].actions == (UnknownAction('log prefix "kp: " level warn'),
+    assert post.rules[3].actions == (UnknownAction('log prefix "kp: " level warn'),
                                      Masquerade(True))
-    assert post.rules[2].comment == "masq"
-    assert post.rules[3].matches[0] == UnknownMatch("meta skuid 0")
-    assert isinstance(post.rules[3].matches[1], SetLookup)
+    assert post.rules[3].comment == "masq"
+    assert post.rules[4].matches[0] == UnknownMatch("meta skuid 0")
+    assert isinstance(post.rules[4].matches[1], SetLookup)
 
 
 def test_text_and_json_of_one_listing_agree_on_a_kube_proxy_ruleset() -> None:

@@ -17,7 +17,8 @@ nft 1.0.6 ``nft -j list ruleset``
   N8 a conntrack state list is a bit set: order is lost;
   N9 ``icmpv6`` is listed by its /etc/protocols name ``ipv6-icmp``;
   N10 ``meta l4proto udp`` before a set lookup keyed on ``th sport`` is folded into the key
-     (``udp sport``); the parser splits it back (as for N6), so only the position moves.
+     (``udp sport``); the parser splits it back (as for N6), so only the position moves;
+  N11 adjacent intervals of an anonymous set are merged (``{ 1, 2-3 }`` is ``{ 1-3 }``).
 iptables-save (legacy and nft back ends)
   I1 canonical option order (``-d X/32 -p tcp -m comment ... -m tcp --dport``): matches
      compared as a set per rule;
@@ -105,13 +106,23 @@ def _norm_match(m: Any) -> Any:
         return Proto(_PROTO_ALIASES.get(m.proto, m.proto), m.negate)
     if isinstance(m, Addr):
         return ("addr", m.field, frozenset(m.nets), m.negate)
-    if isinstance(m, Port):
-        return ("port", m.field, frozenset(m.ports), m.negate)
+    if isinstance(m, Port):  # N11: adjacent intervals merged
+        return ("port", m.field, _merged_spans(m.ports), m.negate)
     if isinstance(m, CtState):
         return ("ct", frozenset(m.states), m.negate)
     if isinstance(m, Statistic):
         return ("statistic", round(Fraction(m.probability) * 2**31))
     return m
+
+
+def _merged_spans(ports: tuple[int | tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    out: list[list[int]] = []
+    for lo, hi in sorted((p, p) if isinstance(p, int) else p for p in ports):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in out)
 
 
 def _norm_action(a: Any) -> Any:

@@ -154,7 +154,7 @@ def _scalar(tok: str) -> Any:
         return tok[1:]
     if tok.isdigit():
         return int(tok)
-    if tok.startswith("0x"):
+    if tok.startswith("0x") and "/" not in tok:
         try:
             return int(tok, 16)
         except ValueError:
