@@ -1,0 +1,65 @@
+"""Single-node traces per second through a kube-proxy ipvs-mode node at 10 and at 10,000
+Services, in one run (issue #13).
+
+Each trace: a pod on node1 -> a ClusterIP with 3 endpoints (IPVS virtual server, 3 real-server
+branches, the KUBE-* ipset rules decided with the node's ipsets). Prints per-trace time at
+each size and the ratio 10,000 / 10; targets: >= 10,000 traces/s warm at 10,000 Services and
+the warm ratio <= 1.5. Usage: python bench/bench_ipvs.py [--traces N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import ipaddress
+import time
+
+from bench_trace import make_cluster
+
+from sourceip.dataplane.tracer import Tracer
+
+
+def per_trace(n_services: int, traces: int) -> tuple[float, float, float]:
+    """(cold s/trace, warm s/trace, setup s: building the IPVS node — virtual servers, ipsets,
+    iptables rules — and its evaluator)."""
+    cluster = make_cluster(n_services, "ipvs")
+    tracer = Tracer(cluster)
+    t0 = time.perf_counter()
+    tracer.evaluator("node1")
+    setup = time.perf_counter() - t0
+    base = int(ipaddress.ip_address("10.96.0.10"))
+    dsts = [str(ipaddress.ip_address(base + (i * 7919) % n_services)) for i in range(traces)]
+    gc.collect()
+    gc.freeze()
+    try:
+        t0 = time.perf_counter()
+        for dst in dsts:
+            tracer.trace_node("node1", "10.244.2.77", dst, 80)
+        cold = (time.perf_counter() - t0) / traces
+        t0 = time.perf_counter()
+        for dst in dsts:
+            tracer.trace_node("node1", "10.244.2.77", dst, 80)
+        warm = (time.perf_counter() - t0) / traces
+    finally:
+        gc.unfreeze()
+    return cold, warm, setup
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--traces", type=int, default=3000)
+    args = ap.parse_args()
+    check = make_cluster(10, "ipvs")
+    t = Tracer(check).trace_node("node1", "10.244.2.77", "10.96.0.10", 80)
+    assert len(t.outcomes) == 3 and all(o.certain for o in t.outcomes), str(t)
+    print("each trace: pod -> ClusterIP through IPVS (3 real servers, 3 branches)")
+    print(f"{'services':>8} {'cold us':>8} {'warm us':>8} {'warm traces/s':>13} {'setup s':>8}")
+    rows = {n: per_trace(n, args.traces) for n in (10, 10_000)}
+    for n, (cold, warm, setup) in rows.items():
+        print(f"{n:>8} {cold * 1e6:>8.1f} {warm * 1e6:>8.1f} {1 / warm:>13.0f} {setup:>8.2f}")
+    print(f"ratio 10,000/10: cold {rows[10_000][0] / rows[10][0]:.2f}, "
+          f"warm {rows[10_000][1] / rows[10][1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
