@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -50,10 +50,40 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
             external_ip: str, sample_nodes: int | None, output: str) -> None:
     """For every path to each SERVICE (all Services by default): the source IP the pod sees,
     whether it is the real client, the node and rule that rewrote it, and what to change."""
+    from sourceip.report.explain_text import render_explanations
+
+    cluster, results, direct, notes, untraced = run_explain(
+        filenames, example, services, namespace, all_ns, mode, external_ip, sample_nodes,
+        progress=output in ("text", "wide"))
+    if output in ("json", "yaml"):
+        emit({"services": [r.to_dict() for r in results],
+              **({"direct": [d.to_dict() for d in direct]} if direct else {}),
+              "notes": notes}, output)
+    else:
+        from sourceip.report.term import detect, wrap_lines
+
+        term = detect()
+        text = render_explanations(results + direct, wide=output == "wide", diagrams=diagram,
+                                   term=term)
+        if notes:
+            text += "\n" + "\n".join(wrap_lines([f"note: {n}" for n in notes], term.width))
+        emit(text, "text")
+    if untraced:
+        why = "no Nodes were given" if not cluster.nodes else "see the notes above"
+        raise InputError(f"no path could be traced for any Service ({why}); give Nodes, Pods "
+                         f"and EndpointSlices too, e.g. `{WHAT_TO_FEED}`")
+
+
+def run_explain(filenames: tuple[str, ...], example: str | None, services: tuple[str, ...],
+                namespace: str | None, all_ns: bool, mode: ProxyMode | None, external_ip: str,
+                sample_nodes: int | None, *, progress: bool
+                ) -> tuple[Cluster, list[ServiceExplanation], list[Any], list[str], bool]:
+    """What ``explain`` computes for these options: the cluster, the Service explanations, the
+    direct paths, the notes, and whether nothing could be traced for any Service (``report``
+    renders the same)."""
     from dataclasses import replace
 
     from sourceip.explain import Explainer
-    from sourceip.report.explain_text import render_explanations
 
     cluster = load_from_options(filenames, example)
     if mode is not None:
@@ -79,7 +109,7 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
         raise InputError("nothing to explain: no Service that kube-proxy proxies was given; "
                          f"feed Services with their Nodes and Pods, e.g. `{WHAT_TO_FEED}`")
     explainer = Explainer(cluster, external_ip=external_ip, sample_nodes=sample_nodes or None)
-    results = _explain_all(explainer, cluster, names, progress=output in ("text", "wide"))
+    results = _explain_all(explainer, cluster, names, progress=progress)
     if cluster.ingresses:  # Ingress routes that no controller serves, missing backends, ...
         notes.extend(explainer.discovery.findings)
     # What the input lacks, per Service; nothing traced for any Service is an error (exit 1)
@@ -88,23 +118,7 @@ def explain(filenames: tuple[str, ...], example: str | None, services: tuple[str
         notes.extend(f"Service {key}: {m}" for m in missing_inputs(cluster, cluster.service(key)))
     untraced = bool(results) and not any(r.paths or not _proxied(cluster, r.service)
                                          for r in results)
-    if output in ("json", "yaml"):
-        emit({"services": [r.to_dict() for r in results],
-              **({"direct": [d.to_dict() for d in direct]} if direct else {}),
-              "notes": notes}, output)
-    else:
-        from sourceip.report.term import detect, wrap_lines
-
-        term = detect()
-        text = render_explanations(results + direct, wide=output == "wide", diagrams=diagram,
-                                   term=term)
-        if notes:
-            text += "\n" + "\n".join(wrap_lines([f"note: {n}" for n in notes], term.width))
-        emit(text, "text")
-    if untraced:
-        why = "no Nodes were given" if not cluster.nodes else "see the notes above"
-        raise InputError(f"no path could be traced for any Service ({why}); give Nodes, Pods "
-                         f"and EndpointSlices too, e.g. `{WHAT_TO_FEED}`")
+    return cluster, results, direct, notes, untraced
 
 
 def _explain_all(explainer: Explainer, cluster: Cluster, names: list[str] | None, *,

@@ -14,8 +14,6 @@ from sourceip.cli.common import (
     WHAT_TO_FEED,
     cluster_options,
     ipv4_option_value,
-    load_from_options,
-    missing_inputs,
 )
 from sourceip.errors import InputError
 
@@ -26,42 +24,13 @@ def explain_document(filenames: tuple[str, ...], example: str | None,
                      ) -> dict[str, Any]:
     """The document ``sourceip explain ... -o json`` prints for the same options (same
     Services, direct paths and notes; ``tests/report`` checks the two are equal)."""
-    from dataclasses import replace
+    from sourceip.cli.explain import run_explain
 
-    from sourceip.cli.explain import AUTO_SAMPLE_ABOVE, _direct, _explain_all, _proxied
-    from sourceip.explain import Explainer
-
-    cluster = load_from_options(filenames, example)
-    if mode is not None:
-        cluster = cluster.with_(kube_proxy=replace(cluster.kube_proxy, mode=mode))  # type: ignore[arg-type]
-    names: list[str] | None = None
-    if services:
-        ns = namespace or "default"
-        names = [s if "/" in s else f"{ns}/{s}" for s in services]
-    elif namespace and not all_ns:
-        names = [s.key for s in cluster.services if s.namespace == namespace and s.proxied]
-        if not names:
-            raise click.UsageError(f"no proxied Service in namespace {namespace!r}")
-    notes = list(cluster.notes)
-    if sample_nodes is None:
-        sample_nodes = 3 if len(cluster.nodes) > AUTO_SAMPLE_ABOVE else 0
-        if sample_nodes:
-            notes.append(f"large cluster ({len(cluster.nodes)} nodes): for each Service the "
-                         "endpoints of at most 3 nodes per endpoint condition were traced; "
-                         "outcome probabilities are those of that sample "
-                         "(--sample-nodes 0 traces every endpoint)")
-    direct = [] if names else _direct(cluster, external_ip, namespace if not all_ns else None)
-    if not any(s.proxied for s in cluster.services) and not names and not direct:
-        raise InputError("nothing to explain: no Service that kube-proxy proxies was given; "
-                         f"feed Services with their Nodes and Pods, e.g. `{WHAT_TO_FEED}`")
-    explainer = Explainer(cluster, external_ip=external_ip, sample_nodes=sample_nodes or None)
-    results = _explain_all(explainer, cluster, names, progress=True)
-    if cluster.ingresses:
-        notes.extend(explainer.discovery.findings)
-    for key in dict.fromkeys(r.service for r in results):
-        notes.extend(f"Service {key}: {m}" for m in missing_inputs(cluster, cluster.service(key)))
-    if results and not any(r.paths or not _proxied(cluster, r.service) for r in results):
-        why = "no Nodes were given" if not cluster.nodes else "see the notes"
+    _cluster, results, direct, notes, untraced = run_explain(
+        filenames, example, services, namespace, all_ns, mode,  # type: ignore[arg-type]
+        external_ip, sample_nodes, progress=True)
+    if untraced:
+        why = "no Nodes were given" if not _cluster.nodes else "see the notes"
         raise InputError(f"no path could be traced for any Service ({why}); give Nodes, Pods "
                          f"and EndpointSlices too, e.g. `{WHAT_TO_FEED}`")
     return {"services": [r.to_dict() for r in results],
