@@ -10,10 +10,8 @@ the warm ratio <= 1.5. Usage: python bench/bench_ipvs.py [--traces N]
 from __future__ import annotations
 
 import argparse
-import gc
-import ipaddress
-import time
 
+import bench_trace
 from bench_trace import make_cluster
 
 from sourceip.dataplane.tracer import Tracer
@@ -21,28 +19,8 @@ from sourceip.dataplane.tracer import Tracer
 
 def per_trace(n_services: int, traces: int) -> tuple[float, float, float]:
     """(cold s/trace, warm s/trace, setup s: building the IPVS node — virtual servers, ipsets,
-    iptables rules — and its evaluator)."""
-    cluster = make_cluster(n_services, "ipvs")
-    tracer = Tracer(cluster)
-    t0 = time.perf_counter()
-    tracer.evaluator("node1")
-    setup = time.perf_counter() - t0
-    base = int(ipaddress.ip_address("10.96.0.10"))
-    dsts = [str(ipaddress.ip_address(base + (i * 7919) % n_services)) for i in range(traces)]
-    gc.collect()
-    gc.freeze()
-    try:
-        t0 = time.perf_counter()
-        for dst in dsts:
-            tracer.trace_node("node1", "10.244.2.77", dst, 80)
-        cold = (time.perf_counter() - t0) / traces
-        t0 = time.perf_counter()
-        for dst in dsts:
-            tracer.trace_node("node1", "10.244.2.77", dst, 80)
-        warm = (time.perf_counter() - t0) / traces
-    finally:
-        gc.unfreeze()
-    return cold, warm, setup
+    iptables rules — and its evaluator): bench_trace's measurement in ipvs mode."""
+    return bench_trace.per_trace(n_services, "ipvs", traces)
 
 
 def main() -> None:
