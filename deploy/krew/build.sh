@@ -5,7 +5,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-"$here/kubectl-sourceip.tar.gz"}
 tmp=$(mktemp -d)
 cp "$here/kubectl-sourceip" "$tmp/"
-if [ -f "$here/../../LICENSE" ]; then cp "$here/../../LICENSE" "$tmp/"; else echo "Apache-2.0" > "$tmp/LICENSE"; fi
+cp "$here/../../LICENSE" "$tmp/"
 tar -C "$tmp" -czf "$out" kubectl-sourceip LICENSE
 rm -rf "$tmp"
 sha256sum "$out"
