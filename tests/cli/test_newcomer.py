@@ -129,3 +129,19 @@ def test_help_starts_lazily() -> None:
                          text=True, timeout=60)
     assert "Commands:" in res.stdout
     assert "IMPORTED []" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("example", ["design-table", "lb-proxy", "ingress-nginx"])
+def test_lab_plan_fits_a_narrow_terminal(example: str) -> None:
+    """`lab plan` lays its namespaces, servers, processes and LBs out in the terminal's width
+    (no fixed-width columns running past it)."""
+    import os
+
+    env = {**os.environ, "COLUMNS": "60"}
+    res = subprocess.run([sys.executable, "-m", "sourceip", "lab", "plan", "--no-rules",
+                          "--example", example], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()[1:]  # the headline names the run and may wrap on its own
+    assert lines and all(len(line) <= 60 for line in lines), [ln for ln in lines if len(ln) > 60]
+    assert "default/" in res.stdout

@@ -314,12 +314,14 @@ def up(filenames: tuple[str, ...], example: str | None, mode: str | None,
         with lab_:
             click.echo(f"lab {plan.runid} is up: {len(plan.namespaces)} namespaces in "
                        f"{lab_.timings.get('up', 0):.2f}s; external client {plan.external_ip}")
-            for client, ns in plan.clients:
-                click.echo(f"  {client:40} {ns}")
-            if lab_.health_checks:
-                from sourceip.report.term import detect
+            from sourceip.report.term import detect, table
 
-                click.echo(render_health_checks(lab_.health_checks, detect()))
+            term = detect()
+            for line in table(["CLIENT", "NAMESPACE"], [list(c) for c in plan.clients],
+                              term=term, indent=2):
+                click.echo(line)
+            if lab_.health_checks:
+                click.echo(render_health_checks(lab_.health_checks, term))
             for note in (*plan.notes, *lab_.notes):
                 click.echo(f"note: {note}")
             click.echo(f"probe: sourceip lab probe --run {plan.runid} --from CLIENT "
@@ -393,14 +395,17 @@ def down(runid: str | None, all_stale: bool) -> None:
 def list_() -> None:
     """The labs this machine runs (from /run/sourceip-lab)."""
     from sourceip.lab.run import list_states
+    from sourceip.report.term import detect, table
 
     states = list_states()
     if not states:
         click.echo("no lab runs")
-    for s in states:
-        status = "up" if s.owner_alive else "STALE"
-        click.echo(f"{s.runid}  {status:5}  owner {s.owner_pid}  {len(s.namespaces)} namespaces  "
-                   f"{len(s.servers)} echo servers")
+        return
+    rows = [[s.runid, "up" if s.owner_alive else "STALE", str(s.owner_pid),
+             str(len(s.namespaces)), str(len(s.servers))] for s in states]
+    for line in table(["RUN", "STATUS", "OWNER PID", "NAMESPACES", "ECHO SERVERS"], rows,
+                      term=detect()):
+        click.echo(line)
 
 
 @lab.command()
@@ -426,22 +431,25 @@ def plan(filenames: tuple[str, ...], example: str | None, mode: str | None,
     if output == "json":
         click.echo(json.dumps(asdict(lab_plan), indent=2))
         return
+    from sourceip.report.term import detect, table
+
     click.echo(f"lab {lab_plan.runid} (kube-proxy {lab_plan.mode}): node subnet "
                f"{lab_plan.node_subnet}, router {lab_plan.router_ip}, external client "
                f"{lab_plan.external_ip}")
-    for ns in lab_plan.namespaces:
-        what = ns.pod or ns.node or ns.role
-        click.echo(f"  {ns.role:8} {what:30} {ns.name}")
+    rows: list[list[str]] = [[ns.role, ns.pod or ns.node or ns.role, ns.name, "-"]
+                             for ns in lab_plan.namespaces]
     for srv in lab_plan.servers:
-        http = f" http {list(srv.http_ports)}" if srv.http_ports else ""
-        click.echo(f"  echo     {srv.pod:30} tcp {list(srv.tcp_ports)} udp {list(srv.udp_ports)}"
-                   + http)
+        http = f", http {list(srv.http_ports)}" if srv.http_ports else ""
+        rows.append(["echo", srv.pod, "-",
+                     f"tcp {list(srv.tcp_ports)}, udp {list(srv.udp_ports)}{http}"])
     for proc in lab_plan.processes:
-        click.echo(f"  {proc.program:8} {proc.name:30} {proc.role}, listens on "
-                   f"{list(proc.listen)} in {proc.ns}")
+        rows.append([proc.program, proc.name, proc.ns,
+                     f"{proc.role}, listens on {list(proc.listen)}"])
     for lb in lab_plan.load_balancers:
         pool = ", ".join(c.node for c in lb.pool()) or "nobody"
-        click.echo(f"  lb       {lb.service:30} {lb.mode} ({lb.title}) {lb.vip}:{lb.port} -> "
-                   f"{lb.target}; predicted pool: {pool}")
+        rows.append(["lb", lb.service, "-", f"{lb.mode} ({lb.title}) {lb.vip}:{lb.port} -> "
+                     f"{lb.target}; predicted pool: {pool}"])
+    for line in table(["ROLE", "WHAT", "NAMESPACE", "DETAIL"], rows, term=detect(), indent=2):
+        click.echo(line)
     for note in lab_plan.notes:
         click.echo(f"note: {note}")
