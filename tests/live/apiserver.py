@@ -81,8 +81,9 @@ class FakeAPIServer:
                  forbidden: Iterable[str] = (), absent_groups: Iterable[str] = (),
                  absent_resources: Iterable[str] = (), slow: dict[str, float] | None = None,
                  max_page: int | None = None, expire_once: Iterable[str] = (),
-                 copy: bool = True) -> None:
+                 copy: bool = True, tls: tuple[str, str] | None = None) -> None:
         self.token = token
+        self.tls = tls  # (certificate file, key file): serve HTTPS, as a real API server does
         self.user = user
         self.forbidden = set(forbidden)  # plurals (or "configmaps/ns/name")
         self.absent_groups = set(absent_groups)
@@ -148,6 +149,12 @@ class FakeAPIServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if self.tls is not None:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -164,7 +171,7 @@ class FakeAPIServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def kubeconfig(self, path: str, *, context: str = "test", token: str | None = None) -> str:
         """Write a kubeconfig naming this server (context ``context``, a bearer token)."""
@@ -186,7 +193,11 @@ class FakeAPIServer:
             self.log.append((method, parts.path, query))
         if method != "GET":
             return self._json(405, _status(405, "MethodNotAllowed", "read-only test server"))
-        if headers.get("Authorization") != f"Bearer {self.token}":
+        # the scheme is case-insensitive, as in the API server's bearer token authenticator
+        # (staging/src/k8s.io/apiserver/pkg/authentication/request/bearertoken: ToLower);
+        # the client's in-cluster loader sends "bearer"
+        scheme, _, presented = str(headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or presented != self.token:
             return self._json(401, _status(401, "Unauthorized", "Unauthorized"))
         if parts.path == "/version":
             return self._json(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0"})

@@ -383,3 +383,38 @@ def test_live_objects_errors_name_the_object(env: Path) -> None:
         load_live(LiveOptions(kubeconfig=srv.kubeconfig(str(env / "kc"))))
     assert str(info.value).startswith(
         f"context test: Service default/{svc['metadata']['name']}: spec.ports[0].port:")
+
+
+def test_in_cluster_service_account(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a pod (no kubeconfig, $KUBERNETES_SERVICE_HOST set) the official client's in-cluster
+    loader is used: HTTPS to the service host with the service account's CA and bearer token.
+    The token and CA file paths are the loader's module constants, pointed at temporary files."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the stand-in API server's certificate")
+    from kubernetes.config import incluster_config
+
+    cert, key = env / "apiserver.crt", env / "apiserver.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    token = env / "token"
+    token.write_text("in-cluster-token")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(cert))
+    with FakeAPIServer(example_objects("seed"), token="in-cluster-token",
+                       tls=(str(cert), str(key))) as srv:
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(srv.port))
+        read = read_live(LiveOptions(), controllers=controller_hints())
+        assert [o["kind"] for o in read.objects].count("Node") == 2
+        assert srv.requests("/api/v1/nodes")
+        # a wrong token is the API server's 401, reported as such
+        token.write_text("stale-token")
+        with pytest.raises(LiveError, match="401|[Uu]nauthori"):
+            read_live(LiveOptions(), controllers=controller_hints())
+    # the service host set but no service account files: one line, no traceback
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(env / "absent"))
+    with pytest.raises(LiveError, match="in-cluster configuration"):
+        read_live(LiveOptions(), controllers=controller_hints())
