@@ -84,12 +84,6 @@ FLOWS = [
                          ids=[f[0] for f in FLOWS])
 def test_flow(name: str, src: str, dst: str, port: int, want: str, masq: bool | None) -> None:
     t = _tracer().trace_node("test-node", src, dst, port)
-    if dst.startswith("192.168.99."):
-        # externalIP rules hold `-m physdev ! --physdev-is-in`, which evaluate.py does not
-        # decide: the walk forks, and both worlds end the same (the mark is set before)
-        assert {(o.endpoint, o.masquerade) for o in t.outcomes} == {(want, masq)}, str(t)
-        assert not any(o.certain for o in t.outcomes)
-        return
     assert len(t.outcomes) == 1, str(t)
     (o,) = t.outcomes
     assert o.certain, str(t)
@@ -97,6 +91,59 @@ def test_flow(name: str, src: str, dst: str, port: int, want: str, masq: bool | 
         assert o.disposition == want, str(t)
     else:
         assert (o.disposition, o.endpoint, o.masquerade) == ("delivered", want, masq), str(t)
+
+
+PHYSDEV_RULE = "-m physdev ! --physdev-is-in -m addrtype ! --src-type LOCAL -j ACCEPT"
+LOCAL_RULE = "KUBE-EXTERNAL-IP dst,dst -m addrtype --dst-type LOCAL -j ACCEPT"
+
+
+def _accepted_by(t: object) -> list[str]:
+    """The KUBE-SERVICES ACCEPT rule(s) that took each outcome's packet."""
+    return [s.text for o in t.outcomes for h in o.hops  # type: ignore[attr-defined]
+            for s in h.steps if s.chain == "KUBE-SERVICES" and s.kind == "accept"]
+
+
+@pytest.mark.parametrize(("attach", "src", "want"), [
+    # a pod on the bridge: entered through a bridge port, the physdev rule does not match;
+    # the externalIP is on kube-ipvs0 (local): the dst-type LOCAL rule accepts
+    ("bridge", "10.180.0.2", LOCAL_RULE),
+    # an off-node client on the uplink: no bridge port, not a local source
+    ("bridge", "3.4.5.6", PHYSDEV_RULE),
+    ("routed", "3.4.5.6", PHYSDEV_RULE),
+    # a pod on a routed CNI (its own veth, no bridge): "does not come from a bridge" holds
+    # (kube-proxy's comment: "imperfect in the face of network plugins that might not use a
+    # bridge")
+    ("routed", "10.180.0.2", PHYSDEV_RULE),
+    # the node itself (nat OUTPUT): no bridge info, but a LOCAL source
+    ("bridge", NODE_IP, LOCAL_RULE),
+])
+def test_external_ip_physdev_decided(attach: str, src: str, want: str) -> None:
+    """kube-proxy's externalIP ACCEPT rules (proxier.go externalIPRules, `-m physdev !
+    --physdev-is-in`): the tracer knows whether the packet entered through a bridge port, so
+    the trace is certain and the rule that accepts is the one the kernel picks."""
+    tr = _tracer()
+    c = tr.cluster.with_(profile=replace(tr.cluster.profile, pod_attach=attach))
+    t = Tracer(c, c.kube_proxy).trace_node("test-node", src, "192.168.99.33", 80)
+    assert len(t.outcomes) == 1 and t.outcomes[0].certain, str(t)
+    assert (t.outcomes[0].endpoint, t.outcomes[0].masquerade) == ("10.180.0.1:80", True)
+    (got,) = _accepted_by(t)
+    assert got.endswith(want), got
+
+
+def test_external_ip_physdev_unknown_interfaces_forks() -> None:
+    """A node whose interfaces are not known (a standalone dump's stand-in): whether a
+    received packet came through a bridge port is unknown, the rule forks (both worlds end the
+    same here: the mark is set before, and the LOCAL rule accepts what the physdev rule does
+    not); a packet the node sends has no bridge port: decided."""
+    c = _tracer().cluster
+    tr = Tracer(c, c.kube_proxy, interfaces_unknown=("test-node",))
+    t = tr.trace_node("test-node", "3.4.5.6", "192.168.99.33", 80)
+    assert {(o.endpoint, o.masquerade) for o in t.outcomes} == {("10.180.0.1:80", True)}
+    assert not any(o.certain for o in t.outcomes), str(t)
+    assert {a.undecided for o in t.outcomes for a in o.assumptions} == {
+        ("-m physdev ! --physdev-is-in",)}
+    t = tr.trace_node("test-node", NODE_IP, "192.168.99.33", 80)
+    assert all(o.certain for o in t.outcomes), str(t)
 
 
 def test_masquerade_all_masquerades_pods() -> None:

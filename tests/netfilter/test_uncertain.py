@@ -171,6 +171,52 @@ def test_physdev_bpf_cgroup_fork() -> None:
     assert "-m cgroup --path system.slice/evil.service" in out[0].assumptions[0].rule
 
 
+PHYSDEV_IS_IN = """*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -m physdev ! --physdev-is-in -j MARK --or-mark 0x1
+-A PREROUTING -m physdev --physdev-is-in -j MARK --or-mark 0x2
+-A OUTPUT -m physdev ! --physdev-is-in -j MARK --or-mark 0x1
+-A OUTPUT -m physdev --physdev-is-in -j MARK --or-mark 0x2
+COMMIT
+"""
+
+
+@pytest.mark.parametrize(("bridges", "iif", "hook", "marks"), [
+    (("cni0",), "cni0", "prerouting", [0x2]),  # entered through a port of bridge cni0
+    (("cni0",), "eth0", "prerouting", [0x1]),  # an uplink that is no bridge port
+    ((), "cali1234", "prerouting", [0x1]),  # a routed CNI: no bridges at all
+    (None, "cni0", "prerouting", [0x1, 0x2]),  # bridges unknown: both rules fork
+    (None, None, "output", [0x1]),  # sent by the node: no bridge info, known either way
+    (("cni0",), None, "output", [0x1]),
+])
+def test_physdev_is_in_decided_from_bridges(bridges: tuple[str, ...] | None, iif: str | None,
+                                            hook: str, marks: list[int]) -> None:
+    """xt_physdev.c physdev_mt: `--physdev-is-in` matches a packet that has bridge info with
+    a physindev (entered through a bridge port), `! --physdev-is-in` every other packet."""
+    rs = parse_iptables_save(PHYSDEV_IS_IN)
+    ev = Evaluator(rs, ["10.0.0.11"], bridges=bridges)
+    out = ev.run_hook(hook, Packet(tuple=tup("10.244.1.5", "10.96.0.1"), iif=iif))
+    if bridges is None and iif is not None:
+        # the two rules ask two questions: four worlds, each with its own marks
+        assert sorted(b.packet.mark for b in out) == [0x0, 0x1, 0x2, 0x3]
+        assert all(len(b.assumptions) == 2 for b in out)
+        return
+    (b,) = out
+    assert not b.assumptions
+    assert b.packet.mark == sum(marks)
+
+
+def test_physdev_other_options_stay_undecided() -> None:
+    rs = parse_iptables_save(PHYSDEV_IS_IN.replace("! --physdev-is-in",
+                                                   "--physdev-is-in --physdev-out veth1"))
+    ev = Evaluator(rs, ["10.0.0.11"], bridges=("cni0",))
+    out = ev.run_hook("prerouting", Packet(tuple=tup("10.244.1.5", "10.96.0.1"), iif="eth0"))
+    assert len(out) == 2 and all(len(b.assumptions) == 1 for b in out)
+
+
 def test_addrtype_other_than_local_forks() -> None:
     rs = parse_iptables_save("""*filter
 :INPUT ACCEPT [0:0]

@@ -145,8 +145,10 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
 
             rulesets[old_node] = parse_nft_json(Path(nft_json or "").read_text(),
                                                  source=nft_json or "")
+    # A standalone dump's node is a stand-in: its interfaces (bridge ports) are not known.
     tracer = Tracer(cluster, cfg, rulesets=rulesets, external_ip=external_ip,
-                    compile_all=flows is not None, ipsets=ipsets, ipvs=ipvs_tables)
+                    compile_all=flows is not None, ipsets=ipsets, ipvs=ipvs_tables,
+                    interfaces_unknown=tuple(rulesets) if standalone else ())
 
     if flows:
         stream = click.open_file(flows, "r")

@@ -60,6 +60,12 @@ class NodeNet:
         out.extend([LOOPBACK4, LOOPBACK6])
         return tuple(out)
 
+    def bridges(self) -> frozenset[str]:
+        """The node's bridge devices: the CNI bridge on a bridge CNI, none on a routed one (a
+        packet whose input interface is one entered through a bridge port: ``-m physdev
+        --physdev-is-in``)."""
+        return frozenset((self.bridge_name,)) if self.attach == "bridge" else frozenset()
+
     def pod_iface(self, pod: Pod | None) -> str:
         """The node-side interface a local pod's packets arrive on / leave by (the bridge, or
         the pod's own host veth on a routed CNI)."""

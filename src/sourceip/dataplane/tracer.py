@@ -10,7 +10,7 @@ to the client as the tuple the client expects (asymmetric return paths are repor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -101,6 +101,7 @@ class Tracer:
         compile_all: bool = False,
         ipsets: Mapping[str, Mapping[str, IPSet]] | None = None,
         ipvs: Mapping[str, IPVSTable] | None = None,
+        interfaces_unknown: Collection[str] = (),
     ) -> None:
         self.cluster = cluster
         self.config = config if config is not None else cluster.kube_proxy
@@ -127,6 +128,10 @@ class Tracer:
         # Per node: its IPVS table (an ``ipvsadm -Sn``/``-Ln`` dump) when it runs kube-proxy in
         # ipvs mode; generated ipvs-mode nodes build theirs (dataplane/ipvs.py).
         self._ipvs = dict(ipvs or {})
+        # Nodes whose interfaces the cluster does not describe (a standalone dump's stand-in
+        # node): whether a packet entered through a bridge port is unknown there, so
+        # ``-m physdev --physdev-is-in`` forks; elsewhere the topology's bridges decide it.
+        self._interfaces_unknown = frozenset(interfaces_unknown)
         self._evals: dict[str, Evaluator] = {}
         self.external_ip = parse_ip(external_ip)
 
@@ -152,11 +157,12 @@ class Tracer:
                     self.rules_cluster, self.cluster, node, self.config,
                     self.topo.net(node).local_addresses(), table=table,
                     ruleset=self._rulesets.get(node) if table is not None else None,
-                    ipsets=self._ipsets.get(node))
+                    ipsets=self._ipsets.get(node), bridges=self._bridges(node))
             else:
                 ev = self._evals[node] = Evaluator(self.ruleset(node),
                                                    self.topo.local_set(node),
-                                                   ipsets=self._ipsets.get(node))
+                                                   ipsets=self._ipsets.get(node),
+                                                   bridges=self._bridges(node))
             if self._compile_all:
                 ev.compile_all()
         return ev
@@ -180,12 +186,19 @@ class Tracer:
             if self.config.mode == "ipvs":  # dataplane/ipvs.py, as in evaluator()
                 ev = self._transit[key] = node_evaluator(
                     base, self.cluster, node, self.config,
-                    self.topo.net(node).local_addresses())
+                    self.topo.net(node).local_addresses(), bridges=self._bridges(node))
             else:
                 rs = merge_portmap(build_ruleset(base, self.cluster.node(node), self.config),
                                    build_portmap_ruleset(self.cluster, node, self.config.mode))
-                ev = self._transit[key] = Evaluator(rs, self.topo.local_set(node))
+                ev = self._transit[key] = Evaluator(rs, self.topo.local_set(node),
+                                                    bridges=self._bridges(node))
         return ev
+
+    def _bridges(self, node: str) -> frozenset[str] | None:
+        """The node's bridge devices for ``-m physdev --physdev-is-in``; None: unknown."""
+        if node in self._interfaces_unknown:
+            return None
+        return self.topo.net(node).bridges()
 
     # ------------------------------------------------------------------ vantage points
     def start(self, spec: str) -> Start:

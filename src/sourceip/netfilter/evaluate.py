@@ -8,7 +8,9 @@ random load balancing (``statistic``, ``numgen``) is enumerated, never sampled, 
 its exact probability.
 
 Three-valued matching: a rule whose matches the evaluator cannot decide (an ``UnknownMatch``
-such as ``-m physdev``, ``-m bpf``, ``-m cgroup``, an unknown nft expression; ``-m set`` for a
+such as ``-m physdev --physdev-is-bridged``, ``-m bpf``, ``-m cgroup``, an unknown nft
+expression; ``-m physdev --physdev-is-in`` for a packet received when the node's bridges are not
+known (``Evaluator(bridges=...)``); ``-m set`` for a
 set whose contents were not given; an nft set lookup it cannot key) *forks* the walk: one
 branch where the rule matches, one where it does not. The fork does not split probability:
 both branches keep the parent's, and each records an ``Assumption`` (the rule as written,
@@ -254,6 +256,9 @@ class _State:
 class _Env:
     local: PrefixSet
     ct_state: frozenset[str]
+    # The node's bridge devices (a packet whose ``iif`` is one entered through a bridge
+    # port); None: not known, ``-m physdev --physdev-is-in`` forks.
+    bridges: frozenset[str] | None = None
 
 
 MatchFn = Callable[[Packet, _Env], bool]
@@ -402,6 +407,7 @@ _OUTCOME = {_RETURN: "return", _ACCEPT: "accept", _DROP: "drop", _REJECT: "rejec
 
 # Special-match kinds (``_Spec``): evaluated after the plain matches, in rule order.
 _S_STAT, _S_NEVER, _S_RECENT_SET, _S_RECENT_MISS, _S_SET, _S_UNKNOWN, _S_IPSET = range(7)
+_S_PHYSDEV_IN = 7
 
 # (opcode, argument, step recorded when the action runs (None: built at run time; numgen:
 # the share of each target), extra)
@@ -683,7 +689,34 @@ def _compile_special(m: Match) -> _Spec:
     sm = parse_set_match(text)
     if sm is not None:
         return (_S_IPSET, sm, text)
+    words = text.split()
+    if words in (_PHYSDEV_IS_IN, _NOT_PHYSDEV_IS_IN):
+        return (_S_PHYSDEV_IN, words[2] == "!", text)
     return (_S_UNKNOWN, text, None)
+
+
+# ``-m physdev [!] --physdev-is-in`` alone (kube-proxy's externalIP rules): decided from the
+# input interface when the node's bridges are known. Other physdev options stay undecided.
+_PHYSDEV_IS_IN = ["-m", "physdev", "--physdev-is-in"]
+_NOT_PHYSDEV_IS_IN = ["-m", "physdev", "!", "--physdev-is-in"]
+
+
+def _physdev_is_in(pkt: Packet, env: _Env) -> bool | None:
+    """Whether ``pkt`` entered through a bridge port (``--physdev-is-in``), None when unknown.
+    Linux ``net/netfilter/xt_physdev.c`` ``physdev_mt``: a packet without bridge info
+    (``!nf_bridge_info_exists(skb)``: sent by the node itself, or received on a device that is
+    not a bridge port) does not match ``--physdev-is-in`` and matches its negation; a packet
+    br_netfilter passed up from a bridge port has a ``physindev`` and matches. A packet the
+    node sends has no input interface (``iif`` None): decided even when the bridges are not
+    known. Bridge CNIs need ``bridge-nf-call-iptables=1`` (kubeadm's preflight check; loading
+    xt_physdev requests br_netfilter), assumed here."""
+    iif = pkt.iif
+    if iif is None:
+        return False
+    bridges = env.bridges
+    if bridges is None:
+        return None
+    return iif in bridges
 
 
 def _match_text(where: tuple[str, str, str, str], m: Match) -> str:
@@ -737,12 +770,16 @@ _UIDS = count()
 
 class Evaluator:
     """Evaluates one node's ruleset. ``local`` holds the addresses the node owns; ``ipsets``
-    the contents of ipsets (by name) that ``-m set`` rules test."""
+    the contents of ipsets (by name) that ``-m set`` rules test; ``bridges`` the node's bridge
+    devices, all of them (``-m physdev --physdev-is-in`` is decided from the packet's input
+    interface; None: not known, such rules fork for packets received from elsewhere)."""
 
     def __init__(self, ruleset: Ruleset,
                  local: PrefixSet | Iterable[IPAddress | IPNetwork | str], *,
-                 ipsets: Mapping[str, IPSet] | None = None) -> None:
+                 ipsets: Mapping[str, IPSet] | None = None,
+                 bridges: Iterable[str] | None = None) -> None:
         self.ruleset = ruleset
+        self.bridges = None if bridges is None else frozenset(bridges)
         # ipset contents by set name (an ``ipset save`` dump): ``-m set`` matches on these
         # sets are decided; on any other set they fork (see the module docstring).
         self.ipsets = ipsets
@@ -832,8 +869,8 @@ class Evaluator:
         envs = self._envs.get(base_state)
         if envs is None:
             upper = frozenset(s.upper() for s in base_state)
-            envs = self._envs[base_state] = (_Env(self.local, upper),
-                                             _Env(self.local, upper | {"DNAT"}))
+            envs = self._envs[base_state] = (_Env(self.local, upper, self.bridges),
+                                             _Env(self.local, upper | {"DNAT"}, self.bridges))
         env, env_dnat = envs
         plan = self._plans.get((hook, table_type))
         if plan is None:
@@ -1008,6 +1045,14 @@ class Evaluator:
                 return False
             elif kind == _S_RECENT_SET:
                 st.affinity.append(a)
+            elif kind == _S_PHYSDEV_IN:
+                entered = _physdev_is_in(st.pkt, env)
+                if entered is None:
+                    if undecided is None:
+                        undecided = []
+                    undecided.append(b)
+                elif entered == a:  # is-in and not entered, or ! is-in and entered
+                    return False
             elif kind == _S_SET or kind == _S_IPSET:
                 if kind == _S_SET:
                     res = self._set_lookup(ctx, a, st.pkt)
