@@ -68,6 +68,7 @@ def test_service_every_field() -> None:
         "spec": {
             "type": "LoadBalancer", "clusterIP": "10.96.0.20",
             "clusterIPs": ["10.96.0.20", "fd00::20"], "ipFamilies": ["IPv4", "IPv6"],
+            "ipFamilyPolicy": "PreferDualStack",
             "selector": {"app": "x"},
             "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080,
                        "protocol": "TCP"},
@@ -427,7 +428,8 @@ def test_given_slices_win_and_selectorless_services_use_hand_made_slices() -> No
 def test_dual_stack_derives_one_slice_per_family() -> None:
     p = pod("p", None)
     p["status"]["podIPs"] = [{"ip": "10.244.1.5"}, {"ip": "fd00::5"}]
-    s = svc(clusterIPs=["10.96.0.10", "fd00:96::10"], ipFamilies=["IPv4", "IPv6"])
+    s = svc(clusterIPs=["10.96.0.10", "fd00:96::10"], ipFamilies=["IPv4", "IPv6"],
+            ipFamilyPolicy="RequireDualStack")
     c = cluster_from_objects([p, s])
     assert sorted(x.address_type for x in c.endpoint_slices) == ["IPv4", "IPv6"]
     assert any(n.startswith("IPv6 addresses are loaded") for n in c.notes)

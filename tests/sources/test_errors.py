@@ -153,7 +153,8 @@ def test_cluster_ip_outside_network_profile_service_cidrs(write) -> None:
         "spec:\n  serviceCIDRs: [10.96.0.0/12]\n---\n") + service(cip="10.200.0.10"))
     err = load_err(p)
     assert str(err) == (
-        f"{p}:14: spec.clusterIP: 10.200.0.10 is outside the service CIDRs (10.96.0.0/12)")
+        f"{p}:14: spec.clusterIP: 10.200.0.10 is outside the IPv4 service CIDRs (10.96.0.0/12): "
+        "the API server rejects it (the provided IP is not in the valid range)")
 
 
 def test_cluster_ip_outside_service_cidr_objects(write) -> None:
@@ -166,7 +167,7 @@ spec:
 """)
     err = load_err(p)
     assert (err.line, err.field) == (8, "spec.clusterIP")
-    assert "outside the service CIDRs (10.96.0.0/28, fd00:1::/112)" in err.message
+    assert "fd00::10 is outside the IPv6 service CIDRs (fd00:1::/112)" in err.message
 
 
 def test_duplicate_objects(write) -> None:

@@ -11,6 +11,8 @@ from sourceip.cluster.endpoints import (
     uses_local_endpoints,
 )
 from sourceip.cluster.model import (
+    IP_FAMILY_NAMES,
+    IP_FAMILY_POLICIES,
     ZONE_LABEL,
     ConfigMap,
     Container,
@@ -32,9 +34,12 @@ from sourceip.cluster.model import (
     PolicyObject,
     Service,
     ServicePort,
+    family_name,
 )
 
 __all__ = [
+    "IP_FAMILY_NAMES",
+    "IP_FAMILY_POLICIES",
     "ZONE_LABEL",
     "Categorized",
     "Cluster",
@@ -61,6 +66,7 @@ __all__ = [
     "ServicePort",
     "categorize_endpoints",
     "externally_accessible",
+    "family_name",
     "service_port_endpoints",
     "uses_cluster_endpoints",
     "uses_local_endpoints",

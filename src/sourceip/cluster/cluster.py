@@ -44,8 +44,17 @@ class Cluster:
     policies: tuple[PolicyObject, ...] = ()
     kube_proxy: KubeProxyConfig = field(default_factory=KubeProxyConfig)
     profile: NetworkProfile = field(default_factory=NetworkProfile)
+    # The IP families the cluster serves Services in (4/6), primary first: the families of the
+    # API server's --service-cluster-ip-range (profile.service_cidrs / ServiceCIDR objects),
+    # else those the input shows (sources/convert.py cluster_families). Two: dual-stack.
+    ip_families: tuple[int, ...] = (4,)
     notes: tuple[str, ...] = ()
     skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dual_stack(self) -> bool:
+        """The cluster serves both families (kube-proxy runs a proxier for each)."""
+        return len(self.ip_families) == 2
 
     # ---- indexes (computed once, on first use) ----
     @cached_property

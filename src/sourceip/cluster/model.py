@@ -22,6 +22,21 @@ ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
 TrafficPolicy = Literal["Cluster", "Local"]
 DetectLocalMode = Literal["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix", ""]
 ProxyMode = Literal["iptables", "nftables", "ipvs"]
+# spec.ipFamilyPolicy values (core/v1 IPFamilyPolicy; "" = unset as written, defaulted by the
+# API server's allocator: pkg/registry/core/service/storage/alloc.go initIPFamilyFields).
+IP_FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+IP_FAMILY_NAMES = {"IPv4": 4, "IPv6": 6}
+
+
+def family_name(version: int) -> str:
+    """``IPv4`` / ``IPv6`` for 4 / 6 (the API's IPFamily spelling)."""
+    return "IPv4" if version == 4 else "IPv6"
+
+
+def one_per_family(items: tuple[IPAddress, ...] | tuple[IPNetwork, ...]) -> bool:
+    """At most two items and no two of the same family (netutils.IsDualStack*Strings, which
+    the API server applies to clusterIPs, podCIDRs and kube-proxy's clusterCIDR)."""
+    return len(items) <= 2 and len({i.version for i in items}) == len(items)
 # kube-proxy's ipvs.scheduler values (validateIPVSSchedulerMethod in
 # pkg/proxy/apis/config/validation; "" means rr).
 IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
@@ -63,6 +78,10 @@ class Node:
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "metadata.name", "a node needs a name")
+        # ValidateNode (pkg/apis/core/validation/validation.go): more than one podCIDR must be
+        # a dual-stack pair.
+        _check(one_per_family(self.pod_cidrs), "spec.podCIDRs",
+               "may specify no more than one CIDR for each IP family")
 
     @property
     def zone(self) -> str:
@@ -202,7 +221,11 @@ class Service:
     session_affinity: Literal["None", "ClientIP"] = "None"
     affinity_timeout: int = 10800
     allocate_lb_node_ports: bool = True
+    # spec.ipFamilies ("IPv4"/"IPv6", primary first) and spec.ipFamilyPolicy as the API
+    # server stores them; sources/convert.py fills in what the allocator defaults (the cluster's
+    # families, SingleStack), code building objects by hand may leave them empty.
     ip_families: tuple[str, ...] = ()
+    ip_family_policy: str = ""
     external_name: str = ""
     annotations: dict[str, str] = field(default_factory=dict, hash=False)
     load_balancer_class: str = ""
@@ -223,10 +246,53 @@ class Service:
             "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
             f"{self.affinity_timeout} is outside 1-86400",
         )
+        self._check_families()
+
+    def _check_families(self) -> None:
+        """The stand-alone checks of ValidateServiceClusterIPsRelatedFields
+        (pkg/apis/core/validation/validation.go): policy and family names, no family twice,
+        at most one ClusterIP per family, clusterIPs[i] of the family ipFamilies[i] names."""
+        _check(not self.ip_family_policy or self.ip_family_policy in IP_FAMILY_POLICIES,
+               "spec.ipFamilyPolicy", f"{self.ip_family_policy!r} is not one of "
+               f"{', '.join(IP_FAMILY_POLICIES)}")
+        for i, fam in enumerate(self.ip_families):
+            _check(fam in IP_FAMILY_NAMES, f"spec.ipFamilies[{i}]",
+                   f"{fam!r} is not IPv4 or IPv6")
+            _check(fam not in self.ip_families[:i], f"spec.ipFamilies[{i}]",
+                   f"duplicate value {fam!r}")
+        _check(len(self.cluster_ips) <= 2, "spec.clusterIPs", "may only hold up to 2 values")
+        _check(one_per_family(self.cluster_ips), "spec.clusterIPs",
+               "may specify no more than one IP for each IP family")
+        for i, (ip, fam) in enumerate(zip(self.cluster_ips, self.ip_families, strict=False)):
+            _check(ip.version == IP_FAMILY_NAMES[fam], f"spec.clusterIPs[{i}]",
+                   f"{ip}: expected an {fam} value as indicated by `ipFamilies[{i}]`")
+        if self.ip_family_policy == "SingleStack":
+            _check(len(self.cluster_ips) < 2, "spec.ipFamilyPolicy",
+                   "must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs "
+                   "are specified")
+            _check(len(self.ip_families) < 2, "spec.ipFamilyPolicy",
+                   "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families "
+                   "are specified")
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The Service's IP families as 4/6, primary first: ``ipFamilies``, else the families
+        of its ClusterIPs (objects built in code)."""
+        if self.ip_families:
+            return tuple(IP_FAMILY_NAMES[f] for f in self.ip_families)
+        return tuple(dict.fromkeys(ip.version for ip in self.cluster_ips))
+
+    def cluster_ip(self, family: int) -> IPAddress | None:
+        """The ClusterIP of that family (what that family's kube-proxy proxier programs), or
+        None: a single-stack Service has no ClusterIP, hence no rules, in the other family."""
+        for ip in self.cluster_ips:
+            if ip.version == family:
+                return ip
+        return None
 
     @property
     def lb_ips(self) -> tuple[IPAddress, ...]:
@@ -452,6 +518,11 @@ class KubeProxyConfig:
                                       field=f"ipvs.excludeCIDRs[{i}]") from None
         _check(not self.version or _RELEASE_RE.fullmatch(self.version) is not None,
                "kubeProxyVersion", f"{self.version!r} is not a release like 1.35 (or master)")
+        # pkg/proxy/apis/config/validation Validate: clusterCIDR is one CIDR or a dual-stack
+        # pair ("10.100.0.0/16,fde4:8dba:82e1::/48").
+        _check(one_per_family(self.cluster_cidrs), "clusterCIDR",
+               "only one CIDR allowed or a valid DualStack CIDR (e.g. "
+               "10.100.0.0/16,fde4:8dba:82e1::/48)")
         _check(0 <= self.masquerade_bit <= 31, "iptables.masqueradeBit",
                f"{self.masquerade_bit} is outside 0-31")
         for i, cidr in enumerate(self.node_port_addresses):
@@ -472,6 +543,13 @@ class KubeProxyConfig:
     @property
     def masquerade_mark(self) -> int:
         return 1 << self.masquerade_bit
+
+    def cluster_cidr(self, family: int) -> IPNetwork | None:
+        """The clusterCIDR of that family (the one its proxier's local detector uses), or None."""
+        for net in self.cluster_cidrs:
+            if net.version == family:
+                return net
+        return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -496,7 +574,13 @@ class NetworkProfile:
     node_interface: str = "eth0"
     egress_masquerade: bool = False
     pod_cidrs: tuple[IPNetwork, ...] = ()
+    # the API server's --service-cluster-ip-range (or ServiceCIDR objects): primary first; one
+    # per family decides which families the cluster's Services may have
     service_cidrs: tuple[IPNetwork, ...] = ()
+
+    def service_cidrs_of(self, family: int) -> tuple[IPNetwork, ...]:
+        """The service CIDRs of that family."""
+        return tuple(c for c in self.service_cidrs if c.version == family)
 
     def __post_init__(self) -> None:
         _check(self.pod_attach in ("bridge", "routed"), "spec.podAttach",

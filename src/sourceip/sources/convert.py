@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from sourceip.cluster.cluster import Cluster
 from sourceip.cluster.model import (
+    IP_FAMILY_NAMES,
     ZONE_LABEL,
     ConfigMap,
     Container,
@@ -57,6 +58,7 @@ from sourceip.cluster.model import (
     PolicyObject,
     Service,
     ServicePort,
+    family_name,
     kube_proxy_release_text,
 )
 from sourceip.errors import InputError, ManifestError, ValidationError
@@ -67,8 +69,14 @@ PathSeg = str | int
 NodePortRange = tuple[int, int] | None
 
 DEFAULT_NODE_PORT_RANGE: tuple[int, int] = (30000, 32767)
-# kubeadm's default --service-cluster-ip-range, used only to allocate a missing ClusterIP.
+# kubeadm's default --service-cluster-ip-range, used only to allocate a missing ClusterIP; IPv6
+# has no upstream default: kind's (fd00:10:96::/112) is used, as kubeproxy/nftables.py does.
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_SERVICE_CIDRS: dict[int, IPNetwork] = {
+    4: ipaddress.IPv4Network(DEFAULT_SERVICE_CIDR),
+    6: ipaddress.IPv6Network("fd00:10:96::/112"),
+}
+_APISERVER_RANGE_FLAG = "--service-cluster-ip-range"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 WORKLOAD_KINDS = frozenset(
@@ -418,6 +426,10 @@ class Converter:
         if cidrs_raw:
             cidrs = tuple(self.network(c, f"spec.podCIDRs[{i}]")
                           for i, c in enumerate(_list(cidrs_raw, "spec.podCIDRs")))
+            # ValidateNode: podCIDR, when given, is podCIDRs[0]
+            if spec.get("podCIDR") and self.network(spec["podCIDR"], "spec.podCIDR") != cidrs[0]:
+                raise ValidationError(f"{spec['podCIDR']!r} must match the first element of "
+                                      "spec.podCIDRs", field="spec.podCIDR")
         elif spec.get("podCIDR"):
             cidrs = (self.network(spec["podCIDR"], "spec.podCIDR"),)
         else:
@@ -636,9 +648,7 @@ class Converter:
                            "spec.sessionAffinityConfig.clientIP.timeoutSeconds")
         families = tuple(_str(f, f"spec.ipFamilies[{i}]") for i, f in
                          enumerate(_list(spec.get("ipFamilies"), "spec.ipFamilies")))
-        for i, fam in enumerate(families):
-            if fam not in ("IPv4", "IPv6"):
-                raise ValidationError(f"{fam!r} is not IPv4 or IPv6", field=f"spec.ipFamilies[{i}]")
+        policy = _str(spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy")
         external_name = _str(spec.get("externalName"), "spec.externalName")
         if stype == "ExternalName" and not external_name:
             raise ValidationError("is required for type ExternalName", field="spec.externalName")
@@ -654,7 +664,7 @@ class Converter:
             session_affinity=affinity, affinity_timeout=timeout,
             allocate_lb_node_ports=_bool(spec.get("allocateLoadBalancerNodePorts"),
                                          "spec.allocateLoadBalancerNodePorts", True),
-            ip_families=families, external_name=external_name,
+            ip_families=families, ip_family_policy=policy, external_name=external_name,
             annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
             load_balancer_class=_str(spec.get("loadBalancerClass"), "spec.loadBalancerClass"),
             type_set=type_raw is not None)
@@ -933,6 +943,35 @@ class Converter:
         spec = _map(obj.get("spec"), "spec")
         return tuple(self.network(c, f"spec.cidrs[{i}]")
                      for i, c in enumerate(_list(spec.get("cidrs"), "spec.cidrs")))
+
+    # ---- kube-apiserver's --service-cluster-ip-range ----
+    def apiserver_service_cidrs(self, obj: Obj) -> tuple[IPNetwork, ...]:
+        """The CIDRs of ``--service-cluster-ip-range`` (one, or one per family for a dual-stack
+        cluster) when ``obj`` is a kube-apiserver Pod (kubeadm's static pod), else ()."""
+        spec = obj.get("spec")
+        if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list):
+            return ()
+        out: list[IPNetwork] = []
+        for ci, c in enumerate(spec["containers"]):
+            if not isinstance(c, dict):
+                continue
+            words = [("command", j, w) for j, w in enumerate(c.get("command") or ())] + [
+                ("args", j, w) for j, w in enumerate(c.get("args") or ())]
+            if not any(isinstance(w, str) and "kube-apiserver" in w for _, _, w in words):
+                continue
+            for key, j, w in words:
+                if not isinstance(w, str) or not w.startswith(_APISERVER_RANGE_FLAG + "="):
+                    continue
+                field = f"spec.containers[{ci}].{key}[{j}]"
+                nets = tuple(self.network(t, field) for t in w.split("=", 1)[1].split(",")
+                             if t.strip())
+                if not nets or len(nets) > 2 or len({n.version for n in nets}) != len(nets):
+                    # kube-apiserver's options validation (ServiceClusterIPRange)
+                    raise ValidationError(
+                        f"{w!r}: one CIDR, or one IPv4 and one IPv6 CIDR for a dual-stack "
+                        "cluster", field=field)
+                out.extend(nets)
+        return tuple(out)
 
     # ---- KubeProxyConfiguration ----
     def kube_proxy(self, obj: Obj) -> KubeProxyConfig:
@@ -1219,6 +1258,8 @@ class _Builder:
             svc_cidrs.extend(self._convert(raw, lambda r=raw: conv.service_cidrs(r.obj)))
             name = raw.obj["metadata"]["name"]
             self._unique(("ServiceCIDR", name), raw, f"ServiceCIDR {name}")
+        for raw in by_kind["Pod"]:
+            svc_cidrs.extend(self._convert(raw, lambda r=raw: conv.apiserver_service_cidrs(r.obj)))
         if svc_cidrs != list(profile.service_cidrs):
             profile = dataclasses.replace(profile, service_cidrs=tuple(dict.fromkeys(svc_cidrs)))
 
@@ -1302,6 +1343,9 @@ class _Builder:
                          f"LoadBalancerProfile {prof.name}")
             lb_profiles.append(prof)
 
+        families = cluster_families(profile, kube_proxy, nodes, services)
+        services = [self._convert(svc_raw[svc.key], lambda s=svc: init_ip_families(s, families))
+                    for svc in services]
         if self.node_port_range is not None:
             # node_port_range=None means "as given" (kube-proxy's own test objects): no
             # API-server range check and nothing allocated that kube-proxy would not see.
@@ -1334,7 +1378,8 @@ class _Builder:
             ingress_classes=tuple(classes), config_maps=tuple(config_maps),
             lb_profiles=tuple(lb_profiles), gateway_classes=tuple(gw_classes),
             gateways=tuple(gateways), policies=tuple(policies), kube_proxy=kube_proxy,
-            profile=profile, notes=tuple(self.notes), skipped=dict(sorted(self.skipped.items())))
+            profile=profile, ip_families=families, notes=tuple(self.notes),
+            skipped=dict(sorted(self.skipped.items())))
 
     @staticmethod
     def _convert(raw: RawObject, fn: Any, embedded: Obj | None = None) -> Any:
@@ -1353,9 +1398,11 @@ class _Builder:
         used_ips = {ip for s in services for ip in s.cluster_ips}
         lo, hi = self.node_port_range or DEFAULT_NODE_PORT_RANGE
         next_port = lo
-        pool_v4 = next((c for c in cidrs if c.version == 4),
-                       ipaddress.IPv4Network(DEFAULT_SERVICE_CIDR))
-        next_ip = 10
+        # one allocator per family (alloc.go serviceIPAllocatorsByFamily): the first service
+        # CIDR of the family, else the default
+        pools = {fam: next((c for c in cidrs if c.version == fam), DEFAULT_SERVICE_CIDRS[fam])
+                 for fam in (4, 6)}
+        next_ip = {4: 10, 6: 10}
         allocated: list[str] = []
         out: list[Service] = []
 
@@ -1371,20 +1418,26 @@ class _Builder:
 
         for svc in services:
             changes: dict[str, Any] = {}
-            if (not svc.cluster_ips and not svc.headless and svc.type != "ExternalName"
-                    and svc.ports):
-                while True:
-                    if next_ip >= pool_v4.num_addresses - 1:
-                        raise svc_raw[svc.key].locate(ValidationError(
-                            f"no free ClusterIP left in {pool_v4} to allocate",
-                            field="spec.clusterIP"))
-                    ip = pool_v4.network_address + next_ip
-                    next_ip += 1
-                    if ip not in used_ips:
-                        break
-                used_ips.add(ip)
-                changes["cluster_ips"] = (ip,)
-                allocated.append(f"ClusterIP {ip} to {svc.key}")
+            missing = svc.families[len(svc.cluster_ips):]
+            if (missing and not svc.headless and svc.type != "ExternalName"
+                    and (svc.ports or svc.cluster_ips)):
+                # allocClusterIPs: a ClusterIP for each ipFamilies entry without one
+                new_ips = list(svc.cluster_ips)
+                for fam in missing:
+                    pool = pools[fam]
+                    while True:
+                        if next_ip[fam] >= pool.num_addresses - 1:
+                            raise svc_raw[svc.key].locate(ValidationError(
+                                f"no free ClusterIP left in {pool} to allocate",
+                                field=f"spec.clusterIPs[{len(new_ips)}]"))
+                        ip = pool.network_address + next_ip[fam]
+                        next_ip[fam] += 1
+                        if ip not in used_ips:
+                            break
+                    used_ips.add(ip)
+                    new_ips.append(ip)
+                    allocated.append(f"ClusterIP {ip} to {svc.key}")
+                changes["cluster_ips"] = tuple(new_ips)
             wants_np = svc.type == "NodePort" or (
                 svc.type == "LoadBalancer" and svc.allocate_lb_node_ports)
             if wants_np and any(not p.node_port for p in svc.ports):
@@ -1416,11 +1469,14 @@ class _Builder:
         for svc in services:
             for i, ip in enumerate(svc.cluster_ips):
                 if ip.version in families and not any(ip in c for c in cidrs):
+                    # allocIPs -> ipallocator Allocate's ErrNotInRange (alloc.go)
                     field = f"spec.clusterIPs[{i}]" if "clusterIPs" in (
                         svc_raw[svc.key].obj.get("spec") or {}) else "spec.clusterIP"
+                    valid = ", ".join(str(c) for c in cidrs if c.version == ip.version)
                     raise svc_raw[svc.key].locate(ValidationError(
-                        f"{ip} is outside the service CIDRs "
-                        f"({', '.join(str(c) for c in cidrs)})", field=field))
+                        f"{ip} is outside the IPv{ip.version} service CIDRs ({valid}): the API "
+                        "server rejects it (the provided IP is not in the valid range)",
+                        field=field))
 
     def _check_named_ports(self, services: list[Service], svc_raw: dict[str, RawObject],
                            selected: dict[str, list[Pod]]) -> None:
@@ -1461,6 +1517,83 @@ class _Builder:
                 f"EndpointSlices derived from Pods for {len(derived_for)} Service(s) without "
                 f"any EndpointSlice given ({shown})")
         return out
+
+
+def cluster_families(profile: NetworkProfile, kube_proxy: KubeProxyConfig,
+                     nodes: Sequence[Node], services: Sequence[Service]) -> tuple[int, ...]:
+    """The IP families the cluster serves Services in, primary first (alloc.go's
+    ``serviceIPAllocatorsByFamily`` and ``defaultServiceIPFamily``): those of the service CIDRs
+    when any is given; otherwise what the input shows of a second family (kube-proxy's
+    clusterCIDR, nodes' podCIDRs, Services' clusterIPs — a snapshot of a dual-stack cluster
+    loads without its API server flags), IPv4 when it shows nothing."""
+    if profile.service_cidrs:
+        return tuple(dict.fromkeys(c.version for c in profile.service_cidrs))
+    seen: dict[int, None] = {}
+    for net in kube_proxy.cluster_cidrs:
+        seen[net.version] = None
+    for node in nodes:
+        for net in node.pod_cidrs:
+            seen[net.version] = None
+    for svc in services:
+        for ip in svc.cluster_ips:
+            seen[ip.version] = None
+    return tuple(seen) or (4,)
+
+
+def init_ip_families(svc: Service, families: Sequence[int]) -> Service:
+    """``svc`` with ``ipFamilyPolicy`` and ``ipFamilies`` defaulted as the API server does on
+    create, for a cluster serving ``families`` (primary first); a ``ValidationError`` naming
+    the field for what it rejects. Mirrors initIPFamilyFields
+    (pkg/registry/core/service/storage/alloc.go, kubernetes commit b0d609f0): a dual-stack
+    Service on a single-stack cluster is rejected (RequireDualStack: spec.ipFamilyPolicy; a
+    family or ClusterIP of a family the cluster lacks: spec.ipFamilies[i] / spec.clusterIPs[i]);
+    PreferDualStack and RequireDualStack get the cluster's second family appended."""
+    if svc.type == "ExternalName":
+        return svc
+    policy = svc.ip_family_policy
+    selectorless_headless = svc.headless and svc.selector is None
+    if not policy:
+        # headless + selectorless defaults to RequireDualStack, anything else to SingleStack
+        policy = "RequireDualStack" if selectorless_headless else "SingleStack"
+    names = list(svc.ip_families)
+    if policy == "SingleStack":
+        if len(svc.cluster_ips) == 2:
+            raise ValidationError("must be 'RequireDualStack' or 'PreferDualStack' when multiple "
+                                  "cluster IPs are specified", field="spec.ipFamilyPolicy")
+        if len(names) == 2:
+            raise ValidationError("must be 'RequireDualStack' or 'PreferDualStack' when multiple "
+                                  "IP families are specified", field="spec.ipFamilyPolicy")
+    for i, ip in enumerate(svc.cluster_ips):  # infer ipFamilies from clusterIPs
+        if i >= len(names):
+            if ip.version not in families:
+                raise ValidationError(
+                    f"{ip}: {family_name(ip.version)} is not configured on this cluster "
+                    f"(service CIDRs: {_families_text(families)})", field=f"spec.clusterIPs[{i}]")
+            names.append(family_name(ip.version))
+    if selectorless_headless:
+        if not names:
+            names = [family_name(families[0])]
+        if len(names) < 2 and policy != "SingleStack":
+            names.append(family_name(10 - IP_FAMILY_NAMES[names[0]]))
+        return dataclasses.replace(svc, ip_family_policy=policy, ip_families=tuple(names))
+    if policy == "RequireDualStack" and len(families) < 2:
+        raise ValidationError(
+            "this cluster is not configured for dual-stack services (service CIDRs: "
+            f"{_families_text(families)})", field="spec.ipFamilyPolicy")
+    for i, name in enumerate(names):
+        if IP_FAMILY_NAMES[name] not in families:
+            raise ValidationError(
+                f"{name} not configured on this cluster (service CIDRs: "
+                f"{_families_text(families)})", field=f"spec.ipFamilies[{i}]")
+    if not names:
+        names = [family_name(families[0])]
+    if policy != "SingleStack" and len(names) == 1 and len(families) == 2:
+        names.append(family_name(10 - IP_FAMILY_NAMES[names[0]]))
+    return dataclasses.replace(svc, ip_family_policy=policy, ip_families=tuple(names))
+
+
+def _families_text(families: Sequence[int]) -> str:
+    return " and ".join(family_name(f) for f in families) + " only" * (len(families) == 1)
 
 
 def _dig(value: Any, *keys: str) -> Any:
