@@ -12,6 +12,7 @@ from fractions import Fraction
 import pytest
 from ipvs_fixtures import cluster, eps, svc
 
+from sourceip.dataplane.ipvs import IPVSEvaluator
 from sourceip.dataplane.tracer import Tracer
 from sourceip.sources import load_example
 
@@ -144,6 +145,63 @@ def test_external_ip_physdev_unknown_interfaces_forks() -> None:
         ("-m physdev ! --physdev-is-in",)}
     t = tr.trace_node("test-node", NODE_IP, "192.168.99.33", 80)
     assert all(o.certain for o in t.outcomes), str(t)
+
+
+# (kube-proxy settings, node, (seen source, masqueraded)): what the endpoint 10.244.1.10 (on
+# node1, a bridge CNI with gateway 10.244.1.1) sees of a node's connection to its ClusterIP
+NODE_TO_CLUSTER_IP = [
+    ({}, "node1", ("10.244.1.1", True)),
+    ({}, "node2", ("10.0.0.12", True)),
+    ({"masquerade_all": True}, "node1", ("10.244.1.1", True)),
+    # no local-traffic detector: iptables/nftables do not masquerade the node's own address,
+    # ipvs masquerades the VIP source (KUBE-CLUSTER-IP src,dst, PR 63319)
+    ({"cluster_cidrs": ()}, "node1", ("10.244.1.1", True)),
+    ({"cluster_cidrs": ()}, "node2", ("10.0.0.12", True)),
+]
+
+
+@pytest.mark.parametrize(("cfg", "node", "want"), NODE_TO_CLUSTER_IP)
+def test_node_to_cluster_ip_source_is_the_vip(cfg: dict[str, object], node: str,
+                                               want: tuple[str, bool]) -> None:
+    """A node's own connection to a ClusterIP: the VIP is a local address (kube-ipvs0), so the
+    kernel picks the VIP itself as source (route.c, RTN_LOCAL: the route's prefsrc;
+    kubernetes#63241); KUBE-SERVICES marks it (dst,dst ! -s clusterCIDR, masqueradeAll, or
+    src,dst without a detector) and KUBE-POSTROUTING masquerades it to the egress address;
+    the reply is un-NATed back to VIP -> VIP on the node."""
+    c = load_example("design-table")
+    c = c.with_(kube_proxy=replace(c.kube_proxy, mode="ipvs", **cfg))
+    t = Tracer(c).trace(f"node/{node}", "svc/default/server")
+    assert str(t.original.src) == "10.96.0.100" == str(t.original.dst), str(t)
+    (o,) = t.outcomes
+    assert o.certain and o.endpoint == "10.244.1.10:8080", str(t)
+    assert (str(o.seen_source), o.masquerade) == want, str(t)
+    assert o.reply_ok, o.reply
+    steps = [s.text for h in o.hops for s in h.steps if s.chain == "KUBE-SERVICES"]
+    assert any("KUBE-CLUSTER-IP" in x and "KUBE-MARK-MASQ" in x for x in steps), steps
+
+
+def test_node_to_cluster_ip_unmasqueraded_vip_source_loses_the_reply() -> None:
+    """Without the KUBE-CLUSTER-IP masquerade rule (a hand-edited or pre-63319 ruleset), the
+    endpoint sees the VIP and replies to it; on a remote endpoint's node the VIP is local
+    (its own kube-ipvs0), so the reply never comes back (kubernetes#63241)."""
+    c = load_example("design-table")
+    c = c.with_(kube_proxy=replace(c.kube_proxy, mode="ipvs"))
+    tr = Tracer(c)
+    ev = tr.evaluator("node2")
+    rs = ev.ruleset
+    nat = rs.table("nat")
+    assert nat is not None
+    chains = tuple(replace(ch, rules=tuple(r for r in ch.rules
+                                           if "KUBE-CLUSTER-IP" not in str(r.matches)))
+                   if ch.name == "KUBE-SERVICES" else ch for ch in nat.chains)
+    tables = tuple(replace(t, chains=chains) if t.name == "nat" else t for t in rs.tables)
+    assert isinstance(ev, IPVSEvaluator) and ev.ipsets is not None
+    # node2 as a dump would give it: its ipvsadm table, ipsets and the edited rules
+    tr = Tracer(c, rulesets={"node2": replace(rs, tables=tables)}, ipvs={"node2": ev.table},
+                ipsets={"node2": ev.ipsets})
+    (o,) = tr.trace("node/node2", "svc/default/server").outcomes
+    assert (str(o.seen_source), o.masquerade) == ("10.96.0.100", False), str(o)
+    assert o.reply_ok is False and "node1" in o.reply, o.reply
 
 
 def test_masquerade_all_masquerades_pods() -> None:

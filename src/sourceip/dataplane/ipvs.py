@@ -62,8 +62,8 @@ if TYPE_CHECKING:
     from sourceip.cluster import Cluster, KubeProxyConfig
     from sourceip.dataplane.topology import Route
 
-__all__ = ["IPVS_TABLE", "IPVSEvaluator", "ipvs_handled", "ipvs_hook_names", "ipvs_hooks",
-           "node_evaluator"]
+__all__ = ["IPVS_TABLE", "IPVSEvaluator", "ipvs_bound", "ipvs_handled", "ipvs_hook_names",
+           "ipvs_hooks", "node_evaluator"]
 
 IPVS_TABLE = "ipvs"  # Step.table of the steps IPVS adds
 _CT_NEW = frozenset({"NEW"})
@@ -80,6 +80,21 @@ def ipvs_handled(b: Branch) -> bool:
         if s.table == IPVS_TABLE:
             return True
     return False
+
+
+def ipvs_bound(ev: Evaluator, addr: IPAddress) -> bool:
+    """True when ``ev`` is an ipvs-mode node's and ``addr`` one of its kube-ipvs0 addresses
+    (a ClusterIP, externalIP or LB VIP bound to the dummy interface). A connection the node
+    itself opens to such an address gets the address itself as its source: binding it puts
+    ``local VIP dev kube-ipvs0 ... src VIP`` in the local table, and for an ``RTN_LOCAL`` route
+    Linux takes the route's preferred source (``ip_route_output_key_hash_rcu`` in
+    ``net/ipv4/route.c``: ``fl4->saddr = res->fi->fib_prefsrc`` else ``fl4->daddr``).
+    Upstream: kubernetes#63241 ("requests from the host to service IPs are send with the
+    service ip as the source ip"), fixed by PR 63319 — the KUBE-CLUSTER-IP ``src,dst``
+    masquerade rule without a local-traffic detector (proxier.go ``writeIptablesRules``: "the
+    service VIP being picked as the source IP to reach a VIP"); with a detector the VIP source
+    is off-cluster (``dst,dst ! -s clusterCIDR``) and masqueraded too."""
+    return isinstance(ev, IPVSEvaluator) and addr in ev.bound
 
 
 def ipvs_hooks(route: Route) -> list[str]:

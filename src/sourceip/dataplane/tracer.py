@@ -16,7 +16,13 @@ from fractions import Fraction
 from typing import Any
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
-from sourceip.dataplane.ipvs import ipvs_handled, ipvs_hook_names, ipvs_hooks, node_evaluator
+from sourceip.dataplane.ipvs import (
+    ipvs_bound,
+    ipvs_handled,
+    ipvs_hook_names,
+    ipvs_hooks,
+    node_evaluator,
+)
 from sourceip.dataplane.portmap import build_portmap_ruleset, merge_portmap
 from sourceip.dataplane.topology import Route, Topology
 from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
@@ -273,8 +279,8 @@ class Tracer:
         elif start.kind == "node":
             assert start.node is not None
             src = self.topo.route(start.node, dst).src
-            if self.topo.is_local(start.node, dst):
-                src = dst
+            if self.topo.is_local(start.node, dst) or self._ipvs_local(start.node, dst):
+                src = dst  # a local destination: the kernel picks it as the source
             t = FiveTuple(proto=proto, src=src, sport=CLIENT_SPORT, dst=dst, dport=dport)
             w = _Walk(ONE)
             outcomes += self._at_node(start.node, Packet(tuple=t), True, w, t, start)
@@ -573,6 +579,10 @@ class Tracer:
                 if node == loc and r == after.reversed():
                     r = before.reversed()
             rt = self.topo.route(loc, r.dst)
+            if self._ipvs_local(loc, r.dst):
+                # a kube-ipvs0 address of this node (a node's connection to a VIP has the VIP
+                # as source unless masqueraded): delivered here
+                rt = Route(kind="local", oif="kube-ipvs0", src=r.dst)
             if rt.kind == "node" and rt.next_node is not None:
                 loc = rt.next_node
                 path.append(loc)
@@ -589,6 +599,13 @@ class Tracer:
                            f"expects {expected} (it left via {via}, bypassing the node that "
                            "translated the request)")
         return False, f"the reply {r} is routed via {via} and does not reach the client"
+
+    def _ipvs_local(self, node: str, addr: IPAddress) -> bool:
+        """``addr`` is one of ``node``'s kube-ipvs0 addresses (an ipvs-mode node): a local
+        address there, which the topology (built from the cluster's nodes) does not know."""
+        if self.config.mode != "ipvs" and node not in self._ipvs:
+            return False
+        return ipvs_bound(self.evaluator(node), addr)
 
     def _reaches_client(self, loc: str, rt: Route, r: FiveTuple, start: Start) -> bool:
         if start.kind == "pod":
