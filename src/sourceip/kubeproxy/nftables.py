@@ -188,12 +188,17 @@ class NodePortAddresses:
 def node_port_addresses(cfg: KubeProxyConfig, node: Node, family: int = 4) -> NodePortAddresses:
     """Resolve ``cfg.node_port_addresses`` for ``node`` the way nftables-mode kube-proxy does.
 
-    Unset means ``primary`` in nftables mode (cmd/kube-proxy): the node's primary IP of the
-    family as a /32 or /128. CIDRs of the other family are ignored; when none of this family
-    remain, or one is ``0.0.0.0/0`` / ``::/0``, every local address matches
-    (``NewNodePortAddresses``). Otherwise the node addresses (InternalIPs, then ExternalIPs)
-    inside the CIDRs are the NodePort addresses (``GetNodeIPs``), loopback skipped."""
-    raw = cfg.node_port_addresses or ("primary",)
+    Unset means ``primary`` in nftables mode from 1.31 (``nft_nodeports_default_primary``;
+    the 1.31 test's fake proxier resolves nil to the node IP, danwinship/kubernetes ef85e122):
+    the node's primary IP of the family as a /32 or /128; before (1.29, 1.30: openshift/
+    kubernetes 84a2e12f's expected `fib daddr type local` rules for nil) every local address.
+    CIDRs of the other family are ignored; when none of this family remain, or one is
+    ``0.0.0.0/0`` / ``::/0``, every local address matches (``NewNodePortAddresses``). Otherwise
+    the node addresses (InternalIPs, then ExternalIPs) inside the CIDRs are the NodePort
+    addresses (``GetNodeIPs``), loopback skipped."""
+    default: tuple[str, ...] = (
+        ("primary",) if release(cfg.version).nft_nodeports_default_primary else ())
+    raw = cfg.node_port_addresses or default
     cidrs: list[IPNetwork] = []
     for item in raw:
         if item == "primary":
@@ -492,7 +497,10 @@ class _Builder:
             if has_endpoints:
                 self.service_ips.add((lbip, proto_name, pnum), goto_ext)
             if uses_fw_chain:
-                self.firewall_ips.add((lbip, proto_name, pnum), Goto(fw_chain))
+                # 1.30/1.31 goldens carry the comment, 1.33+ ones do not.
+                fw_comment = (port_name_string if self.rel.nft_firewall_element_comment
+                              else None)
+                self.firewall_ips.add((lbip, proto_name, pnum), Goto(fw_chain), fw_comment)
         if not has_external:
             for lbip in lb_ips:
                 self.no_endpoint_services.add((lbip, proto_name, pnum), external_verdict,

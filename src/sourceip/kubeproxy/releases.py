@@ -4,24 +4,54 @@ Each ``Release`` row is a set of feature flags. ``iptables.py`` and ``nftables.p
 flags of ``release(cfg.version)``; no builder compares version numbers. A new release is a new
 row (copy the previous one, flip what its upstream diff changed, cite it).
 
-Where each row comes from (the commits are the stored copies of kubernetes/kubernetes files
-read through the project's search index; tags were not stored, so a release is matched to a
-copy by the pull requests that changed the rules, named per flag below):
+Where each row comes from (the commits are the stored copies of pkg/proxy/nftables/
+proxier_test.go read through the project's search index -- kubernetes/kubernetes and forks of
+it; tags were not stored, so a copy is matched to a release by the pull requests whose changes
+it holds and by imports that changed between cycles, named per golden file header):
+
+* TestOverallNFTablesRules text per release (tests/kubeproxy/golden, checked in
+  test_releases.py):
+
+  - 1.29: **none found.** The stored copies older than 1.30's text (tnqn/kubernetes e2526fc0
+    and d846dce5, aroradaman/kubernetes 8ed17af4) are branches of the 1.30-cycle PRs #122296 /
+    #122614 / #122692 (each mid-change: a per-service firewall chain without firewall-check, a
+    ``firewall`` set, service CIDRs from ``OnServiceCIDRsChanged``), not a release. They show
+    what 1.29 had that the ``dnat-1`` row does not model (a ``forward`` chain with ``ct state
+    invalid drop`` jumped from ``filter-forward``; LoadBalancerSourceRanges through a
+    ``firewall`` set). The ``dnat-1`` row stays inferred from #122614's description.
+  - 1.30: openshift/kubernetes 84a2e12f4ce83374e4ec7214855ca801c86f3957
+    (``nftables_1.30_overall.txt``): #122614 + #122692 in, one ``endpoints-check``, nodeports by
+    ``fib daddr type local`` when nodePortAddresses is unset.
+  - 1.31: danwinship/kubernetes ef85e1223bdc6b1c637397935c76afde2d5d4db5
+    (``nftables_1.31_overall.txt``): split ``service-``/``nodeport-endpoints-check``, unset
+    nodePortAddresses = the node IP (``nodeport-ips``).
+  - 1.32: **none found**; the row is 1.31's.
+  - 1.33: aojea/kubernetes 492140aedb62cb751e20c9ad71831642b8635c69 (``pkg/proxy/runner``,
+    the 1.33 cycle; ``nftables_1.33_overall.txt``).
+  - 1.34-1.35: kubernetes/kubernetes 81810de635aa13aa0a32992f6def3aa9d6025ebc
+    (``nftables_overall.txt``; 030880a5dc54 and the later danwinship/kubernetes 6c763fd5abda,
+    which imports ``k8s.io/utils/net/v2``, hold the same expected text).
+  - 1.36: no test text; a real v1.36.2 node's listing (``nftables_1.36_node.txt``) and PR
+    #140362's diff context (svc1's line).
+  - 1.37, master: no test text; PR #140723's description.
 
 * nftables base-chain layout (``nft_layout``, ``NFT_LAYOUTS``):
 
   - ``dnat-1`` (1.29, the alpha): filter chains on input/forward/output at DNAT priority - 1,
-    firewall and endpoint checks in all three. #122614 (merged 2024-01, 1.30) moved them; its
-    description is the source. No TestOverallNFTablesRules text of 1.29 was available.
-  - ``dnat-10`` (1.30-1.33): ``filter-prerouting``/``-input``/``-forward``/``-output`` at -110,
-    ``filter-output-post-dnat`` at -90 (#122614, #122692). Golden:
-    aojea/kubernetes 492140aedb62cb751e20c9ad71831642b8635c69 (a snapshot of master with the
-    ``pkg/proxy/runner`` package, i.e. the 1.33 cycle).
+    firewall and endpoint checks in all three (#122614's description of what it changed).
+  - ``dnat-10-single-check`` (1.30): ``filter-prerouting``/``-input``/``-forward``/``-output``
+    at -110, ``filter-output-post-dnat`` at -90 (#122614, #122692), one ``endpoints-check``.
+  - ``dnat-10`` (1.31-1.33): as 1.30 with the endpoint checks split.
   - ``pre-dnat`` (1.34-): ``filter-prerouting-pre-dnat``/``filter-output-pre-dnat`` at -110,
-    input/forward/output at 0 (#132456, merged 2025-07, 1.34). Golden:
-    kubernetes/kubernetes 81810de635aa13aa0a32992f6def3aa9d6025ebc (also 030880a5dc54...).
-* ``nft_masq_rule_port``: the ClusterIP masquerade rule matches ``tcp dport`` (present in the
-  ``dnat-10`` golden, absent from the ``pre-dnat`` one; placed at 1.34 with the layout change,
+    input/forward/output at 0 (#132456, merged 2025-07, 1.34).
+* ``nft_nodeports_default_primary`` (1.31-): unset nodePortAddresses is the node's primary IP
+  (the 1.31 copy's fake proxier: ``NewNodePortAddresses(ipFamily, nil, nodeIP)`` gives
+  ``nodeport-ips { 192.168.0.2 }``); in the 1.30 copy nil gives ``fib daddr type local``.
+* ``nft_firewall_element_comment`` (1.29-1.32): ``firewall-ips`` elements carry
+  ``comment "ns5/svc5:p80"`` in the 1.30 and 1.31 copies, not in the 1.33 and 1.35 ones (the
+  PR was not found; 1.32, without text, is taken to be 1.31).
+* ``nft_masq_rule_port``: the ClusterIP masquerade rule matches ``tcp dport`` (in the 1.30,
+  1.31 and 1.33 copies, absent from the 1.34-1.35 one; placed at 1.34 with the layout change,
   the exact PR was not found).
 * ``nft_mark_chain`` off, ``nft_clusterip_masq_in_services``, ``nft_dnat_in_service_chain``
   (1.36-): #135800 (drop the ``mark-for-masquerade`` chain, inline ``mark set``) and #136499
@@ -71,7 +101,7 @@ __all__ = [
     "supported_versions",
 ]
 
-NftLayoutName = Literal["dnat-1", "dnat-10", "pre-dnat"]
+NftLayoutName = Literal["dnat-1", "dnat-10-single-check", "dnat-10", "pre-dnat"]
 _G_IPVS = "kubernetes/kubernetes pkg/proxy/ipvs/proxier_test.go (index id 11084498)"
 
 
@@ -90,6 +120,18 @@ class NftLayout:
     split_endpoint_checks: bool
     cluster_ips_check: bool
 
+
+# The 1.30-1.33 base chains (#122614: DNATPriority-10; #122692: filter-output-post-dnat).
+_DNAT10_BASE_CHAINS: tuple[tuple[str, str, str, int], ...] = (
+    ("filter-prerouting", "filter", "prerouting", -110),
+    ("filter-forward", "filter", "forward", -110),
+    ("filter-input", "filter", "input", -110),
+    ("filter-output", "filter", "output", -110),
+    ("filter-output-post-dnat", "filter", "output", -90),
+    ("nat-output", "nat", "output", -100),
+    ("nat-postrouting", "nat", "postrouting", 100),
+    ("nat-prerouting", "nat", "prerouting", -100),
+)
 
 NFT_LAYOUTS: dict[NftLayoutName, NftLayout] = {
     # 1.29: filterPriority = DNATPriority - 1 on input/forward/output (#122614's "before").
@@ -114,19 +156,27 @@ NFT_LAYOUTS: dict[NftLayoutName, NftLayout] = {
         split_endpoint_checks=False,
         cluster_ips_check=False,
     ),
-    # 1.30-1.33: baseRules of aojea/kubernetes 492140ae.
+    # 1.30: nftablesJumpChains of openshift/kubernetes 84a2e12f (pkg/proxy/nftables/proxier.go):
+    # the -110/-90 chains of #122614/#122692, one endpoints-check for services and nodeports.
+    "dnat-10-single-check": NftLayout(
+        name="dnat-10-single-check",
+        base_chains=_DNAT10_BASE_CHAINS,
+        jumps=(
+            ("filter-input", "endpoints-check"),
+            ("filter-forward", "endpoints-check"),
+            ("filter-output", "endpoints-check"),
+            ("filter-prerouting", "firewall-check"),
+            ("filter-output", "firewall-check"),
+            ("filter-forward", "cluster-ips-check"),
+            ("filter-output-post-dnat", "cluster-ips-check"),
+        ),
+        split_endpoint_checks=False,
+        cluster_ips_check=True,
+    ),
+    # 1.31-1.33: baseRules of danwinship/kubernetes ef85e122 (1.31) = aojea/kubernetes 492140ae.
     "dnat-10": NftLayout(
         name="dnat-10",
-        base_chains=(
-            ("filter-prerouting", "filter", "prerouting", -110),
-            ("filter-forward", "filter", "forward", -110),
-            ("filter-input", "filter", "input", -110),
-            ("filter-output", "filter", "output", -110),
-            ("filter-output-post-dnat", "filter", "output", -90),
-            ("nat-output", "nat", "output", -100),
-            ("nat-postrouting", "nat", "postrouting", 100),
-            ("nat-prerouting", "nat", "prerouting", -100),
-        ),
+        base_chains=_DNAT10_BASE_CHAINS,
         jumps=(
             ("filter-prerouting", "firewall-check"),
             ("filter-forward", "service-endpoints-check"),
@@ -187,6 +237,10 @@ class Release:
       instead of an ``ip saddr EP jump mark-for-masquerade`` rule per endpoint.
     * ``nft_single_endpoint_plain_dnat``: a service chain with one endpoint DNATs with a
       plain ``dnat to IP:PORT`` (no map).
+    * ``nft_nodeports_default_primary``: unset ``nodePortAddresses`` means the node's primary
+      IP (a ``nodeport-ips`` set); off: every local address (``fib daddr type local``).
+    * ``nft_firewall_element_comment``: ``firewall-ips`` elements carry the ``ns/svc:port``
+      comment, as ``no-endpoint-*`` elements do.
 
     ``nft_golden`` / ``ipt_golden``: where this row's expected dumps come from (None: no
     upstream text was available; the row is inferred from the pull requests named in the
@@ -200,6 +254,8 @@ class Release:
     nft_clusterip_masq_in_services: bool = False
     nft_dnat_in_service_chain: bool = False
     nft_single_endpoint_plain_dnat: bool = False
+    nft_nodeports_default_primary: bool = True
+    nft_firewall_element_comment: bool = False
     nft_golden: str | None = None
     ipt_golden: str | None = "kubernetes/kubernetes proxier_test.go (index id 191206484)"
     ipvs_external_ip_local_set: bool = True
@@ -217,16 +273,23 @@ class Release:
         return f"{self.version} (development branch)" if self.development else self.version
 
 
+_G_130 = "openshift/kubernetes 84a2e12f4ce83374e4ec7214855ca801c86f3957"
+_G_131 = "danwinship/kubernetes ef85e1223bdc6b1c637397935c76afde2d5d4db5"
 _G_DNAT10 = "aojea/kubernetes 492140aedb62cb751e20c9ad71831642b8635c69"
 _G_PREDNAT = "kubernetes/kubernetes 81810de635aa13aa0a32992f6def3aa9d6025ebc"
 _G_136 = "a real v1.36.2 node's nft list (write-up) + kubernetes PR #140362 diff context"
 _G_MASTER = "kubernetes PRs #140362 (diff context) and #140723"
 
 RELEASES: tuple[Release, ...] = (
-    Release(version="1.29", nft_layout="dnat-1", nft_masq_rule_port=True),
-    Release(version="1.30", nft_layout="dnat-10", nft_masq_rule_port=True),
-    Release(version="1.31", nft_layout="dnat-10", nft_masq_rule_port=True),
-    Release(version="1.32", nft_layout="dnat-10", nft_masq_rule_port=True),
+    Release(version="1.29", nft_layout="dnat-1", nft_masq_rule_port=True,
+            nft_nodeports_default_primary=False, nft_firewall_element_comment=True),
+    Release(version="1.30", nft_layout="dnat-10-single-check", nft_masq_rule_port=True,
+            nft_nodeports_default_primary=False, nft_firewall_element_comment=True,
+            nft_golden=_G_130),
+    Release(version="1.31", nft_layout="dnat-10", nft_masq_rule_port=True,
+            nft_firewall_element_comment=True, nft_golden=_G_131),
+    Release(version="1.32", nft_layout="dnat-10", nft_masq_rule_port=True,
+            nft_firewall_element_comment=True),
     Release(version="1.33", nft_layout="dnat-10", nft_masq_rule_port=True,
             nft_golden=_G_DNAT10),
     Release(version="1.34", nft_layout="pre-dnat", nft_masq_rule_port=False),
