@@ -339,3 +339,26 @@ def test_annotation_and_option_pick_the_release(tmp_path: Path) -> None:
     res = runner.invoke(cli, ["rules", "-f", str(kp), "-f", str(node)])
     # (the CLI entry point maps it to `error: kp.yaml:4: metadata.annotations[...]: ...`)
     assert res.exit_code == 1 and "sourceip.dev/kubeProxyVersion" in str(res.exception)
+
+
+@pytest.mark.parametrize(("version", "shape"), [
+    ("1.29", "1.29 (alpha) rule shape"),
+    ("1.30", "1.30 rule shape"),
+    ("1.31", "1.31-1.33 rule shape"),
+    ("1.33", "1.31-1.33 rule shape"),
+    ("1.35", "1.34-1.35 rule shape"),
+    ("1.36", "1.36+ rule shape"),
+])
+def test_a_dump_of_each_release_names_its_shape(version: str, shape: str,
+                                                tmp_path: Path) -> None:
+    """`trace --dump` names the release shape of our rules of each release (the 1.30 single
+    endpoints-check is told apart from 1.31's split checks)."""
+    from sourceip.netfilter.dumps import load_node_dumps
+
+    f = tmp_path / f"{version}.nft"
+    f.write_text(render_nft(build_nftables_ruleset(
+        overall_cluster(), overall_cluster().node(TEST_NODE),
+        replace(overall_cluster().kube_proxy, version=version))))
+    nd = load_node_dumps([str(f)])
+    assert nd.mode == "nftables"
+    assert nd.kube_proxy.startswith(f"kube-proxy nftables, {shape}"), nd.kube_proxy

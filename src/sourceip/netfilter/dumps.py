@@ -325,8 +325,10 @@ def _kube_proxy_shape(nd: NodeDumps) -> tuple[str, str]:
                   "hairpin-connections set)"
         elif "filter-prerouting-pre-dnat" in chains:
             era = "1.34-1.35 rule shape (filter-prerouting-pre-dnat, per-endpoint chains)"
+        elif "filter-output-post-dnat" in chains and "endpoints-check" in chains:
+            era = "1.30 rule shape (filter chains at dstnat-10, one endpoints-check)"
         elif "filter-output-post-dnat" in chains:
-            era = "1.30-1.33 rule shape (filter chains at dstnat-10)"
+            era = "1.31-1.33 rule shape (filter chains at dstnat-10, split endpoint checks)"
         else:
             era = "1.29 (alpha) rule shape"
         return "nftables", f"kube-proxy nftables, {era}"
