@@ -60,10 +60,10 @@ def _store_range(ctx: click.Context, param: click.Parameter, value: str | None) 
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
-def ipv4_option_value(ctx: click.Context, param: click.Parameter, value: str | None
-                      ) -> str | None:
-    """A click callback: the option's value must be an IPv4 address (tracing is IPv4 only);
-    otherwise a usage error (exit 2) naming the option."""
+def ip_option_value(ctx: click.Context, param: click.Parameter, value: str | None
+                    ) -> str | None:
+    """A click callback: the option's value must be an IPv4 or IPv6 address; otherwise a
+    usage error (exit 2) naming the option."""
     if value is None:
         return None
     import ipaddress
@@ -73,9 +73,6 @@ def ipv4_option_value(ctx: click.Context, param: click.Parameter, value: str | N
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an IP address", ctx=ctx,
                                  param=param) from None
-    if ip.version != 4:
-        raise click.BadParameter(f"{value!r}: IPv6 is not traced (kube-proxy rules are "
-                                 "generated for IPv4 only)", ctx=ctx, param=param)
     return str(ip)
 
 

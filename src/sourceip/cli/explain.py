@@ -10,7 +10,7 @@ from sourceip.cli.common import (
     WHAT_TO_FEED,
     cluster_options,
     emit,
-    ipv4_option_value,
+    ip_option_value,
     load_from_options,
     missing_inputs,
     output_option,
@@ -38,7 +38,7 @@ AUTO_SAMPLE_ABOVE = 100
 @click.option("--diagram/--no-diagram", default=False,
               help="Draw each path as ASCII art (client, nodes, endpoint, where SNAT happens).")
 @click.option("--external-ip", default="203.0.113.10", show_default=True,
-              callback=ipv4_option_value,
+              callback=ip_option_value,
               help="Address of the external client used for external paths.")
 @click.option("--sample-nodes", type=click.IntRange(0), default=None,
               help="Trace the endpoints of at most K nodes per endpoint condition for each "

@@ -13,7 +13,7 @@ import click
 from sourceip.cli.common import (
     WHAT_TO_FEED,
     cluster_options,
-    ipv4_option_value,
+    ip_option_value,
 )
 from sourceip.errors import InputError
 
@@ -82,7 +82,7 @@ def write_report(doc: dict[str, Any], output: str, title: str) -> None:
 @click.option("--mode", type=click.Choice(["iptables", "nftables", "ipvs"]), default=None,
               help="kube-proxy mode (default: the KubeProxyConfiguration's, else iptables).")
 @click.option("--external-ip", default="203.0.113.10", show_default=True,
-              callback=ipv4_option_value,
+              callback=ip_option_value,
               help="Address of the external client used for external paths.")
 @click.option("--sample-nodes", type=click.IntRange(0), default=None,
               help="As for explain: trace the endpoints of at most K nodes per endpoint "

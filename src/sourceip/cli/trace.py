@@ -12,7 +12,7 @@ import click
 from sourceip.cli.common import (
     cluster_options,
     emit,
-    ipv4_option_value,
+    ip_option_value,
     load_from_options,
     output_option,
 )
@@ -43,7 +43,7 @@ def _syntax(parse: Any) -> Any:
 def _ip_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
              ) -> tuple[str, ...]:
     for v in value:
-        ipv4_option_value(ctx, param, v)
+        ip_option_value(ctx, param, v)
     return value
 
 
@@ -52,8 +52,12 @@ def _ip_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("--from", "source", metavar="WHERE", callback=_syntax("parse_source"),
               help="pod/NS/NAME | node/NAME | external[=IP]")
 @click.option("--to", "target", metavar="WHAT", callback=_syntax("parse_target"),
-              help="svc/NS/NAME[:PORT] | IP:PORT | node/NAME:NODEPORT (ports 1-65535; "
-                   "IPv4 only)")
+              help="svc/NS/NAME[:PORT] | IP:PORT | [IPv6]:PORT | node/NAME:NODEPORT (ports "
+                   "1-65535)")
+@click.option("--family", type=click.Choice(["4", "6"]), default=None,
+              help="IP family of a svc/... or node/... target: its ClusterIP / node address "
+                   "of that family (default: the Service's first ClusterIP, the node's IPv4 "
+                   "address; an external=IP source picks its own family).")
 @click.option("--via", metavar="NODE", help="With --from external only: for traffic to a "
               "LoadBalancer IP or externalIP, the node it arrives at (default: every node the "
               "LB would use).")
@@ -61,9 +65,9 @@ def _ip_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
               help="Protocol (default: the Service port's, else tcp).")
 @click.option("--node", metavar="NODE", help="Evaluate this node's rules alone (with --src, "
               "--dst, --dport), as kube-proxy's packet-flow tests do.")
-@click.option("--src", metavar="IP", callback=ipv4_option_value,
+@click.option("--src", metavar="IP", callback=ip_option_value,
               help="Source address for --node.")
-@click.option("--dst", metavar="IP", callback=ipv4_option_value,
+@click.option("--dst", metavar="IP", callback=ip_option_value,
               help="Destination address for --node.")
 @click.option("--dport", type=click.IntRange(1, 65535), help="Destination port for --node.")
 @click.option("--flows", "flows", type=click.Path(dir_okay=False, allow_dash=True),
@@ -86,11 +90,13 @@ def _ip_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("--mode", type=click.Choice(["iptables", "nftables", "ipvs"]), default=None,
               help="kube-proxy mode of generated rules.")
 @click.option("--external-ip", default="203.0.113.10", show_default=True,
-              callback=ipv4_option_value,
-              help="Address of the external client for --from external.")
+              callback=ip_option_value,
+              help="Address of the external client for --from external (an IPv6 address "
+                   "replaces the IPv6 client, 2001:db8:ffff::10 by default).")
 @output_option(("text", "json", "yaml", "wide"))
 def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
-          target: str | None, via: str | None, proto: str | None, node: str | None,
+          target: str | None, family: str | None, via: str | None, proto: str | None,
+          node: str | None,
           src: str | None, dst: str | None, dport: int | None, flows: str | None,
           ipt_save: str | None, nft_json: str | None, dumps: tuple[str, ...],
           node_ips: tuple[str, ...], rules_node: str | None,
@@ -181,10 +187,13 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
             # checks pick the nodes; --via NODE traces one node as if the LB chose it).
             from sourceip.explain.lb_paths import trace_through_lb
 
-            ip, port, proto_, _desc = tracer.target(target, proto)
-            lb_trace = trace_through_lb(cluster, ip, port, proto_,
-                                        external_ip=str(start.ip))
-        result = lb_trace or tracer.trace(source, target, proto=proto, via=via)
+            fam = int(family) if family else None
+            ip, port, proto_, _desc = tracer.target(target, proto, fam)
+            client = tracer.external_ips[ip.version] if start.ip is None or \
+                start.ip.version != ip.version else start.ip
+            lb_trace = trace_through_lb(cluster, ip, port, proto_, external_ip=str(client))
+        result = lb_trace or tracer.trace(source, target, proto=proto, via=via,
+                                          family=int(family) if family else None)
     if output in ("json", "yaml"):
         doc = result.to_dict()
         if node_dumps is not None:

@@ -4,6 +4,14 @@ This is the routing half of the dataplane: where a packet goes after a node's ne
 which interface it leaves by, and the address MASQUERADE picks there (the kernel's choice: the
 primary address of the egress interface — the bridge gateway on a bridge CNI, the node address
 on a routed veth, the tunnel address on an overlay).
+
+Routing is per IP family, as in the kernel: a node has a :class:`NodeNet` for each family it
+has an InternalIP of (its IPv6 InternalIP, IPv6 pod CIDR, the bridge's IPv6 gateway — the first
+address of that CIDR — and the IPv6 tunnel device), and a destination is routed by the nets of
+its own family. No packet changes family on the way (kube-proxy never translates between them),
+so a node without an address of a family has no route of that family (``TraceError``).
+IPv6 MASQUERADE picks the egress interface's global address (RFC 6724 source selection; a
+routed veth has only a link-local address, so the node's own address is taken, as in IPv4).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from functools import cached_property
 from typing import Literal
 
 from sourceip.cluster import Cluster, Node, Pod
+from sourceip.errors import TraceError
 from sourceip.net.addr import IPAddress, IPNetwork
 from sourceip.net.prefixset import PrefixMap, PrefixSet
 
@@ -22,6 +31,22 @@ RouteKind = Literal["local", "pod", "node", "external"]
 
 LOOPBACK4 = ipaddress.ip_network("127.0.0.0/8")
 LOOPBACK6 = ipaddress.ip_network("::1/128")
+
+# The IPv6 overlay device of a tunnel device name: flannel creates a second VXLAN device for
+# IPv6, ``flannel-v6.<VNI>`` (flannel-io/flannel pkg/backend/vxlan/vxlan.go RegisterNetwork:
+# ``fmt.Sprintf("flannel-v6.%v", cfg.VNI)``), addressed with the lease's IPv6 subnet network
+# address /128 as the IPv4 one is; a device not listed here carries both families.
+TUNNEL_DEVICE_V6: dict[str, str] = {"flannel.1": "flannel-v6.1"}
+
+
+def tunnel_device(device: str, family: int) -> str:
+    """The overlay device that carries ``family`` when the profile names ``device``."""
+    return TUNNEL_DEVICE_V6.get(device, device) if family == 6 else device
+
+
+def family_name(family: int) -> str:
+    """``IPv4`` or ``IPv6``."""
+    return f"IPv{family}"
 
 
 def host_veth_name(pod_key: str, *, routed: bool) -> str:
@@ -34,7 +59,8 @@ def host_veth_name(pod_key: str, *, routed: bool) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeNet:
-    """The network of one node: its primary address, pod attachment and tunnel."""
+    """The network of one node for one IP family: its primary address of that family, the pod
+    CIDR of that family, the bridge gateway and tunnel address of that family."""
 
     node: Node
     ip: IPAddress
@@ -49,6 +75,10 @@ class NodeNet:
     @property
     def name(self) -> str:
         return self.node.name
+
+    @property
+    def family(self) -> int:
+        return self.ip.version
 
     def local_addresses(self) -> tuple[IPAddress | IPNetwork, ...]:
         """What ``addrtype LOCAL`` matches on this node."""
@@ -87,45 +117,70 @@ class Route:
 
 
 class Topology:
-    """Routing for every node of a cluster, following its NetworkProfile."""
+    """Routing for every node of a cluster, following its NetworkProfile, per IP family.
+
+    ``nets`` holds each node's net of its primary family (IPv4 when it has an IPv4 InternalIP,
+    else its first address's family): node names, interfaces and the address a node is known
+    by; ``family_nets[4|6]`` the nets of each family."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.profile = cluster.profile
         self.nets: dict[str, NodeNet] = {}
+        self.family_nets: dict[int, dict[str, NodeNet]] = {4: {}, 6: {}}
         self._pod_cidrs: PrefixMap[str] = PrefixMap()
         self._local_sets: dict[str, PrefixSet] = {}
         # route() is a pure function of (node, destination): memoized, bounded.
         self._routes: dict[tuple[str, IPAddress], Route] = {}
         for node in cluster.nodes:
-            ip = node.primary_ip(4) or (node.addresses[0] if node.addresses else None)
-            if ip is None:
+            first = node.primary_ip(4) or (node.addresses[0] if node.addresses else None)
+            if first is None:
                 continue
-            pod_cidr = node.pod_cidr(ip.version)
-            gateway = tunnel = None
-            if pod_cidr is not None:
-                if self.profile.pod_attach == "bridge":
-                    gateway = pod_cidr.network_address + 1
-                if self.profile.inter_node == "tunnel":
-                    tunnel = pod_cidr.network_address
-                self._pod_cidrs.add(pod_cidr, node.name)
-            self.nets[node.name] = NodeNet(
-                node=node, ip=ip, iface=self.profile.node_interface, pod_cidr=pod_cidr,
-                gateway=gateway, tunnel_addr=tunnel, attach=self.profile.pod_attach,
-                bridge_name=self.profile.bridge_name, tunnel_device=self.profile.tunnel_device,
-            )
+            for family in (4, 6):
+                ip = node.primary_ip(family)
+                if ip is None and first.version == family:
+                    ip = first  # an ExternalIP only
+                if ip is None:
+                    continue
+                net = self._node_net(node, ip)
+                self.family_nets[family][node.name] = net
+                if net.pod_cidr is not None:
+                    self._pod_cidrs.add(net.pod_cidr, node.name)
+                if family == first.version:
+                    self.nets[node.name] = net
+
+    def _node_net(self, node: Node, ip: IPAddress) -> NodeNet:
+        pod_cidr = node.pod_cidr(ip.version)
+        gateway = tunnel = None
+        if pod_cidr is not None:
+            if self.profile.pod_attach == "bridge":
+                gateway = pod_cidr.network_address + 1
+            if self.profile.inter_node == "tunnel":
+                tunnel = pod_cidr.network_address
+        return NodeNet(
+            node=node, ip=ip, iface=self.profile.node_interface, pod_cidr=pod_cidr,
+            gateway=gateway, tunnel_addr=tunnel, attach=self.profile.pod_attach,
+            bridge_name=self.profile.bridge_name,
+            tunnel_device=tunnel_device(self.profile.tunnel_device, ip.version),
+        )
+
+    @cached_property
+    def families(self) -> tuple[int, ...]:
+        """The IP families some node has an address of (4 first)."""
+        return tuple(f for f in (4, 6) if self.family_nets[f])
 
     @cached_property
     def _owner(self) -> dict[IPAddress, str]:
         """Address -> node owning it (node addresses, gateways, tunnel addresses)."""
         out: dict[IPAddress, str] = {}
-        for name, net in self.nets.items():
-            for a in net.node.addresses:
-                out[a] = name
-            if net.gateway is not None:
-                out[net.gateway] = name
-            if net.tunnel_addr is not None:
-                out[net.tunnel_addr] = name
+        for nets in self.family_nets.values():
+            for name, net in nets.items():
+                for a in net.node.addresses:
+                    out[a] = name
+                if net.gateway is not None:
+                    out[net.gateway] = name
+                if net.tunnel_addr is not None:
+                    out[net.tunnel_addr] = name
         return out
 
     @cached_property
@@ -133,15 +188,39 @@ class Topology:
         """Every LoadBalancer ingress IP of the cluster."""
         return frozenset(ip for s in self.cluster.services for ip in s.all_lb_ips)
 
+    def local_addresses(self, node: str) -> tuple[IPAddress | IPNetwork, ...]:
+        """What ``addrtype LOCAL`` / ``fib daddr type local`` matches on ``node``: its
+        addresses, gateways and tunnel addresses of every family, and loopback."""
+        out: list[IPAddress | IPNetwork] = []
+        for family in (4, 6):
+            net = self.family_nets[family].get(node)
+            if net is not None:
+                out += [a for a in net.local_addresses() if a not in out]
+        return tuple(out)
+
     def local_set(self, node: str) -> PrefixSet:
         """What ``addrtype LOCAL`` matches on ``node``, built once per node."""
         ps = self._local_sets.get(node)
         if ps is None:
-            ps = self._local_sets[node] = PrefixSet(self.nets[node].local_addresses())
+            ps = self._local_sets[node] = PrefixSet(self.local_addresses(node))
         return ps
 
-    def net(self, node: str) -> NodeNet:
-        return self.nets[node]
+    def net(self, node: str, family: int | None = None) -> NodeNet:
+        """``node``'s net of ``family`` (default: its primary family); raises ``TraceError``
+        when the node has no address of that family."""
+        if family is None:
+            return self.nets[node]
+        net = self.family_nets[family].get(node)
+        if net is None:
+            if node not in self.nets:
+                raise KeyError(node)
+            raise TraceError(f"node {node} has no {family_name(family)} address: it has no "
+                          f"{family_name(family)} path")
+        return net
+
+    def has_family(self, node: str, family: int) -> bool:
+        """Whether ``node`` has an address (and so routes) of ``family``."""
+        return node in self.family_nets[family]
 
     def node_owning(self, addr: IPAddress) -> str | None:
         """The node that owns ``addr`` as one of its own addresses."""
@@ -159,7 +238,7 @@ class Topology:
 
     def is_local(self, node: str, addr: IPAddress) -> bool:
         net = self.nets[node]
-        if addr.version == 4 and addr in LOOPBACK4:
+        if addr in (LOOPBACK4 if addr.version == 4 else LOOPBACK6):
             return True
         return self._owner.get(addr) == node or addr == net.ip
 
@@ -174,7 +253,7 @@ class Topology:
         return r
 
     def _route(self, node: str, dst: IPAddress) -> Route:
-        net = self.nets[node]
+        net = self.net(node, dst.version)
         if self.is_local(node, dst):
             return Route(kind="local", oif="lo", src=dst)
         where = self.pod_node(dst)
@@ -183,7 +262,7 @@ class Topology:
             if owner == node:
                 src = net.gateway if net.gateway is not None else net.ip
                 return Route(kind="pod", oif=net.pod_iface(pod), src=src, pod=pod)
-            other = self.nets[owner]
+            other = self.net(owner, dst.version)
             if self.profile.inter_node == "tunnel" and net.tunnel_addr is not None:
                 return Route(kind="node", oif=net.tunnel_device, src=net.tunnel_addr,
                              next_node=owner, pod=pod, arrive_iif=other.tunnel_device)

@@ -6,6 +6,13 @@ POSTROUTING — evaluating the node's own ruleset (the one ``sourceip rules`` pr
 loads). Every rewrite is recorded as a conntrack entry of that node, and the reply is walked
 back through the nodes it actually crosses, un-NATed by each entry it meets, to check it returns
 to the client as the tuple the client expects (asymmetric return paths are reported).
+
+Each IP family is traced by its own rules, as kube-proxy runs one proxier per family: an IPv6
+packet meets the node's ``ip6tables`` / ``ip6 kube-proxy`` ruleset (``build_ruleset(...,
+family=6)``), routing of its family (``topology``) and conntrack entries of its family (a
+tuple never changes family). A client starts from its address of the destination's family
+(a pod's IPv6 podIP, the node's IPv6 address, the external client's IPv6 address); a
+Service, node or pod without an address of that family has no path of that family.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from sourceip.dataplane.ipvs import (
     node_evaluator,
 )
 from sourceip.dataplane.portmap import build_portmap_ruleset, merge_portmap
-from sourceip.dataplane.topology import Route, Topology
+from sourceip.dataplane.topology import Route, Topology, family_name
 from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
 from sourceip.errors import LookupFailed, TraceError, ValidationError
 from sourceip.kubeproxy import build_ruleset
@@ -44,6 +51,7 @@ from sourceip.netfilter.ir import Ruleset
 from sourceip.netfilter.parse_ipvsadm import IPVSTable
 
 DEFAULT_EXTERNAL_IP = "203.0.113.10"
+DEFAULT_EXTERNAL_IP6 = "2001:db8:ffff::10"  # RFC 3849 documentation prefix, as TEST-NET-3
 _CT_NEW = frozenset({"NEW"})
 _CT_DNAT = frozenset({"NEW", "DNAT"})
 CLIENT_SPORT = 40000
@@ -59,6 +67,24 @@ class Start:
     ip: IPAddress | None = None  # source address (pod IP, external IP); node: chosen by routing
     node: str | None = None  # the pod's node, or the node itself
     pod: Pod | None = None
+
+    def for_family(self, family: int, external: IPAddress | None = None) -> Start:
+        """This client's start for a destination of ``family``: a pod's podIP of that family,
+        ``external`` for the external client (a node picks its source by routing). Raises
+        ``TraceError`` when the pod has no address of that family."""
+        if self.kind == "pod":
+            if self.ip is not None and self.ip.version == family:
+                return self
+            ips = self.pod.ips if self.pod is not None else ()
+            ip = next((a for a in ips if a.version == family), None)
+            if ip is None:
+                raise TraceError(f"pod {self.name} has no {family_name(family)} address: it has "
+                              f"no {family_name(family)} path")
+            return Start(kind="pod", name=self.name, ip=ip, node=self.node, pod=self.pod)
+        if self.kind == "external" and external is not None and (
+                self.ip is None or self.ip.version != family):
+            return Start(kind="external", name=self.name, ip=external)
+        return self
 
     def describe(self) -> str:
         if self.kind == "pod":
@@ -101,9 +127,10 @@ class Tracer:
         *,
         rulesets: dict[str, Ruleset] | None = None,
         external_ip: str = DEFAULT_EXTERNAL_IP,
+        external_ip6: str = DEFAULT_EXTERNAL_IP6,
         topology: Topology | None = None,
         rules_cluster: Cluster | None = None,
-        transit_cache: dict[tuple[str, KubeProxyConfig], Evaluator] | None = None,
+        transit_cache: dict[tuple[str, KubeProxyConfig, int], Evaluator] | None = None,
         compile_all: bool = False,
         ipsets: Mapping[str, Mapping[str, IPSet]] | None = None,
         ipvs: Mapping[str, IPVSTable] | None = None,
@@ -138,53 +165,70 @@ class Tracer:
         # node): whether a packet entered through a bridge port is unknown there, so
         # ``-m physdev --physdev-is-in`` forks; elsewhere the topology's bridges decide it.
         self._interfaces_unknown = frozenset(interfaces_unknown)
-        self._evals: dict[str, Evaluator] = {}
+        self._evals: dict[tuple[str, int], Evaluator] = {}
         self.external_ip = parse_ip(external_ip)
+        # The external client's address per family (``external_ip`` may be of either).
+        self.external_ips = {4: parse_ip(DEFAULT_EXTERNAL_IP), 6: parse_ip(external_ip6)}
+        self.external_ips[self.external_ip.version] = self.external_ip
 
     # ------------------------------------------------------------------ rulesets
-    def ruleset(self, node: str) -> Ruleset:
-        rs = self._rulesets.get(node)
+    def ruleset(self, node: str, family: int = 4) -> Ruleset:
+        """``node``'s rules for ``family``: kube-proxy's (that family's proxier) and the CNI
+        portmap plugin's (IPv4 only), or the dump given for the node (used for both
+        families: a dump holds what it holds)."""
+        given = self._rulesets.get(node)
+        if given is not None:
+            return given
+        key = f"{node}\0{family}"
+        rs = self._rulesets.get(key)
         if rs is None:
-            rs = self._rulesets[node] = merge_portmap(
-                build_ruleset(self.rules_cluster, self.cluster.node(node), self.config),
-                build_portmap_ruleset(self.cluster, node, self.config.mode))
+            rs = build_ruleset(self.rules_cluster, self.cluster.node(node), self.config,
+                               family=family)
+            if family == 4:
+                rs = merge_portmap(rs, build_portmap_ruleset(self.cluster, node,
+                                                             self.config.mode))
+            self._rulesets[key] = rs
         return rs
 
-    def evaluator(self, node: str) -> Evaluator:
-        ev = self._evals.get(node)
+    def evaluator(self, node: str, family: int = 4) -> Evaluator:
+        """The evaluator of ``node``'s rules for packets of ``family``."""
+        ev = self._evals.get((node, family))
         if ev is None:
             if node not in self.topo.nets:
                 raise LookupFailed(f"no node named {node!r} with an address")
+            if family == 6 and (self.config.mode == "ipvs" or node in self._ipvs):
+                raise TraceError("kube-proxy ipvs mode is modelled for IPv4 only: IPv6 "
+                                 "packets are not traced in ipvs mode")
             if self.config.mode == "ipvs" or node in self._ipvs:
                 # kube-proxy ipvs mode: virtual servers rewrite the destination at LOCAL_IN /
                 # LOCAL_OUT, after nat PREROUTING / OUTPUT (dataplane/ipvs.py).
                 table = self._ipvs.get(node)
-                ev = self._evals[node] = node_evaluator(
+                ev = self._evals[(node, family)] = node_evaluator(
                     self.rules_cluster, self.cluster, node, self.config,
-                    self.topo.net(node).local_addresses(), table=table,
+                    self.topo.local_addresses(node), table=table,
                     ruleset=self._rulesets.get(node) if table is not None else None,
                     ipsets=self._ipsets.get(node), bridges=self._bridges(node))
             else:
-                ev = self._evals[node] = Evaluator(self.ruleset(node),
-                                                   self.topo.local_set(node),
-                                                   ipsets=self._ipsets.get(node),
-                                                   bridges=self._bridges(node))
+                ev = self._evals[(node, family)] = Evaluator(
+                    self.ruleset(node, family), self.topo.local_set(node),
+                    ipsets=self._ipsets.get(node), bridges=self._bridges(node))
             if self._compile_all:
                 ev.compile_all()
         return ev
 
     def _transit_evaluator(self, node: str, dst: IPAddress) -> Evaluator:
         """The evaluator for a packet forwarded to ``node`` after DNAT (see __init__)."""
+        family = dst.version
         if self.rules_cluster is self.cluster:
-            return self.evaluator(node)
+            return self.evaluator(node, family)
         if self._vips is None:
             self._vips = frozenset(
                 ip for s in self.rules_cluster.services
                 for ip in (*s.cluster_ips, *s.external_ips, *s.all_lb_ips))
         if (dst in self._vips or self.topo.node_owning(dst) is not None
                 or self.topo.pod_node(dst) is None):
-            return self.evaluator(node)
-        key = (node, self.config)
+            return self.evaluator(node, family)
+        key = (node, self.config, family)
         ev = self._transit.get(key)
         if ev is None:
             base = Cluster(nodes=self.cluster.nodes, kube_proxy=self.cluster.kube_proxy,
@@ -192,10 +236,12 @@ class Tracer:
             if self.config.mode == "ipvs":  # dataplane/ipvs.py, as in evaluator()
                 ev = self._transit[key] = node_evaluator(
                     base, self.cluster, node, self.config,
-                    self.topo.net(node).local_addresses(), bridges=self._bridges(node))
+                    self.topo.local_addresses(node), bridges=self._bridges(node))
             else:
-                rs = merge_portmap(build_ruleset(base, self.cluster.node(node), self.config),
-                                   build_portmap_ruleset(self.cluster, node, self.config.mode))
+                rs = build_ruleset(base, self.cluster.node(node), self.config, family=family)
+                if family == 4:
+                    rs = merge_portmap(rs, build_portmap_ruleset(self.cluster, node,
+                                                                 self.config.mode))
                 ev = self._transit[key] = Evaluator(rs, self.topo.local_set(node),
                                                     bridges=self._bridges(node))
         return ev
@@ -223,13 +269,17 @@ class Tracer:
             node = self.cluster.node(name).name
             return Start(kind="node", name=node, node=node)
         ip = ip if ip is not None else self.external_ip
+        self.external_ips.setdefault(ip.version, ip)
         if self.topo.pod_node(ip) is not None or self.topo.node_owning(ip) is not None:
             raise TraceError(f"external client {ip} is inside the cluster's addresses")
         return Start(kind="external", name="external", ip=ip)
 
-    def target(self, spec: str, proto: str | None = None) -> tuple[IPAddress, int, str, str]:
+    def target(self, spec: str, proto: str | None = None, family: int | None = None
+               ) -> tuple[IPAddress, int, str, str]:
         """Parse ``svc/NS/NAME[:PORT]``, ``IP:PORT``, ``[IPv6]:PORT`` or ``node/NAME:PORT`` into
-        (ip, port, proto, description)."""
+        (ip, port, proto, description). A Service or node is reached at its address of
+        ``family`` (default: its primary one: the Service's first ClusterIP, the node's IPv4
+        InternalIP); ``TraceError`` when it has none of that family."""
         kind, name, port_s, ip = parse_target(spec)
         if kind == "svc":
             svc = self.cluster.service(name)
@@ -237,19 +287,39 @@ class Tracer:
                 raise TraceError(f"Service {svc.key} is not proxied by kube-proxy "
                                  f"({'headless' if svc.headless else svc.type})")
             sp = _pick_port(svc, port_s, proto)
-            return svc.cluster_ips[0], sp.port, sp.protocol, f"svc/{svc.key}:{sp.port}"
+            cip = svc.cluster_ips[0] if family is None else next(
+                (c for c in svc.cluster_ips if c.version == family), None)
+            if cip is None:
+                raise TraceError(f"Service {svc.key} has no {family_name(family or 4)} ClusterIP "
+                              f"(ipFamilies {', '.join(svc.ip_families) or 'unset'}): it has "
+                              f"no {family_name(family or 4)} path")
+            desc = f"svc/{svc.key}:{sp.port}"
+            if cip.version == 6:
+                desc += " (IPv6)"
+            return cip, sp.port, sp.protocol, desc
         if kind == "node":
             node = self.cluster.node(name)
-            return self.topo.net(node.name).ip, int(port_s), proto or "tcp", spec
+            net = self.topo.net(node.name, family)
+            return net.ip, int(port_s), proto or "tcp", spec
         assert ip is not None
+        if family is not None and ip.version != family:
+            raise _bad("--to", spec, f"{ip} is not an {family_name(family)} address")
         return ip, int(port_s), proto or "tcp", spec
 
     # ------------------------------------------------------------------ public tracing
     def trace(self, source: str, target: str, *, proto: str | None = None,
-              via: str | None = None) -> Trace:
-        """Trace ``source`` -> ``target`` (CLI forms, see ``start`` and ``target``)."""
+              via: str | None = None, family: int | None = None) -> Trace:
+        """Trace ``source`` -> ``target`` (CLI forms, see ``start`` and ``target``), in
+        ``family`` when given (else the target's, or the source's given external address)."""
         start = self.start(source)
-        ip, port, proto_, desc = self.target(target, proto)
+        given = parse_source(source)[2]  # an external client's address, when written
+        if family is None and given is not None and parse_target(target)[0] != "addr":
+            family = given.version  # svc/... or node/...: the family of the client
+        ip, port, proto_, desc = self.target(target, proto, family)
+        if given is not None and given.version != ip.version:
+            raise _bad("--from", source, f"{given} and {ip} are of different IP families "
+                                         "(no translation between them)")
+        start = start.for_family(ip.version, self.external_ips[ip.version])
         return self.trace_flow(start, ip, port, proto_, via=via, target_desc=desc)
 
     def trace_flow(self, start: Start, dst: IPAddress, dport: int, proto: str = "tcp", *,
@@ -267,6 +337,15 @@ class Tracer:
         desc = target_desc or host_port(dst, dport)
         notes: list[str] = []
         outcomes: list[Outcome] = []
+        family = dst.version
+        if not self.topo.family_nets[family]:
+            raise TraceError(f"no node has an {family_name(family)} address: the cluster has no "
+                          f"{family_name(family)} path")
+        if start.ip is not None and start.ip.version != family:
+            raise TraceError(f"{start.describe()} and {dst} are of different IP families "
+                             "(no translation between them)")
+        if start.node is not None and not self.topo.has_family(start.node, family):
+            self.topo.net(start.node, family)  # raises TraceError, naming the node and family
         if start.kind == "pod":
             assert start.ip is not None and start.node is not None
             t = FiveTuple(proto=proto, src=start.ip, sport=CLIENT_SPORT, dst=dst, dport=dport)
@@ -288,6 +367,8 @@ class Tracer:
             assert start.ip is not None
             t = FiveTuple(proto=proto, src=start.ip, sport=CLIENT_SPORT, dst=dst, dport=dport)
             for node, p, how in self._entry_nodes(dst, dport, proto, via):
+                if not self.topo.has_family(node, family):
+                    self.topo.net(node, family)  # raises TraceError
                 w = _Walk(p)
                 w.hops.append(Hop(at=f"external {start.ip}", node=None, packet_in=t,
                                   packet_out=t, note=how))
@@ -303,8 +384,10 @@ class Tracer:
                    *, sport: int = CLIENT_SPORT) -> Trace:
         """One node's rules alone, as kube-proxy's packet-flow tests evaluate them: a source that
         is one of the node's addresses or loopback starts in OUTPUT, any other in PREROUTING."""
-        ev = self.evaluator(node)
         s, d = parse_ip(src), parse_ip(dst)
+        if s.version != d.version:
+            raise TraceError(f"{s} and {d} are of different IP families")
+        ev = self.evaluator(node, d.version)
         t = FiveTuple(proto=proto, src=s, sport=sport, dst=d, dport=dport)
         local_origin = self.topo.is_local(node, s)
         iif = None
@@ -346,7 +429,7 @@ class Tracer:
         if via is not None:
             self.cluster.node(via)
             return [(via, Fraction(1), f"routed to node {via}")]
-        nodes = sorted(self.topo.nets)
+        nodes = sorted(self.topo.family_nets[dst.version])
         for svc in self.cluster.services:
             if dst in svc.all_lb_ips:
                 healthy = nodes
@@ -433,7 +516,8 @@ class Tracer:
         if depth >= MAX_NODES:
             w.notes.append("routing loop: more than 8 nodes crossed")
             return [self._finish(w, "dropped", pkt.tuple, None, original, start)]
-        ev = self.evaluator(node) if depth == 0 else self._transit_evaluator(node, pkt.tuple.dst)
+        ev = (self.evaluator(node, pkt.tuple.dst.version) if depth == 0
+              else self._transit_evaluator(node, pkt.tuple.dst))
         first = "output" if local_origin else "prerouting"
         out: list[Outcome] = []
         for b1 in ev.run_hook(first, pkt, assumed=w.assumed):
@@ -617,7 +701,7 @@ class Tracer:
 
 # ---------------------------------------------------------------------------------------------
 # --from / --to: the syntax alone (no cluster needed), so that a CLI can refuse a typo as a
-# usage error before loading anything. Tracing is IPv4 only (rules are generated for IPv4).
+# usage error before loading anything. IPv6 addresses are written [ADDR]:PORT in --to.
 # ---------------------------------------------------------------------------------------------
 
 FROM_FORMS = "pod/NS/NAME, node/NAME, external or external=IP"
@@ -628,15 +712,11 @@ def _bad(flag: str, spec: str, why: str) -> ValidationError:
     return ValidationError(f"{spec!r}: {why}", field=flag)
 
 
-def _ipv4(text: str, flag: str, spec: str) -> IPAddress:
+def _ip(text: str, flag: str, spec: str) -> IPAddress:
     try:
-        ip = parse_ip(text)
+        return parse_ip(text)
     except ValueError:
         raise _bad(flag, spec, f"{text!r} is not an IP address") from None
-    if ip.version != 4:
-        raise _bad(flag, spec, "IPv6 is not traced (kube-proxy rules are generated for "
-                               "IPv4 only)")
-    return ip
 
 
 def _port_number(text: str, flag: str, spec: str) -> str:
@@ -658,7 +738,10 @@ def parse_source(spec: str) -> tuple[str, str, IPAddress | None]:
     if spec == "external":
         return "external", "external", None
     if spec.startswith("external="):
-        return "external", "external", _ipv4(spec[9:], "--from", spec)
+        host = spec[9:]
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return "external", "external", _ip(host, "--from", spec)
     raise _bad("--from", spec, f"expected {FROM_FORMS}")
 
 
@@ -685,7 +768,7 @@ def parse_target(spec: str) -> tuple[str, str, str, IPAddress | None]:
         host = host[1:-1]
     elif ":" in host:
         raise _bad("--to", spec, "write an IPv6 address as [ADDR]:PORT")
-    ip = _ipv4(host, "--to", spec)
+    ip = _ip(host, "--to", spec)
     return "addr", "", _port_number(port, "--to", spec), ip
 
 

@@ -6,6 +6,12 @@ once: kube-proxy's rules for a Service differ between nodes only by which endpoi
 so nodes are grouped by their local endpoints and one representative of each group is traced.
 Settings that would change an answer (masqueradeAll, a pod range outside clusterCIDR, a
 hostNetwork client, externalTrafficPolicy) are found by tracing the changed configuration too.
+
+Each IP family a Service has (its ``clusterIPs``) is explained on its own, as kube-proxy
+proxies each family on its own: one explanation per family and port, with the family's
+ClusterIP, node addresses, LoadBalancer IPs and externalIPs, clients using their address of
+that family (the external client: ``external_ip`` / ``external_ip6``). A single-stack
+Service has no path of the other family (said in a note where the cluster has both).
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from itertools import islice
 from typing import Any
 
 from sourceip.cluster import Cluster, EndpointSlice, Pod, Service, ServicePort
-from sourceip.dataplane.topology import Topology
+from sourceip.dataplane.topology import Topology, family_name
 from sourceip.dataplane.trace import Outcome, Trace, fmt_prob
-from sourceip.dataplane.tracer import DEFAULT_EXTERNAL_IP, Start, Tracer
+from sourceip.dataplane.tracer import DEFAULT_EXTERNAL_IP, DEFAULT_EXTERNAL_IP6, Start, Tracer
 from sourceip.net.addr import IPAddress, parse_ip, parse_network
 
 MAX_LISTED_NODES = 50
+# A clusterCIDR that leaves a client pod out (the first that does not hold it), per family.
+OUTSIDE_POD_RANGES = {4: ("100.64.0.0/10", "198.18.0.0/15"),
+                      6: ("2001:db8:ff00::/40", "2001:db8:fe00::/40")}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,10 +103,12 @@ class ServiceExplanation:
     internal_traffic_policy: str
     paths: tuple[PathResult, ...]
     notes: tuple[str, ...] = ()
+    family: int = 4  # the IP family of cluster_ip and of every path
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "service": self.service, "type": self.type, "cluster_ip": self.cluster_ip,
+            "service": self.service, "type": self.type, "family": family_name(self.family),
+            "cluster_ip": self.cluster_ip,
             "port": self.port, "external_traffic_policy": self.external_traffic_policy,
             "internal_traffic_policy": self.internal_traffic_policy,
             "paths": [p.to_dict() for p in self.paths], "notes": list(self.notes),
@@ -109,7 +120,8 @@ class Explainer:
     """Explains Services of one cluster; shares routing state across Services."""
 
     cluster: Cluster
-    external_ip: str = DEFAULT_EXTERNAL_IP
+    external_ip: str = DEFAULT_EXTERNAL_IP  # either family: the external client of that family
+    external_ip6: str = DEFAULT_EXTERNAL_IP6
     # Trace every node on its own instead of one representative per group (the lab probes
     # each node this way).
     expand_groups: bool = False
@@ -154,7 +166,8 @@ class Explainer:
         key = (svc.key, sp.port)
         hit = self._ctrl_paths.get(key)
         if hit is None:
-            hit = self._ctrl_paths[key] = self._explain_port(svc, sp, ingress=False).paths
+            hit = self._ctrl_paths[key] = self._explain_port(svc, sp, ingress=False,
+                                                             family=None).paths
         return hit
 
     # ------------------------------------------------------------------ entry points
@@ -198,8 +211,19 @@ class Explainer:
                 notes=(f"not proxied by kube-proxy ({why}): clients connect to pod IPs "
                        "directly and the pod sees the client's own address",),
             )]
-        return [self._explain_port(svc, sp) for sp in svc.ports
-                if svc.cluster_ips and svc.cluster_ips[0].version == 4]
+        out: list[ServiceExplanation] = []
+        families = list(dict.fromkeys(ip.version for ip in svc.cluster_ips))
+        traced = [f for f in families if self.topo.family_nets[f]]
+        untraced = [f for f in families if f not in traced]
+        for fam in traced or families[:1]:  # no node routes it: one explanation, no path
+            out += [self._explain_port(svc, sp, family=fam) for sp in svc.ports]
+        if untraced and out and self.topo.nets:
+            ips = ", ".join(str(ip) for ip in svc.cluster_ips if ip.version in untraced)
+            note = (f"{family_name(untraced[0])} ClusterIP {ips}: no node has an "
+                    f"{family_name(untraced[0])} address, so no {family_name(untraced[0])} "
+                    "path is traced")
+            out = [replace(e, notes=(*e.notes, note)) for e in out]
+        return out
 
     # ------------------------------------------------------------------ per port
     def _slices(self, svc: Service) -> tuple[EndpointSlice, ...]:
@@ -225,6 +249,11 @@ class Explainer:
                                                  if ep.node_name in keep))
                      for es in slices)
 
+    def _external(self, tracer: Tracer, family: int) -> Start:
+        """The external client of ``family``."""
+        ip = tracer.external_ips[family]
+        return tracer.start(f"external=[{ip}]" if family == 6 else f"external={ip}")
+
     def _tracer(self, svc: Service, **cfg_changes: Any) -> Tracer:
         slices = self._slice_cache.get(svc.key)
         if slices is None:
@@ -234,15 +263,21 @@ class Explainer:
                       kube_proxy=self.cluster.kube_proxy, profile=self.cluster.profile)
         cfg = replace(self.cluster.kube_proxy, **cfg_changes) if cfg_changes else None
         return Tracer(self.cluster, cfg, topology=self.topo, rules_cluster=sub,
-                      external_ip=self.external_ip, transit_cache=self._transit)
+                      external_ip=self.external_ip, external_ip6=self.external_ip6,
+                      transit_cache=self._transit)
 
-    def _explain_port(self, svc: Service, sp: ServicePort, *,
-                      ingress: bool = True) -> ServiceExplanation:
+    def _explain_port(self, svc: Service, sp: ServicePort, *, ingress: bool = True,
+                      family: int | None = None) -> ServiceExplanation:
+        """Every path to ``svc``:``sp`` in ``family`` (default: the Service's primary one,
+        its first ClusterIP's); ingress paths with the primary family only."""
+        primary = svc.cluster_ips[0].version
+        fam = primary if family is None else family
+        ingress = ingress and fam == primary
         tracer = self._tracer(svc)
-        groups = self._node_groups(svc, sp)
+        groups = self._node_groups(svc, sp, family=fam)
         ep_nodes = [g for g in groups if g[0]]
         bare_nodes = [g for g in groups if not g[0]]
-        cip = svc.cluster_ips[0]
+        cip = next(ip for ip in svc.cluster_ips if ip.version == fam)
         paths: list[PathResult] = []
         target = f"{cip}:{sp.port}"
         proto = sp.protocol
@@ -250,14 +285,14 @@ class Explainer:
         # pod -> ClusterIP, from a node with an endpoint and from one without
         if ep_nodes:
             nodes = ep_nodes[0][1]
-            start = self._client_pod(nodes[0], svc)
+            start = self._client_pod(nodes[0], svc, fam)
             if start is not None:
                 tr = tracer.trace_flow(start, cip, sp.port, proto, target_desc=target)
                 paths.append(self._path("pod-same-node", f"pod on {nodes[0]} (a node with an "
                                         "endpoint) -> ClusterIP", start, target, nodes, tr))
         if bare_nodes:
             nodes = bare_nodes[0][1]
-            start = self._client_pod(nodes[0], svc)
+            start = self._client_pod(nodes[0], svc, fam)
             if start is not None:
                 tr = tracer.trace_flow(start, cip, sp.port, proto, target_desc=target)
                 p = self._path("pod-other-node", f"pod on {_nodes_label(nodes)} (no endpoint "
@@ -272,15 +307,15 @@ class Explainer:
                                     f"{_nodes_label(nodes)} ({label} an endpoint) -> ClusterIP",
                                     start, target, nodes, tr))
         # hairpin: an endpoint pod to its own Service
-        hp = self._hairpin(svc, sp, tracer)
+        hp = self._hairpin(svc, sp, tracer, cip)
         if hp is not None:
             paths.append(hp)
         # external -> NodePort on each group of nodes
         if sp.node_port:
             for _has_eps, nodes in groups:
                 node = nodes[0]
-                ip = self.topo.net(node).ip
-                start = tracer.start(f"external={self.external_ip}")
+                ip = self.topo.net(node, fam).ip
+                start = self._external(tracer, fam)
                 tr = tracer.trace_flow(start, ip, sp.node_port, proto,
                                        target_desc=f"{node}:{sp.node_port}")
                 paths.append(self._path("nodeport", f"external -> NodePort on "
@@ -297,8 +332,8 @@ class Explainer:
         plan = lb_plan(self, svc)
         vips: list[tuple[str, IPAddress]] = []
         if plan is None or plan.mode != "proxying":
-            vips += [("loadbalancer", ip) for ip in svc.lb_ips]
-        vips += [("external-ip", ip) for ip in svc.external_ips if ip.version == 4]
+            vips += [("loadbalancer", ip) for ip in svc.lb_ips if ip.version == fam]
+        vips += [("external-ip", ip) for ip in svc.external_ips if ip.version == fam]
         for kind, vip in vips:
             vgroups = groups
             if kind == "loadbalancer" and plan is not None:
@@ -307,7 +342,7 @@ class Explainer:
                            for sub in ([n for n in nodes if n in plan.pool],
                                        [n for n in nodes if n not in plan.pool]) if sub]
             for _has_eps, nodes in vgroups:
-                start = tracer.start(f"external={self.external_ip}")
+                start = self._external(tracer, fam)
                 tr = tracer.trace_flow(start, vip, sp.port, proto, via=nodes[0],
                                        target_desc=f"{vip}:{sp.port}")
                 what = "LoadBalancer IP" if kind == "loadbalancer" else "externalIP"
@@ -328,7 +363,7 @@ class Explainer:
                 paths.append(p)
         if plan is not None:
             for vip in svc.all_lb_ips:
-                if vip.version != 4:
+                if vip.version != fam:
                     continue
                 tp = through_lb_path(self, svc, sp, vip, plan, groups, tracer, PathResult, Fix)
                 if tp is not None:
@@ -336,8 +371,10 @@ class Explainer:
         # pod -> its own Service's LoadBalancer IP (kube-proxy short-circuits the LB); no
         # client pod without Nodes (the CLI says that Nodes are missing)
         for vip in svc.lb_ips if groups else ():
+            if vip.version != fam:
+                continue
             src_nodes = (bare_nodes or ep_nodes)[0][1]
-            start = self._client_pod(src_nodes[0], svc)
+            start = self._client_pod(src_nodes[0], svc, fam)
             if start is not None:
                 tr = tracer.trace_flow(start, vip, sp.port, proto, target_desc=f"{vip}:{sp.port}")
                 paths.append(self._path("pod-to-lb", f"pod on {src_nodes[0]} -> LoadBalancer "
@@ -352,7 +389,7 @@ class Explainer:
 
             paths = controller_service_findings(self, svc, paths)
         notes: list[str] = []
-        ext = parse_ip(self.external_ip)
+        ext = tracer.external_ips[fam]
         for cidr in self.cluster.kube_proxy.cluster_cidrs:
             if ext.version == cidr.version and ext in cidr:
                 notes.append(f"the external client {ext} is inside kube-proxy's clusterCIDR "
@@ -365,47 +402,61 @@ class Explainer:
                     "for it; the load balancer connects to the NodePort itself, so the pod "
                     "sees what the NodePort paths show for the load balancer's own address "
                     "(the client only through PROXY protocol or X-Forwarded-For)")
-        if any(ip.version == 6 for ip in svc.cluster_ips):
-            notes.append("IPv6 ClusterIPs are listed but only IPv4 paths are traced")
+        other = 10 - fam
+        if len(svc.cluster_ips) == 1 and self.topo.family_nets[other]:
+            notes.append(f"single-stack {family_name(fam)} (ipFamilies "
+                         f"{', '.join(svc.ip_families) or family_name(fam)}): it has no "
+                         f"{family_name(other)} ClusterIP, so {family_name(other)} clients "
+                         f"have no path to it")
         return ServiceExplanation(
             service=svc.key, type=svc.type, cluster_ip=str(cip),
             port=f"{sp.name + ' ' if sp.name else ''}{sp.port}/{sp.protocol}",
             external_traffic_policy=svc.external_traffic_policy,
             internal_traffic_policy=svc.internal_traffic_policy,
-            paths=tuple(paths), notes=tuple(notes),
+            paths=tuple(paths), notes=tuple(notes), family=fam,
         )
 
     # ------------------------------------------------------------------ helpers
-    def _node_groups(self, svc: Service, sp: ServicePort) -> list[tuple[bool, list[str]]]:
+    def _node_groups(self, svc: Service, sp: ServicePort, *, family: int | None = None
+                     ) -> list[tuple[bool, list[str]]]:
         """Nodes grouped by their local endpoints: nodes with the same local endpoint count
-        and condition behave the same; all nodes without endpoints form one group."""
+        and condition behave the same; all nodes without endpoints form one group. With
+        ``family``: that family's EndpointSlices and the nodes with an address of it."""
+        nets = self.topo.nets if family is None else self.topo.family_nets[family]
+        kind = "" if family is None else family_name(family)
         local: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
         for es in self.cluster.slices_for(svc):
+            if kind and es.address_type != kind:
+                continue
             if not any(p.name == sp.name and p.protocol == sp.protocol for p in es.ports):
                 continue
             for ep in es.endpoints:
-                if ep.node_name in self.topo.nets:
+                if ep.node_name in nets:
                     local[ep.node_name].append((ep.is_ready, ep.is_terminating))
         by_sig: dict[tuple[tuple[bool, bool], ...], list[str]] = defaultdict(list)
         for node, conds in local.items():
             by_sig[tuple(sorted(conds))].append(node)
         groups: list[tuple[bool, list[str]]] = [(True, sorted(v)) for _, v in
                                                 sorted(by_sig.items(), key=lambda kv: kv[1])]
-        bare = _NodesWithout(self._sorted_nodes, local.keys())
+        sorted_nodes = self._sorted_nodes if len(nets) == len(self.topo.nets) else sorted(nets)
+        bare = _NodesWithout(sorted_nodes, local.keys())
         if len(bare):
             groups.append((False, bare))  # type: ignore[arg-type]
         if self.expand_groups:
             return [(has, [n]) for has, nodes in groups for n in nodes]
         return groups
 
-    def _client_pod(self, node: str, svc: Service) -> Start | None:
-        """A pod on ``node`` that is not an endpoint of ``svc`` (a synthetic one if none)."""
+    def _client_pod(self, node: str, svc: Service, family: int = 4) -> Start | None:
+        """A pod on ``node`` that is not an endpoint of ``svc`` (a synthetic one if none),
+        starting from its address of ``family``."""
         eps = self._endpoint_ips(svc)
         for pod in self.cluster.pods_by_node.get(node, ()):
-            if not pod.host_network and pod.ip is not None and pod.ip not in eps \
-                    and pod.ip.version == 4:
-                return Start(kind="pod", name=pod.key, ip=pod.ip, node=node, pod=pod)
-        net = self.topo.net(node)
+            if pod.host_network or any(ip in eps for ip in pod.ips):
+                continue
+            ip = next((a for a in pod.ips if a.version == family), None)
+            if ip is not None:
+                return Start(kind="pod", name=pod.key, ip=ip, node=node, pod=pod)
+        net = self.topo.net(node, family)
         if net.pod_cidr is None or net.pod_cidr.num_addresses < 8:
             return None
         taken = {p.ip for p in self.cluster.pods_by_node.get(node, ())}
@@ -419,22 +470,23 @@ class Explainer:
     def _endpoint_ips(self, svc: Service) -> frozenset[IPAddress]:
         if self._eps_for != svc.key:
             self._eps_for = svc.key
-            self._eps = frozenset(ep.addresses[0] for es in self.cluster.slices_for(svc)
-                                  for ep in es.endpoints)
+            self._eps = frozenset(ip for es in self.cluster.slices_for(svc)
+                                  for ep in es.endpoints for ip in ep.addresses)
         return self._eps
 
-    def _hairpin(self, svc: Service, sp: ServicePort, tracer: Tracer) -> PathResult | None:
+    def _hairpin(self, svc: Service, sp: ServicePort, tracer: Tracer, cip: IPAddress
+                 ) -> PathResult | None:
+        nets = self.topo.family_nets[cip.version]
         for es in self.cluster.slices_for(svc):
             for ep in es.endpoints:
-                if not ep.is_ready or ep.node_name not in self.topo.nets:
+                if not ep.is_ready or ep.node_name not in nets:
                     continue
                 ip = ep.addresses[0]
                 pod = self.cluster.pod_by_ip.get(ip)
-                if ip.version != 4:
+                if ip.version != cip.version:
                     continue
                 name = pod.key if pod else f"(endpoint {ip})"
                 start = Start(kind="pod", name=name, ip=ip, node=ep.node_name, pod=pod)
-                cip = svc.cluster_ips[0]
                 tr = tracer.trace_flow(start, cip, sp.port, sp.protocol,
                                        target_desc=f"{cip}:{sp.port}")
                 return self._path("hairpin", "an endpoint pod -> its own Service (hairpin)",
@@ -459,7 +511,7 @@ class Explainer:
             return f"{ip} (the client)"
         owner = self.topo.node_owning(ip)
         if owner is not None:
-            net = self.topo.net(owner)
+            net = self.topo.family_nets[ip.version].get(owner) or self.topo.net(owner)
             if ip == net.gateway:
                 what = f"{owner}'s bridge {net.bridge_name}"
             elif ip == net.tunnel_addr:
@@ -653,10 +705,11 @@ class Explainer:
             if d:
                 changes.append(f"with masqueradeAll: true the pod would see {d}")
         if cfg.cluster_cidrs and start.ip is not None:
-            other = parse_network("100.64.0.0/10" if start.ip not in parse_network(
-                "100.64.0.0/10") else "198.18.0.0/15")
-            tr = self._tracer(svc, cluster_cidrs=(other,)).trace_flow(start, cip, sp.port,
-                                                                       sp.protocol)
+            first, second = OUTSIDE_POD_RANGES[start.ip.version]
+            other = parse_network(first if start.ip not in parse_network(first) else second)
+            cidrs = (*(c for c in cfg.cluster_cidrs if c.version != other.version), other)
+            tr = self._tracer(svc, cluster_cidrs=cidrs).trace_flow(start, cip, sp.port,
+                                                                    sp.protocol)
             d = self._seen_of(tr)
             if d:
                 changes.append(f"with a pod range outside clusterCIDR ({start.ip} not in "

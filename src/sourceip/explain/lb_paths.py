@@ -60,7 +60,7 @@ def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IP
     """external -> ``vip``:port through the load balancer: every pool node's outcomes, each
     with probability 1/len(pool), behind the load balancer's own hop."""
     pool = list(plan.pool)
-    client_start = tracer.start(f"external={explainer.external_ip}")
+    client_start = explainer._external(tracer, vip.version)
     client_ip = client_start.ip
     assert client_ip is not None
     original = FiveTuple(proto=sp.protocol, src=client_ip, sport=40000, dst=vip, dport=sp.port)
@@ -104,12 +104,15 @@ def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IP
         notes.append("the load balancer targets NodePorts but this port has none")
         traced = []
     for node, weight in traced:
-        if node not in explainer.topo.nets or port is None:
+        # the family the load balancer reaches the node in: the client's (forwarding), its
+        # own address's (proxying: a proxy may take IPv6 and connect over IPv4)
+        fam = lb_src.version if lb_src is not None else vip.version
+        if not explainer.topo.has_family(node, fam) or port is None:
             continue
         src_start = tracer.start(f"external={lb_src}") if lb_src is not None else client_start
         src_ip = lb_src if lb_src is not None else client_ip
         if target == "nodePort":
-            dst = explainer.topo.net(node).ip
+            dst = explainer.topo.net(node, fam).ip
             tr = tracer.trace_flow(src_start, dst, port, sp.protocol,
                                    target_desc=f"{node}:{port}")
         else:

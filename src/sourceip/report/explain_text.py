@@ -83,8 +83,12 @@ def render_explanations(items: list[ServiceExplanation], *, wide: bool = False,
     and tables fit ``term.width`` (long cells and lines wrap, nothing is cut)."""
     blocks: list[str] = []
     width = term.width
+    # the family is named when IPv6 paths are shown (IPv4-only output is unchanged)
+    families = any(getattr(e, "family", 4) == 6 for e in items)
     for e in items:
         head = f"Service {e.service} ({e.type}"
+        if families and not isinstance(e, DirectExplanation):
+            head += f", IPv{e.family}"
         if e.cluster_ip:
             head += f", ClusterIP {e.cluster_ip}, port {e.port}"
         head += f", externalTrafficPolicy {e.external_traffic_policy}"

@@ -107,8 +107,13 @@ def _items(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Services, then direct pod ports, each with ``_heading``, ``_id`` and ``_direct``."""
     out: list[dict[str, Any]] = []
     used: set[str] = set()
-    for s in doc.get("services") or []:
+    services = doc.get("services") or []
+    # the family is named when the document has IPv6 paths (IPv4-only reports are unchanged)
+    families = any(s.get("family") == "IPv6" for s in services)
+    for s in services:
         head = f"Service {s.get('service')}"
+        if families and s.get("family"):
+            head += f" ({s['family']})"
         out.append({**s, "_heading": head, "_direct": False})
     for d in doc.get("direct") or []:
         if d.get("mode") == "hostNetwork":

@@ -1,0 +1,128 @@
+"""explain per IP family (issue #12): every path of each family a Service has, the family in
+the text and JSON output, and IPv4-only clusters explained exactly as before."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sourceip.explain.engine import Explainer
+from sourceip.report.explain_text import render_explanations
+from sourceip.sources import load_cluster, load_example
+
+IPV6_ONLY = """\
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clusterCIDR: "fd00:10:244::/56"
+---
+apiVersion: v1
+kind: Node
+metadata: {name: a}
+spec: {podCIDRs: ["fd00:10:244:1::/64"]}
+status: {addresses: [{type: InternalIP, address: "fd00:10::1"}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: b}
+spec: {podCIDRs: ["fd00:10:244:2::/64"]}
+status: {addresses: [{type: InternalIP, address: "fd00:10::2"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec: {nodeName: a, containers: [{name: c, ports: [{containerPort: 8080}]}]}
+status: {phase: Running, podIPs: [{ip: "fd00:10:244:1::10"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec: {nodeName: b, containers: [{name: c}]}
+status: {phase: Running, podIPs: [{ip: "fd00:10:244:2::20"}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ipFamilies: [IPv6]
+  clusterIPs: ["fd00:10:96::10"]
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+"""
+
+
+def _by(results: list, service: str) -> list:  # type: ignore[type-arg]
+    return [r for r in results if r.service == service]
+
+
+def test_a_dual_stack_service_is_explained_once_per_family() -> None:
+    results = Explainer(load_example("dual-stack")).explain(["default/server"])
+    v4, v6 = results
+    assert (v4.family, v4.cluster_ip, v6.family, v6.cluster_ip) == (
+        4, "10.96.0.100", 6, "fd00:10:96::100")
+    assert [p.kind for p in v4.paths] == [p.kind for p in v6.paths]
+    for p in v6.paths:
+        assert p.trace.original.src.version == 6 and p.trace.original.dst.version == 6, p.title
+    seen6 = {p.title: p.seen for p in v6.paths}
+    assert seen6["external -> NodePort on node2"] == ("fd00:10::12 (node2's address on eth0)",)
+    assert seen6["external -> NodePort on node1"] == ("fd00:10:244:1::1 (node1's bridge cni0)",)
+    assert seen6["an endpoint pod -> its own Service (hairpin)"] == (
+        "fd00:10:244:1::1 (node1's bridge cni0)",)
+    assert seen6["pod on node2 (no endpoint there) -> ClusterIP"] == (
+        "fd00:10:244:2::20 (the client)",)
+    other = next(p for p in v6.paths if p.kind == "pod-other-node")
+    assert any("fd00:10::12" in c for c in other.changes)  # masqueradeAll, traced in IPv6
+
+
+def test_primary_family_first_and_single_stack_notes() -> None:
+    results = Explainer(load_example("dual-stack")).explain()
+    local = _by(results, "default/server-local")
+    assert [r.family for r in local] == [6, 4]  # ipFamilies [IPv6, IPv4]
+    etp6 = {p.title: p for p in local[0].paths}
+    assert etp6["external -> NodePort on node1"].seen == ("2001:db8:ffff::10 (the client)",)
+    assert etp6["external -> NodePort on node2"].real_client is None  # dropped: no endpoint
+    (v4only,) = _by(results, "default/server-v4")
+    assert v4only.family == 4
+    assert any("single-stack IPv4" in n and "IPv6 clients have no path" in n
+               for n in v4only.notes)
+    (v6only,) = _by(results, "default/server-v6")
+    assert v6only.family == 6 and v6only.port == "udp 53/udp"
+    assert all(p.trace.original.dst.version == 6 for p in v6only.paths)
+
+
+def test_the_family_is_in_the_text_and_json() -> None:
+    results = Explainer(load_example("dual-stack")).explain(["default/server"])
+    text = render_explanations(results)
+    assert "Service default/server (NodePort, IPv4, ClusterIP 10.96.0.100" in text
+    assert "Service default/server (NodePort, IPv6, ClusterIP fd00:10:96::100" in text
+    assert [r.to_dict()["family"] for r in results] == ["IPv4", "IPv6"]
+
+
+def test_ipv4_only_clusters_read_as_before() -> None:
+    results = Explainer(load_example("design-table")).explain()
+    assert results and {r.family for r in results} == {4}
+    text = render_explanations(results)
+    assert "IPv4" not in text and "IPv6" not in text
+
+
+def test_an_ipv6_only_cluster(tmp_path: Path) -> None:
+    f = tmp_path / "v6.yaml"
+    f.write_text(IPV6_ONLY)
+    (e,) = Explainer(load_cluster([str(f)])).explain(["default/web"])
+    assert e.family == 6 and not e.notes
+    seen = {p.title: p.seen for p in e.paths}
+    assert seen["pod on b (no endpoint there) -> ClusterIP"] == (
+        "fd00:10:244:2::20 (the client)",)
+    assert seen["external -> NodePort on b"] == ("fd00:10::2 (b's address on eth0)",)
+    assert seen["external -> NodePort on a"] == ("fd00:10:244:1::1 (a's bridge cni0)",)
+    res = subprocess.run([sys.executable, "-m", "sourceip", "explain", "-f", str(f), "-o", "json",
+                          "--external-ip", "2001:db8:7::7"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    doc = json.loads(res.stdout)
+    (svc,) = doc["services"]
+    assert svc["family"] == "IPv6" and svc["cluster_ip"] == "fd00:10:96::10"
+    local = [p for p in svc["paths"] if p["kind"] == "nodeport"]
+    assert {p["client"] for p in local} == {"external 2001:db8:7::7"}
