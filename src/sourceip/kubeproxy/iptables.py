@@ -42,6 +42,7 @@ from sourceip.kubeproxy.names import (
     port_proto_hash,
     service_port_name,
 )
+from sourceip.kubeproxy.releases import release
 from sourceip.net.addr import IPAddress, IPNetwork
 from sourceip.netfilter.ir import (
     Accept,
@@ -268,12 +269,14 @@ def build_iptables_ruleset(
     (every iptables since 1.6.2; kube-proxy's test fake says no). ``nfacct``: whether
     kube-proxy could create its nfacct counters (``nfAcctCounters``); without them the INVALID
     drop rule has no counter and the localhost NodePort rules are not written (the generic
-    ``--dport`` rule still matches 127.0.0.1).
+    ``--dport`` rule still matches 127.0.0.1); releases before 1.31 never write them.
     Services that kube-proxy does not proxy (headless, ExternalName, no clusterIP of the family)
     get no rules; what was skipped and why is listed in ``Ruleset.notes``.
     """
     if family not in (4, 6):
         raise ValueError(f"family must be 4 or 6, not {family!r}")
+    # kube-proxy writes nfacct counters from 1.31 (#122812, #125015; releases.py).
+    nfacct = nfacct and release(cfg.version).ipt_nfacct_counters
     # Hundreds of thousands of acyclic objects: pausing the cyclic GC during the build avoids
     # repeated full-heap scans (it cost more than the build itself at scale).
     was_enabled = gc.isenabled()

@@ -75,10 +75,17 @@ ipvs mode (``kubeproxy/ipvs.py``; read in ``pkg/proxy/ipvs/proxier.go``, the sto
 * ``ipvs_deprecated``: the ipvs proxier is deprecated upstream from 1.35 (issue #13's account);
   the rules are unchanged, ``Ruleset.notes`` says so.
 
-iptables mode: the rules sourceip models did not change between 1.29 and master as far as the
-copies read show (``TestOverallIPTablesRules``; the nfacct counters and ``KUBE-PROXY-FIREWALL``
-are in every supported release), so every row has the same iptables flags. When a release
-changes them, add a column here and read it in ``iptables.py``.
+iptables mode (``TestOverallIPTablesRules``, tests/kubeproxy/golden):
+
+* ``ipt_nfacct_counters`` (1.31-): #122812 (``-m nfacct --nfacct-name
+  ct_state_invalid_dropped_pkts`` on the INVALID drop) and #125015 (localhost NodePort rules
+  counted by ``localhost_nps_accepted_pkts``), both in CHANGELOG-1.31 (its text as stored in
+  the index, id 30191905148). Golden before them: danwinship/kubernetes ef85e122
+  (``iptables_pre_nfacct_overall.txt``, master in the 1.31 cycle before #122812 merged: the
+  rules of 1.29-1.30, and of 1.31+ on a node without nfacct); after them: the stored copy of
+  kubernetes/kubernetes with index id 191206484 (``iptables_overall.txt``, commit not
+  recorded by the index). No other iptables rule difference between 1.29 and master was found
+  in the copies read; no copy of a 1.29 or 1.30 release branch was found.
 """
 
 from __future__ import annotations
@@ -242,6 +249,11 @@ class Release:
     * ``nft_firewall_element_comment``: ``firewall-ips`` elements carry the ``ns/svc:port``
       comment, as ``no-endpoint-*`` elements do.
 
+    iptables mode:
+
+    * ``ipt_nfacct_counters``: kube-proxy creates its nfacct counters (when the node allows)
+      and writes ``-m nfacct`` on the INVALID drop and localhost NodePort rules.
+
     ``nft_golden`` / ``ipt_golden``: where this row's expected dumps come from (None: no
     upstream text was available; the row is inferred from the pull requests named in the
     module docstring and only checked for loading and packet flows)."""
@@ -257,6 +269,7 @@ class Release:
     nft_nodeports_default_primary: bool = True
     nft_firewall_element_comment: bool = False
     nft_golden: str | None = None
+    ipt_nfacct_counters: bool = True
     ipt_golden: str | None = "kubernetes/kubernetes proxier_test.go (index id 191206484)"
     ipvs_external_ip_local_set: bool = True
     ipvs_out_filter: bool = True
@@ -273,6 +286,7 @@ class Release:
         return f"{self.version} (development branch)" if self.development else self.version
 
 
+_G_IPT_PRE_NFACCT = "danwinship/kubernetes ef85e1223bdc6b1c637397935c76afde2d5d4db5"
 _G_130 = "openshift/kubernetes 84a2e12f4ce83374e4ec7214855ca801c86f3957"
 _G_131 = "danwinship/kubernetes ef85e1223bdc6b1c637397935c76afde2d5d4db5"
 _G_DNAT10 = "aojea/kubernetes 492140aedb62cb751e20c9ad71831642b8635c69"
@@ -282,10 +296,11 @@ _G_MASTER = "kubernetes PRs #140362 (diff context) and #140723"
 
 RELEASES: tuple[Release, ...] = (
     Release(version="1.29", nft_layout="dnat-1", nft_masq_rule_port=True,
-            nft_nodeports_default_primary=False, nft_firewall_element_comment=True),
+            nft_nodeports_default_primary=False, nft_firewall_element_comment=True,
+            ipt_nfacct_counters=False, ipt_golden=_G_IPT_PRE_NFACCT),
     Release(version="1.30", nft_layout="dnat-10-single-check", nft_masq_rule_port=True,
             nft_nodeports_default_primary=False, nft_firewall_element_comment=True,
-            nft_golden=_G_130),
+            nft_golden=_G_130, ipt_nfacct_counters=False, ipt_golden=_G_IPT_PRE_NFACCT),
     Release(version="1.31", nft_layout="dnat-10", nft_masq_rule_port=True,
             nft_firewall_element_comment=True, nft_golden=_G_131),
     Release(version="1.32", nft_layout="dnat-10", nft_masq_rule_port=True,
