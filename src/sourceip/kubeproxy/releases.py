@@ -23,7 +23,8 @@ it holds and by imports that changed between cycles, named per golden file heade
     (``nftables_1.30_overall.txt``): #122614 + #122692 in, one ``endpoints-check``, nodeports by
     ``fib daddr type local`` when nodePortAddresses is unset.
   - 1.31: danwinship/kubernetes ef85e1223bdc6b1c637397935c76afde2d5d4db5
-    (``nftables_1.31_overall.txt``): split ``service-``/``nodeport-endpoints-check``, unset
+    (``nftables_1.31_overall.txt``; master in the 1.31 cycle: after #123105, before #122812,
+    both in CHANGELOG-1.31): split ``service-``/``nodeport-endpoints-check``, unset
     nodePortAddresses = the node IP (``nodeport-ips``).
   - 1.32: **none found**; the row is 1.31's.
   - 1.33: aojea/kubernetes 492140aedb62cb751e20c9ad71831642b8635c69 (``pkg/proxy/runner``,
@@ -45,7 +46,8 @@ it holds and by imports that changed between cycles, named per golden file heade
   - ``pre-dnat`` (1.34-): ``filter-prerouting-pre-dnat``/``filter-output-pre-dnat`` at -110,
     input/forward/output at 0 (#132456, merged 2025-07, 1.34).
 * ``nft_nodeports_default_primary`` (1.31-): unset nodePortAddresses is the node's primary IP
-  (the 1.31 copy's fake proxier: ``NewNodePortAddresses(ipFamily, nil, nodeIP)`` gives
+  (#123105, CHANGELOG-1.31: "enabled by default with the nftables backend"; the 1.31 copy's
+  fake proxier: ``NewNodePortAddresses(ipFamily, nil, nodeIP)`` gives
   ``nodeport-ips { 192.168.0.2 }``); in the 1.30 copy nil gives ``fib daddr type local``.
 * ``nft_firewall_element_comment`` (1.29-1.32): ``firewall-ips`` elements carry
   ``comment "ns5/svc5:p80"`` in the 1.30 and 1.31 copies, not in the 1.33 and 1.35 ones (the
