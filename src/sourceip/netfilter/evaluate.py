@@ -44,6 +44,7 @@ from sourceip.netfilter.ir import (
     Accept,
     Action,
     Addr,
+    AddrRange,
     AddrType,
     Chain,
     Counter,
@@ -329,6 +330,14 @@ def _compile_match(m: Match) -> MatchFn | None:
         if m.field == "src":
             return lambda p, e: test(p.tuple.src) != neg
         return lambda p, e: test(p.tuple.dst) != neg
+    if isinstance(m, AddrRange):  # xt_iprange: lo <= addr <= hi, same family only
+        lo, hi, neg, is_src = m.lo, m.hi, m.negate, m.field == "src"
+
+        def in_range(p: Packet, e: _Env) -> bool:
+            a = p.tuple.src if is_src else p.tuple.dst
+            return (a.version == lo.version and lo <= a <= hi) != neg  # type: ignore[operator]
+
+        return in_range
     if isinstance(m, Port):
         singles = frozenset(x for x in m.ports if isinstance(x, int))
         ranges = tuple(x for x in m.ports if isinstance(x, tuple))

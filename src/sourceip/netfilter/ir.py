@@ -54,6 +54,17 @@ class Addr:
 
 
 @dataclass(frozen=True, slots=True)
+class AddrRange:
+    """iptables ``-m iprange [!] --src-range|--dst-range LO-HI``: the address lies in the
+    inclusive range ``lo``..``hi`` (xt_iprange; the kernel compares in host byte order)."""
+
+    field: Literal["src", "dst"]
+    lo: IPAddress
+    hi: IPAddress
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Port:
     """Source or destination port is one of ``ports`` (``(lo, hi)`` tuples are ranges).
     ``proto`` set: nft's ``tcp dport 80`` form, which also requires that layer-4 protocol
@@ -151,8 +162,8 @@ class UnknownMatch:
 
 
 Match = (
-    Proto | Addr | Port | Iface | AddrType | Mark | CtState | Statistic | Recent | Nfacct
-    | SetLookup | UnknownMatch
+    Proto | Addr | AddrRange | Port | Iface | AddrType | Mark | CtState | Statistic | Recent
+    | Nfacct | SetLookup | UnknownMatch
 )
 
 # ----------------------------------------------------------------------------- actions

@@ -45,6 +45,7 @@ from sourceip.netfilter.ir import (
     Action,
     Addr,
     AddrLike,
+    AddrRange,
     AddrType,
     Chain,
     CtState,
@@ -125,6 +126,7 @@ _MODULE_OPTS: dict[str, dict[str, int]] = {
         "--reap": 0, "--hitcount": 1, "--rttl": 0, "--rsource": 0, "--rdest": 0, "--mask": 1,
     },
     "nfacct": {"--nfacct-name": 1},
+    "iprange": {"--src-range": 1, "--dst-range": 1},
     "icmp": {"--icmp-type": 1},
     "icmp6": {"--icmpv6-type": 1},
 }
@@ -400,6 +402,26 @@ def _m_nfacct(opts: list[_Opt]) -> list[Match]:
     return [Nfacct(opts[0][2][0])]
 
 
+def _m_iprange(opts: list[_Opt]) -> list[Match]:
+    """``-m iprange [!] --src-range LO-HI [!] --dst-range LO-HI`` (libxt_iprange prints both
+    ends as addresses, one family, ``lo <= hi``; anything else stays an unknown match)."""
+    out: list[Match] = []
+    for neg, opt, args in opts:
+        lo_text, sep, hi_text = args[0].partition("-")
+        if not sep or opt not in ("--src-range", "--dst-range"):
+            raise _Unknown
+        try:
+            lo, hi = _ip(lo_text), _ip(hi_text)
+        except ValueError:
+            raise _Unknown from None
+        if lo.version != hi.version or lo > hi:  # type: ignore[operator]  # same version
+            raise _Unknown
+        out.append(AddrRange("src" if opt == "--src-range" else "dst", lo, hi, neg))
+    if not out:
+        raise _Unknown
+    return out
+
+
 _MODULE_BUILDERS: dict[str, Callable[[list[_Opt]], list[Match]]] = {
     "mark": _m_mark,
     "conntrack": _m_conntrack,
@@ -408,6 +430,7 @@ _MODULE_BUILDERS: dict[str, Callable[[list[_Opt]], list[Match]]] = {
     "statistic": _m_statistic,
     "recent": _m_recent,
     "nfacct": _m_nfacct,
+    "iprange": _m_iprange,
 }
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from sourceip.netfilter.ir import (
     Accept,
     Addr,
+    AddrRange,
     AddrType,
     Counter,
     CtState,
@@ -110,6 +111,7 @@ class _Renderer:
         self._match: dict[type, Callable[[Any], str]] = {
             Proto: self._proto,
             Addr: self._addr,
+            AddrRange: self._addrrange,
             Port: self._port,
             Iface: self._iface,
             AddrType: self._addrtype,
@@ -202,6 +204,10 @@ class _Renderer:
             parts.append("--rdest")
         return " ".join(parts)
 
+    def _addrrange(self, m: AddrRange) -> str:
+        neg = "! " if m.negate else ""
+        return f"-m iprange {neg}--{m.field}-range {m.lo}-{m.hi}"
+
     def _nfacct(self, m: Nfacct) -> str:
         return f"-m nfacct --nfacct-name {m.name}"
 
@@ -281,11 +287,16 @@ class _Renderer:
     ) -> str:
         cache = self._cache
         out = ""
+        prev: object = None
         for v in values:
             text = cache.get(id(v))
             if text is None:
                 text = self._fresh(chain, table, v)
+            if type(v) is AddrRange and type(prev) is AddrRange:
+                # one `-m iprange` holds both ranges, as iptables-save prints them
+                text = text.removeprefix("-m iprange ")
             out += " " + text
+            prev = v
         return out
 
 
