@@ -285,6 +285,50 @@ def test_every_real_dump_loads_in_iptables_restore(dump: Path, tmp_path: Path) -
     assert res.returncode == 0, res.stderr
 
 
+# ----------------------------------------------------------------------------- kube-router
+
+
+KUBE_ROUTER_SETS = REAL / "kube-router-ipset-save.txt"
+
+
+@pytest.mark.parametrize("match, src, dst, dport, proto, expected", [
+    # kube-router-svip-prt lists 10.96.0.10,tcp:9153 (line 28) and 10.96.0.10,udp:53 (line 35)
+    ("-m set --match-set kube-router-svip-prt dst,dst", "10.242.0.5", "10.96.0.10", 53, "udp", True),
+    ("-m set --match-set kube-router-svip-prt dst,dst", "10.242.0.5", "10.96.0.10", 54, "udp", False),
+    ("-m set --match-set kube-router-svip-prt dst,dst", "10.242.0.5", "10.96.0.10", 9153, "tcp", True),
+    # kube-router-pod-subnets: 10.242.0.0/24 and 10.242.1.0/24 (lines 8-9)
+    ("-m set --match-set kube-router-pod-subnets src", "10.242.1.77", "8.8.8.8", 443, "tcp", True),
+    ("-m set ! --match-set kube-router-pod-subnets src", "10.242.2.1", "8.8.8.8", 443, "tcp", True),
+    # KUBE-SRC-C2EUPKL23CCP4COF is created empty (line 57): nothing is in it
+    ("-m set --match-set KUBE-SRC-C2EUPKL23CCP4COF src", "10.242.0.5", "10.96.0.1", 443, "tcp", False),
+    # hash:net KUBE-SRC-KLLOHJLFVAV654Z2 holds one address, 10.95.0.239 (line 62)
+    ("-m set --match-set KUBE-SRC-KLLOHJLFVAV654Z2 src", "10.95.0.239", "10.96.0.1", 443, "tcp", True),
+    ("-m set --match-set KUBE-SRC-KLLOHJLFVAV654Z2 src", "10.95.0.238", "10.96.0.1", 443, "tcp", False),
+])
+def test_kube_router_ipset_dump_decides_set_matches(match: str, src: str, dst: str, dport: int,
+                                                    proto: str, expected: bool) -> None:
+    """kube-router-ipset-save.txt (an `ipset save` of a dual-stack kube-router node: `inet6:`
+    set names, `timeout 0`, `bucketsize`/`initval`): read as a dump, it decides `-m set`
+    matches exactly — membership as listed, ports per protocol, an empty set never matching."""
+    from sourceip.netfilter.ipset import parse_set_match, set_match
+
+    nd = load_node_dumps([str(KUBE_ROUTER_SETS)])
+    assert len(nd.ipsets) == 17 and nd.ruleset is None
+    assert nd.ipsets["inet6:kube-router-svip"].family == "inet6"
+    m = parse_set_match(match)
+    assert m is not None
+    t = FiveTuple(proto=proto, src=parse_ip(src), sport=40000, dst=parse_ip(dst), dport=dport)
+    assert set_match(m, nd.ipsets, t) is expected
+
+
+def test_kube_router_ipsets_alone_are_refused_with_what_to_add() -> None:
+    res = cli("trace", "--dump", str(KUBE_ROUTER_SETS), "--from", "external",
+              "--to", "10.96.0.10:53", "--proto", "udp")
+    assert res.returncode == 1
+    assert "the dumps hold no rules (ipsets or IPVS only)" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 # ----------------------------------------------------------------------------- fixes found
 
 
@@ -350,3 +394,22 @@ def test_iprange_renders_as_iptables_save_prints_it() -> None:
     assert listed is not None and rs.tables[0].chain("FORWARD") is not None
     assert [(r.matches, r.actions) for r in listed.chain("FORWARD").rules] == [  # type: ignore[union-attr]
         (r.matches, r.actions) for r in rs.tables[0].chain("FORWARD").rules]  # type: ignore[union-attr]
+
+
+def test_json_steps_carry_the_dump_line() -> None:
+    """Issue #10 item 4: a JSON step through a dump says where its rule was read, with the line
+    as the dump wrote it. kind's DNAT for traefik:web is line 91; the MASQUERADE line 89 keeps
+    `--random-fully`; KUBE-MARK-MASQ (line 86) keeps `--set-xmark 0x4000/0x4000`, which
+    sourceip's own rendering (`rule`) writes as `--or-mark 0x4000`."""
+    res = cli("trace", "--dump", str(KIND), "--node-ip", "172.18.0.5",
+              "--from", "external=198.51.100.7", "--to", "10.96.237.231:80", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    (o,) = json.loads(res.stdout)["outcomes"]
+    steps = [s for h in o["hops"] for s in h["steps"]]
+    lines = KIND.read_text().splitlines()
+    located = {s["loc"]["line"]: s for s in steps if s["loc"] is not None}
+    assert {86, 89, 91} <= set(located)
+    for n, s in located.items():
+        assert s["loc"] == {"file": str(KIND), "line": n, "text": lines[n - 1], "item": None}
+    assert located[86]["rule"] != located[86]["loc"]["text"]  # ours vs the dump's
+    assert all(s["loc"] is None for s in steps if s["index"] == -1)  # chain policies

@@ -102,8 +102,13 @@ class Outcome:
 
 
 def step_to_dict(s: Step) -> dict[str, Any]:
+    """A step as JSON; ``loc`` is where the rule was read from (a dump's file, line and the
+    line as written, or the ``nft -j`` item), ``null`` for generated rules and notes."""
+    loc = s.rule.loc if s.rule is not None else None
     return {
         "table": s.table, "chain": s.chain, "index": s.index, "rule": s.text,
+        "loc": None if loc is None else {"file": loc.file, "line": loc.line,
+                                         "text": loc.text, "item": loc.item},
         "effect": s.effect,
         "rewrites": [{"field": f, "old": o, "new": n} for f, o, n in s.rewrites],
     }
