@@ -10,11 +10,13 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sourceip.net.addr import parse_ip, parse_network
 from sourceip.net.packet import FiveTuple, Packet
 from sourceip.netfilter.evaluate import Branch, Evaluator
-from sourceip.netfilter.ipset import IPSet, parse_set_match, set_match
+from sourceip.netfilter.ipset import IPSet, compile_set_match, parse_set_match, set_match
 from sourceip.netfilter.ir import (
     Accept,
     Chain,
@@ -308,7 +310,52 @@ def sm(text: str) -> object:
 
 
 def decide(text: str, sets: list[IPSet], t: FiveTuple) -> bool | None:
-    return set_match(sm(text), {s.name: s for s in sets}, t)  # type: ignore[arg-type]
+    """set_match's answer, checked against the compiled predicate's."""
+    m, by_name = sm(text), {s.name: s for s in sets}
+    got = set_match(m, by_name, t)  # type: ignore[arg-type]
+    assert compile_set_match(m, by_name)(t) is got  # type: ignore[arg-type]
+    return got
+
+
+_ADDRS4 = ["10.96.0.10", "10.96.0.11", "10.1.2.3"]
+_ADDRS6 = ["fd00::10", "fd00::11"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["hash:ip,port", "hash:ip,port,ip"]), st.sampled_from(["inet", "inet6"]),
+       st.lists(st.tuples(st.sampled_from(_ADDRS4 + _ADDRS6), st.sampled_from(["tcp", "udp"]),
+                          st.sampled_from([80, 40000]), st.sampled_from(_ADDRS4 + _ADDRS6)),
+                max_size=4),
+       st.lists(st.sampled_from(["src", "dst"]), min_size=1, max_size=4), st.booleans(),
+       st.booleans(), st.sampled_from(_ADDRS4 + _ADDRS6), st.sampled_from(_ADDRS4 + _ADDRS6),
+       st.sampled_from(["tcp", "udp", "sctp"]), st.booleans(), st.booleans())
+def test_compiled_set_match_equals_set_match(type_, family, elems, flags, neg, rn, src, dst,
+                                             proto, like_first, mixed) -> None:  # type: ignore[no-untyped-def]
+    """compile_set_match answers what set_match answers, for kube-proxy's exact-element set
+    types (the fast path) with either family's elements, any flags, negation,
+    --return-nomatch, packets of either family and of a protocol no element has."""
+    if not mixed:  # elements of the set's family only (the fast path)
+        pool = _ADDRS6 if family == "inet6" else _ADDRS4
+        every = _ADDRS4 + _ADDRS6
+        elems = [(pool[every.index(a) % len(pool)], p, port, pool[every.index(b) % len(pool)])
+                 for a, p, port, b in elems]
+    members = tuple((parse_ip(a), p, port, parse_ip(b)) if type_ == "hash:ip,port,ip"
+                    else (parse_ip(a), p, port) for a, p, port, b in elems)
+    s = IPSet(name="S", type=type_, family=family, members=members)
+    text = (f"-m set {'! ' if neg else ''}--match-set S {','.join(flags)}"
+            f"{' --return-nomatch' if rn else ''}")
+    m = parse_set_match(text)
+    assert m is not None
+    sport, dport = 40000, 80
+    if like_first and elems:  # a packet made of the first element's fields, per the flags
+        a, proto, port, b = elems[0]
+        src, dst = (a, b) if flags[0] == "src" else (b, a)
+        if len(flags) > 1:
+            sport, dport = (port, 80) if flags[1] == "src" else (40000, port)
+    if parse_ip(src).version != parse_ip(dst).version:
+        dst = src
+    t = FiveTuple(proto=proto, src=parse_ip(src), sport=sport, dst=parse_ip(dst), dport=dport)
+    assert compile_set_match(m, {"S": s})(t) is set_match(m, {"S": s}, t)
 
 
 T = tup("10.1.2.3", "10.96.0.10", dport=80, sport=40000)

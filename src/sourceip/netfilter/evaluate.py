@@ -39,7 +39,13 @@ from typing import Any, Literal
 from sourceip.net.addr import IPAddress, IPNetwork, host_port
 from sourceip.net.packet import FiveTuple, Packet
 from sourceip.net.prefixset import PrefixSet
-from sourceip.netfilter.ipset import IPSet, parse_set_match, set_match
+from sourceip.netfilter.ipset import (
+    IPSet,
+    SetMatch,
+    SetPredicate,
+    compile_set_match,
+    parse_set_match,
+)
 from sourceip.netfilter.ir import (
     Accept,
     Action,
@@ -792,6 +798,7 @@ class Evaluator:
         # ipset contents by set name (an ``ipset save`` dump): ``-m set`` matches on these
         # sets are decided; on any other set they fork (see the module docstring).
         self.ipsets = ipsets
+        self._set_fns: dict[int, tuple[SetMatch, SetPredicate]] = {}
         self._uid = next(_UIDS)
         self.backend = ruleset.backend
         self.local = local if isinstance(local, PrefixSet) else PrefixSet(local)
@@ -1066,8 +1073,10 @@ class Evaluator:
                 if kind == _S_SET:
                     res = self._set_lookup(ctx, a, st.pkt)
                 else:
-                    sets = self.ipsets
-                    res = None if sets is None else set_match(a, sets, st.pkt.tuple)
+                    got = self._set_fns.get(id(a))
+                    if got is None or got[0] is not a:
+                        got = self._set_fn(a)
+                    res = got[1](st.pkt.tuple)
                 if res is None:
                     if undecided is None:
                         undecided = []
@@ -1083,6 +1092,16 @@ class Evaluator:
             return self._undecided(ctx, cc, cr, rules, i, st, env, depth, out,
                                    tuple(undecided))
         return True
+
+    def _set_fn(self, m: SetMatch) -> tuple[SetMatch, SetPredicate]:
+        """``-m set`` match ``m`` against this evaluator's ipsets, compiled once
+        (``ipset.compile_set_match``); without ipsets: always undecided."""
+        sets = self.ipsets
+        got = (m, (lambda t: None) if sets is None else compile_set_match(m, sets))
+        if len(self._set_fns) >= 65536:
+            self._set_fns.clear()
+        self._set_fns[id(m)] = got  # holds m: its id is not reused while the entry exists
+        return got
 
     def _undecided(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule,
                    rules: list[_CompiledRule], i: int, st: _State, env: _Env, depth: int,

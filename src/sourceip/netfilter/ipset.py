@@ -28,9 +28,9 @@ the kernel's ``ip_set_test`` (net/netfilter/ipset/ip_set_core.c):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from sourceip.net.addr import IPAddress, IPNetwork, parse_ip, parse_network
 from sourceip.net.packet import FiveTuple
@@ -210,12 +210,79 @@ def _test(name: str, flags: tuple[str, ...], return_nomatch: bool,
     return not return_nomatch
 
 
+SetPredicate = Callable[[FiveTuple], "bool | None"]
+
+
+def compile_set_match(m: SetMatch, sets: Mapping[str, IPSet]) -> SetPredicate:
+    """A predicate that answers what ``set_match(m, sets, t)`` answers for every packet ``t``,
+    with what does not depend on the packet done once. For a set of exact elements only
+    (kube-proxy's ``hash:ip,port`` and ``hash:ip,port,ip`` sets: no network, no nomatch, all
+    of the set's family) the packet's key is looked up with its addresses as integers (an
+    ``ipaddress`` object's hash is computed in Python each time); other sets go through
+    ``set_match``. ``sets`` must not change afterwards."""
+    s = sets.get(m.name)
+    if s is None or s.type == "list:set" or SET_TYPES.get(s.type) not in _EXACT_DIMS:
+        return lambda t: set_match(m, sets, t)
+    dims = SET_TYPES[s.type]
+    if len(m.flags) < len(dims):  # never matches (see _test)
+        return lambda t: set_match(m, sets, t)
+    idx = _index(s, dims)
+    if not isinstance(idx, tuple) or idx[1]:
+        return lambda t: set_match(m, sets, t)
+    version = 6 if s.family == "inet6" else 4
+    members: set[tuple[object, ...]] = set()
+    for key in idx[0]:
+        a = key[0]
+        b = key[3] if len(key) > 3 else a
+        if (not isinstance(a, _ADDRS) or not isinstance(b, _ADDRS) or a.version != version
+                or b.version != version):
+            return lambda t: set_match(m, sets, t)
+        members.add((int(a), *key[1:3], *((int(b),) if len(key) > 3 else ())))
+    exact = frozenset(members)
+    # A found element matches unless --return-nomatch; then the rule's negation.
+    on_hit, on_miss = (not m.return_nomatch) != m.negate, m.negate
+    src1, srcp = m.flags[0] == "src", m.flags[1] == "src"
+    if len(dims) == 2:
+        def two(t: FiveTuple) -> bool | None:
+            if (t.src.version == 6) != (version == 6):
+                return m.negate  # a set of the other family: no match
+            proto = t.proto
+            if proto not in PORT_PROTOS:
+                return None
+            k = (int(t.src if src1 else t.dst), proto, t.sport if srcp else t.dport)
+            return on_hit if k in exact else on_miss
+
+        return two
+    src3 = m.flags[2] == "src"
+
+    def three(t: FiveTuple) -> bool | None:
+        if (t.src.version == 6) != (version == 6):
+            return m.negate
+        proto = t.proto
+        if proto not in PORT_PROTOS:
+            return None
+        k = (int(t.src if src1 else t.dst), proto, t.sport if srcp else t.dport,
+             int(t.src if src3 else t.dst))
+        return on_hit if k in exact else on_miss
+
+    return three
+
+
+# Set types whose elements can all be exact keys (compile_set_match's fast path).
+_EXACT_DIMS = (("ip", "port"), ("ip", "port", "ip"))
+_ADDRS = (IPv4Address, IPv6Address)
+
+
+def _index(s: IPSet, dims: tuple[str, ...]) -> object:
+    if not s._index:
+        s._index.append(_build(s, dims))
+    return s._index[0]
+
+
 def _lookup(s: IPSet, dims: tuple[str, ...], key: tuple[object, ...]) -> bool | None:
     """True: a plain element holds ``key``; False: the most specific element holding it is
     ``nomatch``; None: no element holds it."""
-    if not s._index:
-        s._index.append(_build(s, dims))
-    idx = s._index[0]
+    idx = _index(s, dims)
     if isinstance(idx, PrefixMap):  # one address dimension
         return idx.lookup(key[0])  # type: ignore[arg-type]
     if isinstance(idx, tuple):  # exact keys, port ranges
