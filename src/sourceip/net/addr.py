@@ -46,8 +46,19 @@ def parse_port(value: object, *, allow_zero: bool = False) -> int:
 
 
 def host_port(addr: IPAddress, port: int) -> str:
-    """``ip:port``, or ``[ip]:port`` for IPv6."""
-    return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+    """``ip:port``, or ``[ip]:port`` for IPv6. The text of recent pairs is kept (a trace
+    formats the same endpoints again and again; ``ipaddress`` formats in Python)."""
+    key = (addr, port)
+    got = _HOST_PORT.get(key)
+    if got is None:
+        got = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+        if len(_HOST_PORT) >= 65536:
+            _HOST_PORT.clear()
+        _HOST_PORT[key] = got
+    return got
+
+
+_HOST_PORT: dict[tuple[IPAddress, int], str] = {}
 
 
 def family_of(addr: IPAddress | IPNetwork) -> int:

@@ -230,6 +230,7 @@ def compile_set_match(m: SetMatch, sets: Mapping[str, IPSet]) -> SetPredicate:
     if not isinstance(idx, tuple) or idx[1]:
         return lambda t: set_match(m, sets, t)
     version = 6 if s.family == "inet6" else 4
+    cls = IPv6Address if version == 6 else IPv4Address
     members: set[tuple[object, ...]] = set()
     for key in idx[0]:
         a = key[0]
@@ -244,8 +245,8 @@ def compile_set_match(m: SetMatch, sets: Mapping[str, IPSet]) -> SetPredicate:
     src1, srcp = m.flags[0] == "src", m.flags[1] == "src"
     if len(dims) == 2:
         def two(t: FiveTuple) -> bool | None:
-            if (t.src.version == 6) != (version == 6):
-                return m.negate  # a set of the other family: no match
+            if type(t.src) is not cls:  # the other family (or an address subclass)
+                return set_match(m, sets, t)
             proto = t.proto
             if proto not in PORT_PROTOS:
                 return None
@@ -256,8 +257,8 @@ def compile_set_match(m: SetMatch, sets: Mapping[str, IPSet]) -> SetPredicate:
     src3 = m.flags[2] == "src"
 
     def three(t: FiveTuple) -> bool | None:
-        if (t.src.version == 6) != (version == 6):
-            return m.negate
+        if type(t.src) is not cls:
+            return set_match(m, sets, t)
         proto = t.proto
         if proto not in PORT_PROTOS:
             return None
