@@ -322,7 +322,8 @@ _ADDRS6 = ["fd00::10", "fd00::11"]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["hash:ip,port", "hash:ip,port,ip"]), st.sampled_from(["inet", "inet6"]),
+@given(st.sampled_from(["hash:ip,port", "hash:ip,port,ip", "bitmap:port"]),
+       st.sampled_from(["inet", "inet6"]),
        st.lists(st.tuples(st.sampled_from(_ADDRS4 + _ADDRS6), st.sampled_from(["tcp", "udp"]),
                           st.sampled_from([80, 40000]), st.sampled_from(_ADDRS4 + _ADDRS6)),
                 max_size=4),
@@ -340,7 +341,10 @@ def test_compiled_set_match_equals_set_match(type_, family, elems, flags, neg, r
         elems = [(pool[every.index(a) % len(pool)], p, port, pool[every.index(b) % len(pool)])
                  for a, p, port, b in elems]
     members = tuple((parse_ip(a), p, port, parse_ip(b)) if type_ == "hash:ip,port,ip"
-                    else (parse_ip(a), p, port) for a, p, port, b in elems)
+                    else port if type_ == "bitmap:port" else (parse_ip(a), p, port)
+                    for a, p, port, b in elems)
+    if type_ == "bitmap:port" and mixed:
+        members = (*members, (30000, 32767))  # a range: through set_match
     s = IPSet(name="S", type=type_, family=family, members=members)
     text = (f"-m set {'! ' if neg else ''}--match-set S {','.join(flags)}"
             f"{' --return-nomatch' if rn else ''}")
@@ -350,7 +354,9 @@ def test_compiled_set_match_equals_set_match(type_, family, elems, flags, neg, r
     if like_first and elems:  # a packet made of the first element's fields, per the flags
         a, proto, port, b = elems[0]
         src, dst = (a, b) if flags[0] == "src" else (b, a)
-        if len(flags) > 1:
+        if type_ == "bitmap:port":
+            sport, dport = (port, 80) if flags[0] == "src" else (40000, port)
+        elif len(flags) > 1:
             sport, dport = (port, 80) if flags[1] == "src" else (40000, port)
     if parse_ip(src).version != parse_ip(dst).version:
         dst = src

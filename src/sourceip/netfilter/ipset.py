@@ -224,6 +224,23 @@ def compile_set_match(m: SetMatch, sets: Mapping[str, IPSet]) -> SetPredicate:
     if s is None or s.type == "list:set" or SET_TYPES.get(s.type) not in _EXACT_DIMS:
         return lambda t: set_match(m, sets, t)
     dims = SET_TYPES[s.type]
+    if dims == ("bport",):  # bitmap:port (KUBE-HEALTH-CHECK-NODE-PORT, KUBE-NODE-PORT-*)
+        built = _index(s, dims)
+        assert isinstance(built, tuple)
+        ports: frozenset[tuple[int]] = built[0]
+        if built[1]:  # ranges
+            return lambda t: set_match(m, sets, t)
+        bcls = IPv6Address if s.family == "inet6" else IPv4Address
+        singles = frozenset(p for (p,) in ports)
+        b_hit, b_miss = (not m.return_nomatch) != m.negate, m.negate
+        use_src = m.flags[0] == "src"
+
+        def port(t: FiveTuple) -> bool | None:
+            if type(t.src) is not bcls or t.proto not in PORT_PROTOS:
+                return set_match(m, sets, t)
+            return b_hit if (t.sport if use_src else t.dport) in singles else b_miss
+
+        return port
     if len(m.flags) < len(dims):  # never matches (see _test)
         return lambda t: set_match(m, sets, t)
     idx = _index(s, dims)
@@ -270,7 +287,7 @@ def compile_set_match(m: SetMatch, sets: Mapping[str, IPSet]) -> SetPredicate:
 
 
 # Set types whose elements can all be exact keys (compile_set_match's fast path).
-_EXACT_DIMS = (("ip", "port"), ("ip", "port", "ip"))
+_EXACT_DIMS = (("ip", "port"), ("ip", "port", "ip"), ("bport",))
 _ADDRS = (IPv4Address, IPv6Address)
 
 
