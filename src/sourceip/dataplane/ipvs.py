@@ -53,6 +53,7 @@ from sourceip.netfilter.evaluate import (
     Step,
     mul_prob,
     new_packet,
+    new_step,
 )
 from sourceip.netfilter.ipset import IPSet
 from sourceip.netfilter.ir import Jump, Ruleset
@@ -120,7 +121,7 @@ class IPVSEvaluator(Evaluator):
                  bridges: Iterable[str] | None = None) -> None:
         self.table = table
         self.bound = frozenset(bound)
-        self._plans_by_vs: dict[tuple[object, str], _Plan] = {}
+        self._plans_by_vs: dict[tuple[int, str], _Plan] = {}
         super().__init__(ruleset, PrefixSet([*local, *self.bound]), ipsets=ipsets,
                          bridges=bridges)
         self._output_noop = _filter_output_is_noop(ruleset)
@@ -166,8 +167,9 @@ class IPVSEvaluator(Evaluator):
         step naming the virtual server, notes, persistence (computed once per server)."""
         live = tuple(rs for rs in vs.real_servers if rs.weight > 0)
         total = len(live) if vs.scheduler == "rr" else sum(rs.weight for rs in live)
-        shares = tuple(Fraction(1 if vs.scheduler == "rr" else rs.weight, total)
-                       for rs in live)
+        same: dict[Fraction, Fraction] = {}  # equal shares as one object (cheap to compare)
+        shares = tuple(same.setdefault(f, f) for f in (
+            Fraction(1 if vs.scheduler == "rr" else rs.weight, total) for rs in live))
         notes: list[str] = []
         if vs.scheduler not in _STATELESS:
             notes.append(f"IPVS scheduler {vs.scheduler}: the real server depends on runtime "
@@ -198,9 +200,10 @@ class IPVSEvaluator(Evaluator):
                         "kube-ipvs0 (a local address: connection refused, or a node socket "
                         "listening on that port)")
             return [_with(b, steps=(*b.steps, step), disposition="reject")]
-        plan = self._plans_by_vs.get((vs.key, where))
+        # by identity: the table holds its virtual servers, so their ids are not reused
+        plan = self._plans_by_vs.get((id(vs), where))
         if plan is None:
-            plan = self._plans_by_vs[(vs.key, where)] = self._plan_vs(vs, where)
+            plan = self._plans_by_vs[(id(vs), where)] = self._plan_vs(vs, where)
         live, shares, head, notes, affinity = plan
         if not live:
             why = "has no real servers" if not vs.real_servers else \
@@ -214,11 +217,12 @@ class IPVSEvaluator(Evaluator):
             share = shares[i]
             nt = _retarget(t, rs.addr, rs.port)
             pkt = new_packet(nt, b.packet.iif, None, b.packet.mark)
-            dnat = Step(IPVS_TABLE, where, i, None, "DNAT", arg=(t, rs.addr, rs.port))
-            picked = _with(b, probability=mul_prob(b.probability, share), packet=pkt,
-                           steps=(*b.steps, head, dnat), dnat=True,
-                           affinity=b.affinity + affinity if affinity else b.affinity,
-                           unknown=b.unknown + notes if notes else b.unknown)
+            dnat = new_step(IPVS_TABLE, where, i, None, "DNAT", "iptables", "ip",
+                            (t, rs.addr, rs.port))
+            picked = _branch(mul_prob(b.probability, share), pkt, b.disposition,
+                             (*b.steps, head, dnat), b.masquerade, b.snat_to, True,
+                             b.affinity + affinity if affinity else b.affinity,
+                             b.unknown + notes if notes else b.unknown, b.assumptions)
             if self._output_noop:  # filter OUTPUT only jumps to empty chains: nothing to do
                 out.append(picked)
                 continue
@@ -282,14 +286,38 @@ def _retarget(t: FiveTuple, addr: IPAddress, port: int) -> FiveTuple:
     return nt
 
 
+def _branch(probability: Fraction, packet: Packet, disposition: str, steps: tuple[Step, ...],
+            masquerade: bool, snat_to: IPAddress | None, dnat: bool, affinity: tuple[str, ...],
+            unknown: tuple[str, ...], assumptions: tuple[Assumption, ...]) -> Branch:
+    """``Branch(...)`` with every field given, built without the frozen-dataclass detour."""
+    nb = _NEW(Branch)
+    _B_PROB(nb, probability)
+    _B_PACKET(nb, packet)
+    _B_DISP(nb, disposition)
+    _B_STEPS(nb, steps)
+    _B_MASQ(nb, masquerade)
+    _B_SNAT(nb, snat_to)
+    _B_DNAT(nb, dnat)
+    _B_AFF(nb, affinity)
+    _B_UNK(nb, unknown)
+    _B_ASSUMED(nb, assumptions)
+    return nb
+
+
+_NEW = object.__new__
+(_B_PROB, _B_PACKET, _B_DISP, _B_STEPS, _B_MASQ, _B_SNAT, _B_DNAT, _B_AFF, _B_UNK,
+ _B_ASSUMED) = (put for _name, put, _get in _B_SET)
+
+
 def _join(a: Branch, b: Branch) -> Branch:
     """``a`` followed by ``b`` (``b`` ran on ``a``'s packet, under ``a``'s assumptions)."""
     p = b.probability if a.probability is ONE or a.probability == ONE else \
         mul_prob(a.probability, b.probability)
-    return _with(b, probability=p, steps=a.steps + b.steps,
-                 masquerade=a.masquerade or b.masquerade, snat_to=b.snat_to or a.snat_to,
-                 dnat=a.dnat or b.dnat, affinity=a.affinity + b.affinity,
-                 unknown=a.unknown + b.unknown, assumptions=b.assumptions or a.assumptions)
+    return _branch(p, b.packet, b.disposition, a.steps + b.steps,
+                   a.masquerade or b.masquerade, b.snat_to or a.snat_to, a.dnat or b.dnat,
+                   a.affinity + b.affinity if a.affinity else b.affinity,
+                   a.unknown + b.unknown if a.unknown else b.unknown,
+                   b.assumptions or a.assumptions)
 
 
 def node_evaluator(rules_cluster: Cluster, cluster: Cluster, node: str, config: KubeProxyConfig,

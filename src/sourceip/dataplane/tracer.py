@@ -809,7 +809,11 @@ def _merge(outcomes: list[Outcome]) -> list[Outcome]:
         if not o.certain:
             break
     else:
-        return sorted(outcomes, key=lambda o: -float(o.probability))
+        first = outcomes[0].probability if outcomes else None
+        for o in outcomes:
+            if o.probability is not first:
+                return sorted(outcomes, key=lambda o: -float(o.probability))
+        return outcomes  # one probability object (IPVS's equal shares): already in order
     return sorted(outcomes, key=lambda o: (
         not o.certain, [(a.rule, not a.matches) for a in o.assumptions],
         -float(o.probability)))
