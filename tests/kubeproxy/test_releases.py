@@ -185,11 +185,22 @@ def test_single_endpoint_services_skip_the_map(version: str) -> None:
 
 def test_1_29_has_the_alpha_layout() -> None:
     """1.29 (no golden text): filter chains at DNAT priority - 1 with both checks in each
-    (#122614's description of what it changed), no cluster-ips-check (#122692)."""
+    (#122614's description of what it changed), no cluster-ips-check (#122692), the
+    ``forward`` chain dropping ct state invalid (#122663 removed it)."""
     got = _nft(overall_cluster(), "1.29")
     assert "add chain ip kube-proxy filter-input { type filter hook input priority -101 ; }" in got
     assert not any("cluster-ips" in g for g in got)
     assert "add rule ip kube-proxy filter-forward ct state new jump firewall-check" in got
+    # The forward chain #122663 removed in the 1.30 cycle, where the tnqn/kubernetes copies of
+    # that cycle (e2526fc0, d846dce5) have it: between the endpoints and firewall checks.
+    assert [g for g in got if g.startswith("add rule ip kube-proxy filter-forward ")] == [
+        "add rule ip kube-proxy filter-forward ct state new jump endpoints-check",
+        "add rule ip kube-proxy filter-forward jump forward",
+        "add rule ip kube-proxy filter-forward ct state new jump firewall-check",
+    ]
+    assert "add rule ip kube-proxy forward ct state invalid drop" in got
+    assert not any(g == "add chain ip kube-proxy forward" or g.endswith(" jump forward")
+                   for g in _nft(overall_cluster(), "1.30"))
 
 
 def _ipt_overall(version: str, *, nfacct: bool = True) -> dict[str, dict[str, list[str]]]:

@@ -107,6 +107,7 @@ MARK_MASQ_CHAIN = "mark-for-masquerade"
 MASQUERADING_CHAIN = "masquerading"
 SERVICES_CHAIN = "services"
 REJECT_CHAIN = "reject-chain"
+FORWARD_CHAIN = "forward"  # 1.29 only (ct state invalid drop)
 FIREWALL_CHECK_CHAIN = "firewall-check"
 CLUSTER_IPS_CHECK_CHAIN = "cluster-ips-check"
 SERVICE_ENDPOINTS_CHECK_CHAIN = "service-endpoints-check"
@@ -294,6 +295,8 @@ class _Builder:
         rules: dict[str, list[Rule]] = {name: [] for name, *_ in layout.base_chains}
         for src, dst in layout.jumps:  # nftablesJumpChains of the release
             rules[src].append(Rule((ct_new,), (Jump(dst),)))
+        if layout.forward_invalid_drop:  # 1.29: after the endpoints check, unconditional
+            rules["filter-forward"].insert(1, Rule(actions=(Jump(FORWARD_CHAIN),)))
         rules["nat-output"].append(Rule(actions=(Jump(SERVICES_CHAIN),)))
         rules["nat-prerouting"].append(Rule(actions=(Jump(SERVICES_CHAIN),)))
         rules["nat-postrouting"].append(Rule(actions=(Jump(MASQUERADING_CHAIN),)))
@@ -319,6 +322,8 @@ class _Builder:
         no_ep_nodeports = Rule(nodeport_check_guard,
                                (Vmap(_PROTO_PORT_KEYS, NO_ENDPOINT_NODEPORTS_MAP),))
         plain: list[Chain] = []
+        if layout.forward_invalid_drop:
+            plain.append(Chain(FORWARD_CHAIN, (Rule((CtState(("INVALID",)),), (_DROP,)),)))
         if layout.cluster_ips_check:
             cidrs = self.service_cidrs()
             plain.append(Chain(CLUSTER_IPS_CHECK_CHAIN, (

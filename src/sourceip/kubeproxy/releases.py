@@ -16,9 +16,10 @@ it holds and by imports that changed between cycles, named per golden file heade
     and d846dce5, aroradaman/kubernetes 8ed17af4) are branches of the 1.30-cycle PRs #122296 /
     #122614 / #122692 (each mid-change: a per-service firewall chain without firewall-check, a
     ``firewall`` set, service CIDRs from ``OnServiceCIDRsChanged``), not a release. They show
-    what 1.29 had that the ``dnat-1`` row does not model (a ``forward`` chain with ``ct state
-    invalid drop`` jumped from ``filter-forward``; LoadBalancerSourceRanges through a
-    ``firewall`` set). The ``dnat-1`` row stays inferred from #122614's description.
+    what 1.29 had: a ``forward`` chain with ``ct state invalid drop`` jumped from
+    ``filter-forward`` (modelled, see ``dnat-1``) and LoadBalancerSourceRanges through
+    ``firewall`` sets (not modelled: the row's firewall handling is 1.30's). The ``dnat-1``
+    row stays inferred.
   - 1.30: openshift/kubernetes 84a2e12f4ce83374e4ec7214855ca801c86f3957
     (``nftables_1.30_overall.txt``): #122614 + #122692 in, one ``endpoints-check``, nodeports by
     ``fib daddr type local`` when nodePortAddresses is unset.
@@ -39,7 +40,9 @@ it holds and by imports that changed between cycles, named per golden file heade
 * nftables base-chain layout (``nft_layout``, ``NFT_LAYOUTS``):
 
   - ``dnat-1`` (1.29, the alpha): filter chains on input/forward/output at DNAT priority - 1,
-    firewall and endpoint checks in all three (#122614's description of what it changed).
+    firewall and endpoint checks in all three (#122614's description of what it changed), and
+    ``filter-forward jump forward`` to ``ct state invalid drop`` (in both tnqn/kubernetes
+    copies of the 1.30 cycle, placed as they place it; #122663, 1.30 cycle, removed it).
   - ``dnat-10-single-check`` (1.30): ``filter-prerouting``/``-input``/``-forward``/``-output``
     at -110, ``filter-output-post-dnat`` at -90 (#122614, #122692), one ``endpoints-check``.
   - ``dnat-10`` (1.31-1.33): as 1.30 with the endpoint checks split.
@@ -121,13 +124,16 @@ class NftLayout:
     ``base_chains``: (name, type, hook, priority); ``jumps``: (from chain, to chain) in the
     order kube-proxy adds them (``nftablesJumpChains``). ``endpoint_checks`` names the chain(s)
     holding the no-endpoint vmaps: one ``endpoints-check`` (services and nodeports) or the
-    split ``service-endpoints-check`` / ``nodeport-endpoints-check``."""
+    split ``service-endpoints-check`` / ``nodeport-endpoints-check``. ``forward_invalid_drop``:
+    a ``forward`` chain holding ``ct state invalid drop``, jumped to from ``filter-forward``
+    right after its endpoints check (removed by #122663 in the 1.30 cycle)."""
 
     name: NftLayoutName
     base_chains: tuple[tuple[str, str, str, int], ...]
     jumps: tuple[tuple[str, str], ...]
     split_endpoint_checks: bool
     cluster_ips_check: bool
+    forward_invalid_drop: bool = False
 
 
 # The 1.30-1.33 base chains (#122614: DNATPriority-10; #122692: filter-output-post-dnat).
@@ -164,6 +170,7 @@ NFT_LAYOUTS: dict[NftLayoutName, NftLayout] = {
         ),
         split_endpoint_checks=False,
         cluster_ips_check=False,
+        forward_invalid_drop=True,
     ),
     # 1.30: nftablesJumpChains of openshift/kubernetes 84a2e12f (pkg/proxy/nftables/proxier.go):
     # the -110/-90 chains of #122614/#122692, one endpoints-check for services and nodeports.
