@@ -31,25 +31,33 @@ def dual_stack(*, attach: str = "bridge", inter: str = "direct", mode: str = "ip
 TABLE6 = [
     ("pod on node1 -> IPv6 ClusterIP", "pod/client-node1", "[fd00:10:96::100]:80",
      {"bridge": "fd00:10:244:1::20", "routed": "fd00:10:244:1::20",
-      "tunnel": "fd00:10:244:1::20"}),
+      "tunnel": "fd00:10:244:1::20", "routed-tunnel": "fd00:10:244:1::20"}),
     ("pod on node2 -> IPv6 ClusterIP", "pod/client-node2", "[fd00:10:96::100]:80",
      {"bridge": "fd00:10:244:2::20", "routed": "fd00:10:244:2::20",
-      "tunnel": "fd00:10:244:2::20"}),
+      "tunnel": "fd00:10:244:2::20", "routed-tunnel": "fd00:10:244:2::20"}),
     ("external -> node2 IPv6 NodePort, no pod on node2", f"external=[{EXTERNAL6}]",
      "[fd00:10::12]:30080",
-     {"bridge": "fd00:10::12", "routed": "fd00:10::12", "tunnel": "fd00:10:244:2::"}),
+     {"bridge": "fd00:10::12", "routed": "fd00:10::12", "tunnel": "fd00:10:244:2::",
+      "routed-tunnel": "fd00:10:244:2::"}),
     ("external -> node1 IPv6 NodePort, pod on node1", f"external=[{EXTERNAL6}]",
      "[fd00:10::11]:30080",
-     {"bridge": "fd00:10:244:1::1", "routed": "fd00:10::11", "tunnel": "fd00:10:244:1::1"}),
+     {"bridge": "fd00:10:244:1::1", "routed": "fd00:10::11", "tunnel": "fd00:10:244:1::1",
+      "routed-tunnel": "fd00:10:244:1::"}),
     ("external -> node1 IPv6 NodePort, ETP Local", f"external=[{EXTERNAL6}]",
-     "[fd00:10::11]:30081", {"bridge": EXTERNAL6, "routed": EXTERNAL6, "tunnel": EXTERNAL6}),
+     "[fd00:10::11]:30081", {"bridge": EXTERNAL6, "routed": EXTERNAL6, "tunnel": EXTERNAL6,
+                             "routed-tunnel": EXTERNAL6}),
     ("external -> node2 IPv6 NodePort, ETP Local", f"external=[{EXTERNAL6}]",
-     "[fd00:10::12]:30081", {"bridge": None, "routed": None, "tunnel": None}),
+     "[fd00:10::12]:30081", {"bridge": None, "routed": None, "tunnel": None,
+                             "routed-tunnel": None}),
     ("server pod -> its own IPv6 ClusterIP (hairpin)", "pod/server", "[fd00:10:96::100]:80",
-     {"bridge": "fd00:10:244:1::1", "routed": "fd00:10::11", "tunnel": "fd00:10:244:1::1"}),
+     {"bridge": "fd00:10:244:1::1", "routed": "fd00:10::11", "tunnel": "fd00:10:244:1::1",
+      "routed-tunnel": "fd00:10:244:1::"}),
 ]
+# routed-tunnel: a routed pod's host veth has no global IPv6 address, so the kernel picks the
+# node address sharing the longest prefix with the pod (RFC 6724 rule 8): the tunnel's
+# fd00:10:244:1:: — measured in the lab (tests/lab/test_dual_stack_lab.py)
 PROFILES = {"bridge": ("bridge", "direct"), "routed": ("routed", "direct"),
-            "tunnel": ("bridge", "tunnel")}
+            "tunnel": ("bridge", "tunnel"), "routed-tunnel": ("routed", "tunnel")}
 
 
 @pytest.mark.parametrize("mode", ["iptables", "nftables"])

@@ -20,14 +20,29 @@ What a scenario varies:
   sessionAffinity ClientIP sometimes, a TCP port and sometimes a UDP one;
 * endpoints spread over nodes (0, 1 or 2 per node), each ready, serving+terminating,
   terminating and not serving, or not ready; some Services with no endpoint at all (with an
-  empty EndpointSlice or none).
+  empty EndpointSlice or none);
+* the IP families (issue #12), drawn from a random generator of their own so that the draws
+  above stay those of the seed: IPv4 only, dual-stack or IPv6-only. Every IPv4 address has an
+  IPv6 twin (``v6_twin``: 10.0.0.11 -> fd00:10::11, 10.244.2.0/24 -> fd00:10:244:2::/64,
+  10.96.0.10 -> fd00:10:96::10, the detectors' CIDRs alike, 10.244.0.0/23 -> fd00:10:244::/63
+  holding node1's pods as the /23 does); dual-stack Services list IPv4 or IPv6 first, their
+  endpoints are in one EndpointSlice per family; the lab's load balancer is IPv4 only, so an
+  IPv6-only scenario's LoadBalancer Services become NodePort ones (said in the summary) and a
+  dual-stack one keeps its IPv4 LoadBalancer IP and source ranges.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
+from dataclasses import dataclass, replace
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    ip_address,
+    ip_network,
+)
 
 from sourceip.cluster import (
     Cluster,
@@ -48,6 +63,8 @@ from sourceip.cluster import (
 # EXTERNAL_SUBNETS[0]); the generator keeps every address out of that subnet so that a source
 # range does or does not contain the client deterministically.
 EXTERNAL_CLIENT = IPv4Address("192.168.100.2")
+EXTERNAL_CLIENT6 = IPv6Address("2001:db8:ffff::10")  # lab/ipv6.py EXTERNAL_SUBNETS6[0] ::10
+FAMILIES = {"4": 0.5, "dual": 0.3, "6": 0.2}
 POD_POOL = IPv4Network("10.244.0.0/16")
 
 DETECTORS = ("cidr-all", "cidr-some", "cidr-none", "no-cidr", "NodeCIDR", "BridgeInterface",
@@ -68,6 +85,7 @@ class Scenario:
     mode: str  # iptables | nftables
     backend: str  # legacy | nft (iptables back end)
     summary: str  # one paragraph saying what was drawn
+    family: str = "4"  # 4 | dual | 6
 
 
 def _weighted(rng: random.Random, choices: dict[str, float]) -> str:
@@ -118,11 +136,83 @@ def _kube_proxy(rng: random.Random, mode: str, pod_attach: str, bridge: str,
     return KubeProxyConfig(**kw), text  # type: ignore[arg-type]
 
 
+def v6_twin(addr: IPv4Address) -> IPv6Address:
+    """The IPv6 address standing for ``addr``: its last three octets as the last groups
+    (decimal digits read as hex, so 10.244.2.11 -> fd00:10:244:2::11)."""
+    a, b, c, d = str(addr).split(".")
+    if (a, b) == ("10", "0"):
+        return IPv6Address(f"fd00:10::{d}")
+    if (a, b) == ("10", "96"):
+        return IPv6Address(f"fd00:10:96::{d}")
+    if (a, b) in (("10", "244"), ("10", "245")):
+        return IPv6Address(f"fd00:10:{b}:{c}::{d}")
+    return IPv6Address(f"2001:db8:{a}:{b}:{c}::{d}")  # externalIPs
+
+
+def v6_net_twin(net: IPv4Network) -> IPv6Network:
+    """The IPv6 prefix standing for ``net``: a /24 of 10.244 is a /64, a /16 a /56, and
+    shorter prefixes keep the same number of node /64s (/23 -> /63, /22 -> /62)."""
+    plen = 56 if net.prefixlen <= 16 else 64 - (24 - net.prefixlen)
+    return IPv6Network(f"{v6_twin(net.network_address)}/{plen}", strict=False)
+
+
+def _with_family(cluster: Cluster, family: str, rng: random.Random) -> tuple[Cluster, str]:
+    """``cluster`` (drawn in IPv4) made dual-stack or IPv6-only, and what changed."""
+    if family == "4":
+        return cluster, ""
+    dual = family == "dual"
+    notes: list[str] = []
+
+    def ips(addrs: tuple[object, ...]) -> tuple[object, ...]:
+        v6 = tuple(v6_twin(a) for a in addrs if isinstance(a, IPv4Address))
+        return (*addrs, *v6) if dual else v6
+
+    def nets(items: tuple[object, ...]) -> tuple[object, ...]:
+        v6 = tuple(v6_net_twin(n) for n in items if isinstance(n, IPv4Network))
+        return (*items, *v6) if dual else v6
+
+    nodes = tuple(replace(n, internal_ips=ips(n.internal_ips),  # type: ignore[arg-type]
+                          pod_cidrs=nets(n.pod_cidrs)) for n in cluster.nodes)
+    pods = tuple(replace(p, ips=ips(p.ips)) for p in cluster.pods)  # type: ignore[arg-type]
+    services = []
+    for svc in cluster.services:
+        six_first = dual and rng.random() < 0.5
+        cips = ips(svc.cluster_ips)
+        if six_first:
+            cips = cips[::-1]
+        kw: dict[str, object] = {
+            "cluster_ips": cips,
+            "ip_families": tuple("IPv4" if isinstance(c, IPv4Address) else "IPv6"
+                                 for c in cips),
+            "external_ips": ips(svc.external_ips)}
+        if not dual and svc.type == "LoadBalancer":
+            kw.update(type="NodePort", lb_ingress=(), health_check_node_port=None,
+                      lb_source_ranges=())
+            notes.append(f"{svc.name} LoadBalancer->NodePort")
+        elif six_first:
+            notes.append(f"{svc.name} IPv6 first")
+        services.append(replace(svc, **kw))  # type: ignore[arg-type]
+    slices = []
+    for es in cluster.endpoint_slices:
+        v6 = replace(es, name=es.name + ("-v6" if dual else ""), address_type="IPv6",
+                     endpoints=tuple(replace(ep, addresses=(v6_twin(ep.addresses[0]),))  # type: ignore[arg-type]
+                                     for ep in es.endpoints))
+        slices += [es, v6] if dual else [v6]
+    kp = replace(cluster.kube_proxy,
+                 cluster_cidrs=nets(cluster.kube_proxy.cluster_cidrs))  # type: ignore[arg-type]
+    profile = replace(cluster.profile, pod_cidrs=nets(cluster.profile.pod_cidrs))  # type: ignore[arg-type]
+    out = Cluster(nodes=nodes, pods=pods, services=tuple(services),
+                  endpoint_slices=tuple(slices), kube_proxy=kp, profile=profile)
+    text = "dual-stack" if dual else "IPv6-only"
+    return out, text + (f" ({', '.join(notes)})" if notes else "")
+
+
 def generate(seed: int, *, detectors: tuple[str, ...] = DEFAULT_DETECTORS,
-             pod_attach: str | None = None) -> Scenario:
+             pod_attach: str | None = None, family: str | None = None) -> Scenario:
     """The scenario of ``seed`` (deterministic for the same arguments). ``detectors`` are the
     local-traffic detectors to draw from (``DETECTORS`` names them); ``pod_attach`` forces
-    the profile's pod attachment (it is drawn anyway, so the other draws stay the same)."""
+    the profile's pod attachment (it is drawn anyway, so the other draws stay the same);
+    ``family`` (``4``, ``dual``, ``6``) forces the IP families (drawn otherwise)."""
     rng = random.Random(seed)
     n_nodes = rng.randint(2, 6)
     drawn_attach = rng.choice(["bridge", "routed"])
@@ -247,12 +337,18 @@ def generate(seed: int, *, detectors: tuple[str, ...] = DEFAULT_DETECTORS,
 
     cluster = Cluster(nodes=tuple(nodes), pods=tuple(pods), services=tuple(services),
                       endpoint_slices=tuple(slices), kube_proxy=kp, profile=profile)
+    frng = random.Random(f"family-{seed}")  # its own generator: the draws above stay put
+    drawn_family = _weighted(frng, FAMILIES)
+    fam = family or drawn_family
+    cluster, fam_text = _with_family(cluster, fam, frng)
     lab_mode = f"{mode}" + (f"({backend})" if mode == "iptables" else "")
     summary = (f"seed {seed}: {n_nodes} nodes, {pod_attach}/{inter_node}"
                + (" +egressMasquerade" if egress else "")
                + (f" bridge {bridge}" if pod_attach == "bridge" else "")
+               + (f", {fam_text}" if fam_text else "")
                + f", {lab_mode}, {kp_text}; " + "; ".join(svc_texts))
-    return Scenario(seed=seed, cluster=cluster, mode=mode, backend=backend, summary=summary)
+    return Scenario(seed=seed, cluster=cluster, mode=mode, backend=backend, summary=summary,
+                    family=fam)
 
 
 if __name__ == "__main__":  # print a few scenarios: python -m tests.lab.gen_clusters [SEED...]

@@ -175,7 +175,8 @@ def run(filenames: tuple[str, ...], example: str | None, mode: str | None,
     notes = list(plan.notes)
     try:
         predictions, pnotes = explain_predictions(cluster, external_ip=plan.external_ip,
-                                                  services=services or None)
+                                                  services=services or None,
+                                                  external_ip6=plan.external_ip6)
         notes += pnotes
         specs = [p.spec for p in predictions]
     except PredictionsUnavailable as exc:
@@ -242,6 +243,8 @@ def _write_report(path: str, cluster: Any, plan: Any, lab_: Any, agreements: Any
     for a in agreements:
         by_id.setdefault(a.spec.id.removesuffix("+forged"), []).append(a)
     explainer = Explainer(cluster, external_ip=plan.external_ip, expand_groups=True)
+    if plan.external_ip6:
+        explainer.external_ip6 = plan.external_ip6
     docs = []
     for e in explainer.explain(list(services) or None):
         d = e.to_dict()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sourceip.cluster import Cluster, Service, ServicePort, service_port_endpoints
+from sourceip.dataplane.tracer import DEFAULT_EXTERNAL_IP6
 from sourceip.explain.engine import Explainer, PathResult
 
 # Controllers the lab runs for real (Debian packages); the others' ingress paths are skipped.
@@ -172,11 +173,13 @@ def _ingress_probes(p: PathResult, cluster: Cluster, service_key: str, port_text
 
 def predicted_probes(cluster: Cluster, *, external_ip: str,
                      services: list[str] | None = None,
-                     per_node: bool = True) -> list[PredictedProbe]:
+                     per_node: bool = True, external_ip6: str = "") -> list[PredictedProbe]:
     """Every explain path of ``services`` (default all) with a real client, as probes; with
-    ``per_node`` every node is probed, not one representative per group of alike nodes."""
+    ``per_node`` every node is probed, not one representative per group of alike nodes.
+    ``external_ip6``: the external client's IPv6 address (default: explain's)."""
     out: list[PredictedProbe] = []
-    explainer = Explainer(cluster, external_ip=external_ip, expand_groups=per_node)
+    explainer = Explainer(cluster, external_ip=external_ip, expand_groups=per_node,
+                          external_ip6=external_ip6 or DEFAULT_EXTERNAL_IP6)
     # A controller (nginx, haproxy) consumes the PROXY header itself; echo servers report it.
     controller_svcs = ({s.key for c in explainer.discovery.controllers for s in c.services}
                        if cluster.ingresses else set())
@@ -186,7 +189,9 @@ def predicted_probes(cluster: Cluster, *, external_ip: str,
             if client is None:
                 continue
             t = p.trace.original
-            pid = f"{e.service}:{e.port.split()[-1]}#{n}"
+            # IPv6 paths of a dual-stack Service are probed apart from its IPv4 ones
+            fam = "/ipv6" if e.family == 6 else ""
+            pid = f"{e.service}:{e.port.split()[-1]}{fam}#{n}"
             description = f"{e.service}: {p.title}"
             via, via_lb = _entry(p, cluster) if client == "external" else (None, False)
             if p.kind == "ingress":

@@ -226,7 +226,7 @@ class PredictionsUnavailable(Exception):
 
 
 def explain_predictions(cluster: Cluster, *, external_ip: str,
-                        services: Sequence[str] | None = None
+                        services: Sequence[str] | None = None, external_ip6: str = ""
                         ) -> tuple[list[Prediction], list[str]]:
     """The explain engine's predictions for every path with a real client, and notes about
     paths that cannot be checked (a disposition the lab cannot observe, such as ``passed``).
@@ -248,7 +248,7 @@ def explain_predictions(cluster: Cluster, *, external_ip: str,
         ) from exc
     predictions: list[Prediction] = []
     notes: list[str] = []
-    for pp in predicted_probes(cluster, external_ip=external_ip,
+    for pp in predicted_probes(cluster, external_ip=external_ip, external_ip6=external_ip6,
                                services=list(services) if services else None):
         if getattr(pp, "skip", ""):
             notes.append(f"{pp.id} ({pp.description}): not probed: {pp.skip}")

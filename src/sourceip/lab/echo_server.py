@@ -3,8 +3,10 @@
 Run inside the pod's namespace (``ip netns exec NS python -m sourceip.lab.echo_server
 --run RUNID --pod NS/NAME --owner-pid PID --tcp 80,8080 --udp 53``). Each TCP connection gets
 one JSON line and is closed; each UDP datagram gets one JSON datagram back, sent from the
-address it was sent to (``IP_PKTINFO``) so that conntrack un-NATs the reply. The line says
-what the pod saw::
+address it was sent to (``IP_PKTINFO`` / ``IPV6_PKTINFO``) so that conntrack un-NATs the reply.
+Every port is served on both families: an IPv4 socket and an IPv6-only one (``IPV6_V6ONLY``,
+so an IPv4 client is never reported as ``::ffff:a.b.c.d``); where the kernel has no IPv6 the
+IPv4 sockets alone. The line says what the pod saw (``local`` is ``[addr]:port`` for IPv6)::
 
     {"pod": "default/server", "proto": "tcp", "seen_source": "10.244.1.1",
      "seen_port": 40522, "local": "10.244.1.5:8080"}
@@ -41,6 +43,9 @@ from typing import Any
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _PKTINFO = struct.Struct("@i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+_PKTINFO6 = struct.Struct("@16sI")  # struct in6_pktinfo: addr, ifindex
 
 
 def _ports(text: str) -> list[int]:
@@ -60,7 +65,7 @@ def _fields(pod: str, proto: str, peer: tuple[str, int],
         "proto": proto,
         "seen_source": peer[0],
         "seen_port": peer[1],
-        "local": f"{local[0]}:{local[1]}",
+        "local": f"[{local[0]}]:{local[1]}" if ":" in local[0] else f"{local[0]}:{local[1]}",
     }
 
 
@@ -180,21 +185,58 @@ def _accept_http(listener: socket.socket, pod: str) -> None:
 
 
 def _answer_udp(sock: socket.socket, pod: str, port: int) -> None:
+    v6 = sock.family == socket.AF_INET6
     try:
-        _data, ancdata, _flags, peer = sock.recvmsg(4096, socket.CMSG_SPACE(_PKTINFO.size))
+        _data, ancdata, _flags, peer = sock.recvmsg(
+            4096, socket.CMSG_SPACE((_PKTINFO6 if v6 else _PKTINFO).size))
     except BlockingIOError:
         return
-    local_ip = "0.0.0.0"
+    local_ip = "::" if v6 else "0.0.0.0"
     for level, kind, data in ancdata:
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
             _ifindex, _spec_dst, addr = _PKTINFO.unpack(data[: _PKTINFO.size])
             local_ip = socket.inet_ntoa(addr)
-    cmsg = [(socket.IPPROTO_IP, IP_PKTINFO,
-             _PKTINFO.pack(0, socket.inet_aton(local_ip), b"\0\0\0\0"))]
+        elif level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO:
+            addr6, _ifindex6 = _PKTINFO6.unpack(data[: _PKTINFO6.size])
+            local_ip = socket.inet_ntop(socket.AF_INET6, addr6)
+    if v6:
+        cmsg = [(socket.IPPROTO_IPV6, IPV6_PKTINFO,
+                 _PKTINFO6.pack(socket.inet_pton(socket.AF_INET6, local_ip), 0))]
+    else:
+        cmsg = [(socket.IPPROTO_IP, IP_PKTINFO,
+                 _PKTINFO.pack(0, socket.inet_aton(local_ip), b"\0\0\0\0"))]
     try:
         sock.sendmsg([_reply(pod, "udp", peer, (local_ip, port))], cmsg, 0, peer)
     except OSError as exc:
         print(f"echo_server {pod}: udp reply to {peer}: {exc}", file=sys.stderr)
+
+
+def _has_ipv6() -> bool:
+    """Whether this namespace can bind IPv6 sockets (the kernel may have IPv6 disabled)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _socket(family: int, kind: int, port: int) -> socket.socket:
+    """A bound, non-blocking socket on every address of ``family`` (IPv6: IPv6 only; UDP:
+    told each datagram's destination address)."""
+    s = socket.socket(family, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_DGRAM:
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        s.bind(("::", port))
+    else:
+        if kind == socket.SOCK_DGRAM:
+            s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        s.bind(("0.0.0.0", port))
+    s.setblocking(False)
+    return s
 
 
 def serve(pod: str, tcp_ports: Sequence[int], udp_ports: Sequence[int], owner_pid: int,
@@ -205,22 +247,17 @@ def serve(pod: str, tcp_ports: Sequence[int], udp_ports: Sequence[int], owner_pi
     http = set(http_ports)
     sel = selectors.DefaultSelector()
     socks: list[socket.socket] = []
-    for port in tcp_ports:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
-        s.listen(128)
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, ("http" if port in http else "tcp", port))
-        socks.append(s)
-    for port in udp_ports:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        s.bind(("0.0.0.0", port))
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, ("udp", port))
-        socks.append(s)
+    families = [socket.AF_INET] + ([socket.AF_INET6] if _has_ipv6() else [])
+    for family in families:
+        for port in tcp_ports:
+            s = _socket(family, socket.SOCK_STREAM, port)
+            s.listen(128)
+            sel.register(s, selectors.EVENT_READ, ("http" if port in http else "tcp", port))
+            socks.append(s)
+        for port in udp_ports:
+            s = _socket(family, socket.SOCK_DGRAM, port)
+            sel.register(s, selectors.EVENT_READ, ("udp", port))
+            socks.append(s)
     print(json.dumps({"ready": True, "pod": pod, "pid": os.getpid(), "run": runid,
                       "tcp": list(tcp_ports), "udp": list(udp_ports),
                       "http": sorted(http)}), flush=True)

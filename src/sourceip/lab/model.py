@@ -412,10 +412,12 @@ class RulesetLoad:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NsSetup:
     """Everything done inside one namespace, in order: ``ip`` commands (``ip -batch`` lines),
-    ``bridge`` commands, sysctls, nfacct counters, then rule loads."""
+    ``ip -6`` commands (``ip6``: an ``ip -6 -batch``, the family of ``route``/``rule`` lines is
+    not inferred in a batch), ``bridge`` commands, sysctls, nfacct counters, then rule loads."""
 
     ns: str
     ip: tuple[str, ...] = ()
+    ip6: tuple[str, ...] = ()
     bridge: tuple[str, ...] = ()
     sysctls: tuple[Sysctl, ...] = ()
     nfacct: tuple[str, ...] = ()  # counters the rules name (created before they load)
@@ -546,11 +548,13 @@ class LabPlan:
     servers: tuple[EchoServer, ...]
     clients: tuple[tuple[str, str], ...]
     via_ports: tuple[tuple[str, tuple[int, int]], ...]
-    external_ip: str
+    external_ip: str  # the external client's address of the primary family (IPv4 if built)
     router_ip: str
     node_subnet: str
     rules_loaded: bool
     notes: tuple[str, ...] = ()
+    external_ip6: str = ""  # the external client's IPv6 address when IPv6 is built
+    families: tuple[int, ...] = (4,)  # the IP families built (4, 6 or both)
     node_ips: tuple[tuple[str, str], ...] = field(default=())
     processes: tuple[LabProcess, ...] = ()
     workdir: str = ""  # the run's directory for process files (removed on teardown)

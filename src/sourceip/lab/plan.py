@@ -12,6 +12,8 @@ What a plan builds (``docs/lab.md`` draws it)::
 * LoadBalancer IPs, externalIPs and ClusterIPs are routed by the router to a node: the main
   table sends them to the first node, and an external probe that binds a source port in
   ``via_ports[node]`` is sent to that node by a policy rule (``ip rule ... sport A-B``);
+* IPv6 (``lab.ipv6``) for nodes with IPv6 InternalIPs: the same topology in that family, built
+  beside IPv4 (dual-stack) or alone (IPv6-only), with each family's kube-proxy rules;
 * pod attachment per ``NetworkProfile.pod_attach`` (``bridge``: a bridge whose address is the
   first host of the node's pod CIDR, hairpin on every port as kubelet's hairpin-veth mode sets;
   ``routed``: calico-style /32 pods behind proxy-ARP veths), inter-node routes per
@@ -31,8 +33,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Node, Pod, service_port_endpoints
-from sourceip.dataplane.topology import host_veth_name
+from sourceip.dataplane.topology import host_veth_name, tunnel_device
 from sourceip.errors import LabError, LabPreconditionError, ValidationError
+from sourceip.lab import ipv6 as v6lab
 from sourceip.lab.model import (
     EchoServer,
     LabNamespace,
@@ -59,6 +62,7 @@ VXLAN_PORT = 8472  # flannel's
 CNI_TABLE = "sourceip-cni"
 RUN_ROOT = "/run/sourceip-lab"  # state files; <runid>.d/ holds a run's process files
 IPTABLES_RESTORE = {"legacy": "iptables-legacy-restore", "nft": "iptables-nft-restore"}
+IP6TABLES_RESTORE = {"legacy": "ip6tables-legacy-restore", "nft": "ip6tables-nft-restore"}
 
 IPv4 = ipaddress.IPv4Address
 IPv4Net = ipaddress.IPv4Network
@@ -109,6 +113,20 @@ def node_subnet(ips: Sequence[IPv4]) -> IPv4Net:
     raise LabError("node IPs have no common IPv4 supernet")
 
 
+def _off_bridge(pod: str, node: str, ip: IPv4 | v6lab.IPv6 | None,
+                cidr: IPv4Net | v6lab.IPv6Net | None) -> str:
+    """Why pod address ``ip`` cannot sit on ``node``'s bridge (outside its podCIDR, or the
+    bridge's own address); empty when it can (or when there is no such address)."""
+    if ip is None:
+        return ""
+    if cidr is None or ip not in cidr:
+        return (f"pod {pod}: {ip} is outside {node}'s podCIDR ({cidr}): not built on the "
+                "bridge")
+    if ip == cidr.network_address + 1 or ip == cidr.network_address:
+        return f"pod {pod}: {ip} is the bridge's own address: not built"
+    return ""
+
+
 def _free_host(net: IPv4Net, taken: set[IPv4]) -> IPv4:
     for host in net.hosts():
         if host not in taken:
@@ -131,7 +149,9 @@ def pod_ports(cluster: Cluster, pod: Pod) -> tuple[tuple[int, ...], tuple[int, .
         for sp in svc.ports:
             if sp.protocol not in ("tcp", "udp"):
                 continue
-            for ep in service_port_endpoints(cluster, svc, sp):
+            eps = [*service_port_endpoints(cluster, svc, sp),
+                   *service_port_endpoints(cluster, svc, sp, version=6)]
+            for ep in eps:
                 if ep.ip in ips and (not pod.host_network or ep.node_name in ("", pod.node_name)):
                     (tcp if sp.protocol == "tcp" else udp).add(ep.port)
     return tuple(sorted(tcp)), tuple(sorted(udp))
@@ -204,16 +224,18 @@ def proxy_protocol_endpoints(cluster: Cluster) -> set[tuple[str, int]]:
 
 
 def kube_proxy_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig,
-                    iptables_backend: str) -> tuple[RulesetLoad, tuple[str, ...]]:
-    """kube-proxy's ruleset for ``node``, rendered for its tool, and the nfacct counters it
-    names (kube-proxy creates them before using them). Raises ``LabError`` when the builder or
-    renderer for that mode is not part of this build yet."""
+                    iptables_backend: str, family: int = 4
+                    ) -> tuple[RulesetLoad, tuple[str, ...]]:
+    """kube-proxy's ruleset for ``node`` and IP ``family`` (its proxier of that family),
+    rendered for its tool (``ip6tables-restore`` / the ``ip6`` nft table for IPv6), and the
+    nfacct counters it names (kube-proxy creates them before using them). Raises
+    ``LabError`` when the builder or renderer for that mode is not part of this build yet."""
     try:
         from sourceip.kubeproxy import build_ruleset
         from sourceip.netfilter import render
         from sourceip.netfilter.ir import Nfacct
 
-        ruleset = build_ruleset(cluster, node, cfg)
+        ruleset = build_ruleset(cluster, node, cfg, family=family)
         text = render(ruleset)
     except ModuleNotFoundError as exc:
         raise LabError(
@@ -229,11 +251,12 @@ def kube_proxy_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig,
                         counters.append(m.name)
     if not text.endswith("\n"):
         text += "\n"
+    label = "kube-proxy" if family == 4 else "kube-proxy IPv6"
+    restore = IPTABLES_RESTORE if family == 4 else IP6TABLES_RESTORE
     if cfg.mode == "nftables":
-        load = RulesetLoad(label="kube-proxy", argv=("nft", "-f", "-"), text=text)
+        load = RulesetLoad(label=label, argv=("nft", "-f", "-"), text=text)
     else:
-        load = RulesetLoad(label="kube-proxy", argv=(IPTABLES_RESTORE[iptables_backend],),
-                           text=text)
+        load = RulesetLoad(label=label, argv=(restore[iptables_backend],), text=text)
     return load, tuple(counters)
 
 
@@ -310,20 +333,33 @@ def plan_lab(
     notes: list[str] = []
 
     node_ip: dict[str, IPv4] = {}
+    node_ip6: dict[str, v6lab.IPv6] = {}
     for node in nodes:
-        ip = node.primary_ip(4)
-        if not isinstance(ip, IPv4):
-            raise ValidationError(f"node {node.name!r} has no IPv4 InternalIP",
+        ip, ip6 = node.primary_ip(4), node.primary_ip(6)
+        if isinstance(ip, IPv4):
+            node_ip[node.name] = ip
+        if isinstance(ip6, v6lab.IPv6):
+            node_ip6[node.name] = ip6
+        if ip is None and ip6 is None:
+            raise ValidationError(f"node {node.name!r} has no InternalIP",
                                   field="status.addresses")
-        node_ip[node.name] = ip
-    if len(set(node_ip.values())) != len(node_ip):
-        raise ValidationError("two nodes share an InternalIP", field="status.addresses")
-    subnet = node_subnet(list(node_ip.values()))
-    router_ip = _free_host(subnet, set(node_ip.values()))
-    ext_net = _pick_external(cluster, subnet)
-    ext_gw, ext_ip = IPv4(int(ext_net.network_address) + 1), IPv4(int(ext_net.network_address) + 2)
-    if any(n.pod_cidr(6) or n.primary_ip(6) for n in nodes):
-        notes.append("IPv6 addresses and pod CIDRs are not built (the lab is IPv4 only)")
+    for fam, ips in ((4, node_ip), (6, node_ip6)):
+        if ips and len(ips) != len(nodes):
+            missing = next(n.name for n in nodes if n.name not in ips)
+            raise ValidationError(f"node {missing!r} has no IPv{fam} InternalIP (the lab "
+                                  f"builds a family on every node or on none)",
+                                  field="status.addresses")
+        if len(set(ips.values())) != len(ips):
+            raise ValidationError("two nodes share an InternalIP", field="status.addresses")
+    has4 = bool(node_ip) or not nodes
+    base6 = v6lab.plan_base6(cluster, node_ip6) if node_ip6 else None
+    subnet = node_subnet(list(node_ip.values())) if has4 else None
+    router_ip = _free_host(subnet, set(node_ip.values())) if subnet is not None else None
+    ext_net = _pick_external(cluster, subnet) if subnet is not None else None
+    ext_gw = ext_ip = None
+    if ext_net is not None:
+        ext_gw = IPv4(int(ext_net.network_address) + 1)
+        ext_ip = IPv4(int(ext_net.network_address) + 2)
 
     rtr, ext = f"{prefix}rtr", f"{prefix}ext"
     namespaces: list[LabNamespace] = [
@@ -343,6 +379,7 @@ def plan_lab(
     # ---- pods
     routed = profile.pod_attach == "routed"
     node_lines: dict[str, list[str]] = {n.name: [] for n in nodes}
+    node_lines6: dict[str, list[str]] = {n.name: [] for n in nodes}
     node_ifaces: dict[str, list[str]] = {n.name: [profile.node_interface] for n in nodes}
     node_sysctls: dict[str, list[Sysctl]] = {n.name: [] for n in nodes}
     setups: list[NsSetup] = []
@@ -375,19 +412,20 @@ def plan_lab(
             if tcp or udp:
                 servers.append(EchoServer(ns=ns, pod=pod.key, tcp_ports=tcp, udp_ports=udp))
             continue
-        ip = next((a for a in pod.ips if isinstance(a, IPv4)), None)
-        if ip is None:
-            notes.append(f"pod {pod.key} has no IPv4 address: not built")
+        ip = next((a for a in pod.ips if isinstance(a, IPv4)), None) if has4 else None
+        ip6 = next((a for a in pod.ips if isinstance(a, v6lab.IPv6)), None) if base6 else None
+        if ip is None and ip6 is None:
+            notes.append(f"pod {pod.key} has no {'IPv4' if has4 else 'IPv6'} address: "
+                         "not built")
             continue
         node = cluster.node(pod.node_name)
         cidr = _v4_pod_cidr(node)
+        cidr6 = v6lab.v6_pod_cidr(node)
         if not routed:
-            if cidr is None or ip not in cidr:
-                notes.append(f"pod {pod.key}: {ip} is outside {pod.node_name}'s podCIDR "
-                             f"({cidr}): not built on the bridge")
-                continue
-            if ip == cidr.network_address + 1 or ip == cidr.network_address:
-                notes.append(f"pod {pod.key}: {ip} is the bridge's own address: not built")
+            bad = _off_bridge(pod.key, pod.node_name, ip, cidr) or _off_bridge(
+                pod.key, pod.node_name, ip6, cidr6)
+            if bad:
+                notes.append(bad)
                 continue
         j = pods_on[pod.node_name]
         pods_on[pod.node_name] = j + 1
@@ -403,33 +441,36 @@ def plan_lab(
             lines.append(f"link set eth0 mtu {pod_mtu}")
         if routed:
             lines += [
-                f"addr add {ip}/32 dev eth0",
+                *([f"addr add {ip}/32 dev eth0"] if ip is not None else []),
                 "link set eth0 up",
-                "route add 169.254.1.1 dev eth0 scope link",
-                "route add default via 169.254.1.1 dev eth0 onlink",
+                *(["route add 169.254.1.1 dev eth0 scope link",
+                   "route add default via 169.254.1.1 dev eth0 onlink"] if ip is not None
+                  else []),
             ]
-            node_lines[pod.node_name] += [
-                f"link set {host_if} up",
-                f"route add {ip}/32 dev {host_if} scope link",
-            ]
-            node_sysctls[pod.node_name] += [
-                Sysctl(path=f"net/ipv4/conf/{host_if}/proxy_arp", value="1"),
-                Sysctl(path=f"net/ipv4/neigh/{host_if}/proxy_delay", value="0"),
-            ]
+            node_lines[pod.node_name].append(f"link set {host_if} up")
+            if ip is not None:
+                node_lines[pod.node_name].append(f"route add {ip}/32 dev {host_if} scope link")
+                node_sysctls[pod.node_name] += [
+                    Sysctl(path=f"net/ipv4/conf/{host_if}/proxy_arp", value="1"),
+                    Sysctl(path=f"net/ipv4/neigh/{host_if}/proxy_delay", value="0"),
+                ]
+            if ip6 is not None:
+                node_lines6[pod.node_name] += v6lab.host_veth_lines6(ip6, host_if)
         else:
-            assert cidr is not None
-            gw = cidr.network_address + 1
             lines += [
-                f"addr add {ip}/{cidr.prefixlen} dev eth0",
+                *([f"addr add {ip}/{cidr.prefixlen} dev eth0"] if ip is not None and cidr
+                  else []),
                 "link set eth0 up",
-                f"route add default via {gw}",
+                *([f"route add default via {cidr.network_address + 1}"]
+                  if ip is not None and cidr else []),
             ]
             node_lines[pod.node_name] += [
                 f"link set {host_if} master {profile.bridge_name}",
                 f"link set {host_if} type bridge_slave hairpin on",
                 f"link set {host_if} up",
             ]
-        setups.append(NsSetup(ns=ns, ip=tuple(lines)))
+        lines6 = v6lab.pod_lines6(ip6, cidr6, routed=routed) if ip6 is not None else []
+        setups.append(NsSetup(ns=ns, ip=tuple(lines), ip6=tuple(lines6)))
         if tcp or udp:
             servers.append(EchoServer(ns=ns, pod=pod.key, tcp_ports=tcp, udp_ports=udp))
 
@@ -460,37 +501,47 @@ def plan_lab(
     localnet = cfg.mode == "iptables" and cfg.localhost_node_ports
     node_setups: list[NsSetup] = []
     for i, node in enumerate(nodes):
-        ip = node_ip[node.name]
-        cidr = _v4_pod_cidr(node)
+        ip = node_ip.get(node.name)
+        cidr = _v4_pod_cidr(node) if ip is not None else None
         lines = [
             "link set lo up",
-            f"addr add {ip}/{subnet.prefixlen} dev {profile.node_interface}",
+            *([f"addr add {ip}/{subnet.prefixlen} dev {profile.node_interface}"]
+              if ip is not None and subnet is not None else []),
             f"link set {profile.node_interface} up",
-            f"route add default via {router_ip}",
+            *([f"route add default via {router_ip}"] if ip is not None else []),
         ]
         bridge_lines: list[str] = []
-        if not routed and cidr is not None:
+        has_bridge = not routed and (cidr is not None or v6lab.v6_pod_cidr(node) is not None)
+        if has_bridge:
             lines[1:1] = [
                 f"link add {profile.bridge_name} type bridge",
-                f"addr add {cidr.network_address + 1}/{cidr.prefixlen} dev {profile.bridge_name}",
+                *([f"addr add {cidr.network_address + 1}/{cidr.prefixlen} dev "
+                   f"{profile.bridge_name}"] if cidr is not None else []),
                 f"link set {profile.bridge_name} up",
             ]
             node_ifaces[node.name].append(profile.bridge_name)
         if routed and cidr is not None:
             lines.append(f"route add blackhole {cidr}")
         lines += node_lines[node.name]
+        lines6 = []
+        if base6 is not None:
+            tdev6 = tunnel_device(profile.tunnel_device, 6) if tunnel else None
+            lines6, fdb6 = v6lab.node_lines6(
+                cluster, i, base6, node_interface=profile.node_interface,
+                bridge=profile.bridge_name if has_bridge else None, tunnel_device=tdev6,
+                vxlan_id=VXLAN_ID, vxlan_port=VXLAN_PORT)
+            lines6 += node_lines6[node.name]
+            bridge_lines += fdb6
         if tunnel and cidr is not None:
             dev = profile.tunnel_device
             node_ifaces[node.name].append(dev)
-            lines += [
-                f"link add {dev} address {_vtep_mac(i)} type vxlan id {VXLAN_ID} local {ip} "
-                f"dev {profile.node_interface} dstport {VXLAN_PORT} nolearning",
-                f"addr add {cidr.network_address}/32 dev {dev}",
-                f"link set {dev} up",
-            ]
+            lines += v6lab.vxlan_device_lines(dev, _vtep_mac(i), ip,
+                                              node_interface=profile.node_interface,
+                                              vxlan_id=VXLAN_ID, vxlan_port=VXLAN_PORT,
+                                              address=f"{cidr.network_address}/32")
         for j, other in enumerate(nodes):
             ocidr = _v4_pod_cidr(other)
-            if other.name == node.name or ocidr is None:
+            if other.name == node.name or ocidr is None or ip is None:
                 continue
             if tunnel:
                 dev = profile.tunnel_device
@@ -519,19 +570,27 @@ def plan_lab(
         if not routed:
             sysctls.append(Sysctl(path="net/bridge/bridge-nf-call-iptables", value="1"))
         sysctls += node_sysctls[node.name]
+        if base6 is not None:
+            sysctls += v6lab.node_sysctls6(bridge=has_bridge)
         loads: list[RulesetLoad] = []
         counters: tuple[str, ...] = ()
         if rules:
-            kp_load, counters = kube_proxy_load(cluster, node, cfg, iptables_backend)
-            loads.append(kp_load)
+            if ip is not None:
+                kp_load, counters = kube_proxy_load(cluster, node, cfg, iptables_backend)
+                loads.append(kp_load)
+            if base6 is not None:
+                kp6_load, counters6 = kube_proxy_load(cluster, node, cfg, iptables_backend,
+                                                      family=6)
+                loads.append(kp6_load)
+                counters = tuple(dict.fromkeys((*counters, *counters6)))
             pm_load, pm_sysctls = portmap_load(cluster, node, cfg, iptables_backend)
-            if pm_load is not None:
+            if pm_load is not None and ip is not None:
                 loads.append(pm_load)
                 sysctls += pm_sysctls
-        if profile.egress_masquerade and pools:
+        if profile.egress_masquerade and pools and ip is not None:
             loads.append(RulesetLoad(label="cni-egress-masquerade", argv=("nft", "-f", "-"),
                                      text=egress_masquerade_nft(pools)))
-        node_setups.append(NsSetup(ns=node_ns[node.name], ip=tuple(lines),
+        node_setups.append(NsSetup(ns=node_ns[node.name], ip=tuple(lines), ip6=tuple(lines6),
                                    bridge=tuple(bridge_lines), sysctls=tuple(sysctls),
                                    nfacct=counters, loads=tuple(loads)))
 
@@ -544,21 +603,24 @@ def plan_lab(
     rlines = [
         "link set lo up",
         f"link add {ROUTER_BRIDGE} type bridge",
-        f"addr add {router_ip}/{subnet.prefixlen} dev {ROUTER_BRIDGE}",
+        *([f"addr add {router_ip}/{subnet.prefixlen} dev {ROUTER_BRIDGE}"]
+          if subnet is not None else []),
         f"link set {ROUTER_BRIDGE} up",
     ]
     for i, _node in enumerate(nodes):
         rlines += [f"link set n{i} master {ROUTER_BRIDGE}", f"link set n{i} up"]
-    rlines += [f"addr add {ext_gw}/{ext_net.prefixlen} dev ext0", "link set ext0 up"]
-    via_ports: list[tuple[str, tuple[int, int]]] = []
-    if nodes:
+    rlines += [*([f"addr add {ext_gw}/{ext_net.prefixlen} dev ext0"] if ext_net else []),
+               "link set ext0 up"]
+    via_ports: list[tuple[str, tuple[int, int]]] = [
+        (node.name, (VIA_PORT_BASE + i * VIA_PORT_WIDTH,
+                     VIA_PORT_BASE + (i + 1) * VIA_PORT_WIDTH - 1))
+        for i, node in enumerate(nodes)]
+    if nodes and ext_ip is not None:
         first = node_ip[nodes[0].name]
         rlines += [f"route add {vip}/32 via {first}" for vip in vips]
         for i, node in enumerate(nodes):
             table = ROUTE_TABLE_BASE + i
-            lo = VIA_PORT_BASE + i * VIA_PORT_WIDTH
-            hi = lo + VIA_PORT_WIDTH - 1
-            via_ports.append((node.name, (lo, hi)))
+            lo, hi = via_ports[i][1]
             rlines += [f"route add {vip}/32 via {node_ip[node.name]} table {table}"
                        for vip in vips]
             rlines.append(f"rule add from {ext_ip} sport {lo}-{hi} lookup {table} pref {table}")
@@ -567,7 +629,8 @@ def plan_lab(
 
     lbs = plan_load_balancers(cluster, node_ns=node_ns,
                               node_ip={n: str(ip) for n, ip in node_ip.items()},
-                              subnet_prefix=subnet.prefixlen, workdir=workdir)
+                              subnet_prefix=subnet.prefixlen if subnet else 24,
+                              workdir=workdir)
     rlines += lbs.router_ip
     processes += lbs.processes
     notes += lbs.notes
@@ -578,14 +641,28 @@ def plan_lab(
         Sysctl(path="net/bridge/bridge-nf-call-iptables", value="0", optional=True),
         *lbs.router_sysctls,
     )
+    rlines6: list[str] = []
+    ext_lines6: list[str] = []
+    if base6 is not None:
+        vips6 = list(dict.fromkeys(
+            vip for svc in cluster.services
+            for vip in (*svc.all_lb_ips, *svc.external_ips, *svc.cluster_ips)
+            if isinstance(vip, v6lab.IPv6) and vip not in node_ip6.values()))
+        rlines6 = v6lab.router_lines6(base6, vips6, [n.name for n in nodes],
+                                      bridge=ROUTER_BRIDGE, table_base=ROUTE_TABLE_BASE,
+                                      via_ports=via_ports)
+        ext_lines6 = v6lab.external_lines6(base6)
+        rsys += (Sysctl(path="net/ipv6/conf/all/forwarding", value="1"),)
     ext_setup = NsSetup(
         ns=ext,
-        ip=("link set lo up", f"addr add {ext_ip}/{ext_net.prefixlen} dev eth0",
-            "link set eth0 up", f"route add default via {ext_gw}"),
+        ip=("link set lo up",
+            *([f"addr add {ext_ip}/{ext_net.prefixlen} dev eth0"] if ext_net else []),
+            "link set eth0 up", *([f"route add default via {ext_gw}"] if ext_gw else [])),
+        ip6=tuple(ext_lines6),
         sysctls=(Sysctl(path="net/ipv4/ip_local_port_range", value=EXT_EPHEMERAL_PORTS),),
     )
-    all_setups = [NsSetup(ns=rtr, ip=tuple(rlines), sysctls=rsys), ext_setup,
-                  *node_setups, *setups]
+    all_setups = [NsSetup(ns=rtr, ip=tuple(rlines), ip6=tuple(rlines6), sysctls=rsys),
+                  ext_setup, *node_setups, *setups]
     if not rules:
         notes.append("kube-proxy rules are not loaded (topology only)")
     return LabPlan(
@@ -599,12 +676,15 @@ def plan_lab(
         servers=tuple(servers),
         clients=tuple(clients),
         via_ports=tuple(via_ports),
-        external_ip=str(ext_ip),
-        router_ip=str(router_ip),
-        node_subnet=str(subnet),
+        external_ip=str(ext_ip if ext_ip is not None else base6.ext_ip if base6 else ""),
+        router_ip=str(router_ip if router_ip is not None else
+                      base6.router_ip if base6 else ""),
+        node_subnet=str(subnet if subnet is not None else base6.subnet if base6 else ""),
         rules_loaded=rules,
         notes=tuple(notes),
-        node_ips=tuple((n, str(ip)) for n, ip in node_ip.items()),
+        external_ip6=str(base6.ext_ip) if base6 is not None else "",
+        families=(*((4,) if has4 else ()), *((6,) if base6 is not None else ())),
+        node_ips=tuple((n, str(ip)) for n, ip in (node_ip or node_ip6).items()),
         processes=tuple(processes),
         workdir=workdir,
         not_run=tuple(ingress.not_run),
@@ -665,6 +745,7 @@ def render_script(plan: LabPlan, *, python: str = "python3") -> str:
         ns = q(setup.ns)
         out += ["", f"# {setup.ns}"]
         out += [f"ip -n {ns} {line}" for line in setup.ip]
+        out += [f"ip -6 -n {ns} {line}" for line in setup.ip6]
         out += [f"bridge -n {ns} {line}" for line in setup.bridge]
         if setup.sysctls:
             out.append(f"ip netns exec {ns} sh -ec '")

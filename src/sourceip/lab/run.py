@@ -322,6 +322,7 @@ def remove_run_files(runid: str, state_dir: Path = STATE_DIR) -> None:
 
 
 _CLONE_NEWNET = 0x40000000
+IPV6_SETTLE_TIMEOUT = 5.0  # seconds for link-local addresses to finish DAD (lab up)
 T = TypeVar("T")
 
 
@@ -439,13 +440,16 @@ def _run(argv: Sequence[str], *, input: str | None = None, what: str,
 
 def apply_setup(setup: NsSetup, python: str = sys.executable,
                 env: Mapping[str, str] | None = None, *, create_nfacct: bool = True) -> None:
-    """Configure one namespace: its ``ip`` batch, its ``bridge`` batch, its sysctls (one shell
-    inside the namespace), its nfacct counters (unless the caller made them already), then
-    each rule load, in that order."""
+    """Configure one namespace: its ``ip`` batch, ``ip -6`` batch, ``bridge`` batch, sysctls
+    (one shell inside the namespace), its nfacct counters (unless the caller made them
+    already), then each rule load, in that order."""
     ns = setup.ns
     if setup.ip:
         _run(["ip", "-n", ns, "-batch", "-"], input="\n".join(setup.ip) + "\n",
              what=f"{ns}: ip")
+    if setup.ip6:
+        _run(["ip", "-6", "-n", ns, "-batch", "-"], input="\n".join(setup.ip6) + "\n",
+             what=f"{ns}: ip -6")
     if setup.bridge:
         _run(["bridge", "-n", ns, "-batch", "-"], input="\n".join(setup.bridge) + "\n",
              what=f"{ns}: bridge")
@@ -692,6 +696,8 @@ class Lab:
         with ThreadPoolExecutor(max_workers=SETUP_WORKERS) as pool:
             list(pool.map(lambda s: apply_setup(s, self.python, env, create_nfacct=False),
                           self.plan.setups))
+        if 6 in self.plan.families:
+            self._wait_ipv6_settled()
         t2 = time.monotonic()
         # echo servers and the other processes start together (their interpreters' start-up
         # overlaps); each is recorded in the state file before anything waits on it
@@ -708,6 +714,25 @@ class Lab:
                             processes=t4 - t3, up=t5 - t0)
         if self.plan.load_balancers:
             self.timings["load_balancers"] = t5 - t4
+
+    def _wait_ipv6_settled(self, timeout: float = IPV6_SETTLE_TIMEOUT) -> None:
+        """Wait until no namespace holds a *tentative* IPv6 address. The lab's own addresses
+        skip duplicate address detection (``nodad``), but the link-local address the kernel
+        gives every interface does not, and until it is valid a router cannot send neighbour
+        solicitations for the packets it forwards (they would be lost, like drops)."""
+        deadline = time.monotonic() + timeout
+        pending = list(self.plan.namespace_names)
+        while pending:
+            pending = [ns for ns in pending if subprocess.run(
+                ["ip", "-6", "-n", ns, "addr", "show", "tentative"], capture_output=True,
+                text=True, check=False).stdout.strip()]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                self.notes.append(f"IPv6 addresses still tentative after {timeout:.0f} s in "
+                                  f"{', '.join(pending)}")
+                return
+            time.sleep(0.1)
 
     def _build_load_balancers(self) -> None:
         """Health-check every node from the router, keep the candidates that pass, and build

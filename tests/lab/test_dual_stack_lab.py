@@ -1,0 +1,141 @@
+"""IPv6 and dual-stack clusters in the lab (issue #12): ``sourceip lab run --example dual-stack``
+builds both families in namespaces (``lab/ipv6.py``), loads each family's kube-proxy rules
+(``ip6tables-restore`` / the ``ip6 kube-proxy`` table beside the IPv4 ones) and probes every
+explain path of both families; all must agree, in iptables (both back ends) and nftables modes,
+and for the routed and tunnel CNI profiles. An IPv6-only cluster is built without IPv4.
+
+The plan tests need no root."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sourceip.lab.plan import plan_lab, render_script
+from sourceip.sources import example_text, load_example
+
+from .gen_clusters import generate
+from .helpers import lab_skip_reason
+from .test_hygiene import _env
+
+needs_lab = pytest.mark.skipif(lab_skip_reason() is not None, reason=str(lab_skip_reason()))
+RUN = "d5a1c0"
+
+
+def _setup(plan, suffix: str):  # type: ignore[no-untyped-def]
+    return next(s for s in plan.setups if s.ns.endswith(suffix))
+
+
+def test_a_dual_stack_plan_builds_both_families() -> None:
+    plan = plan_lab(load_example("dual-stack"), runid=RUN)
+    assert plan.families == (4, 6)
+    assert plan.external_ip == "192.168.100.2" and plan.external_ip6 == "2001:db8:ffff::10"
+    node1 = _setup(plan, "-n0-node1")
+    assert "addr add 10.0.0.11/24 dev eth0" in node1.ip
+    assert node1.ip6[:2] == ("addr add fd00:10::11/64 dev eth0 nodad",
+                             "route add default via fd00:10::1")
+    assert "addr add fd00:10:244:1::1/64 dev cni0 nodad" in node1.ip6
+    assert "route add fd00:10:244:2::/64 via fd00:10::12" in node1.ip6
+    assert [(x.label, x.argv) for x in node1.loads] == [
+        ("kube-proxy", ("iptables-legacy-restore",)),
+        ("kube-proxy IPv6", ("ip6tables-legacy-restore",))]
+    assert "-A KUBE-SERVICES" in node1.loads[1].text and "fd00:10:96::100" in node1.loads[1].text
+    sysctls = {s.path: s.value for s in node1.sysctls}
+    assert sysctls["net/ipv6/conf/all/forwarding"] == "1"
+    assert sysctls["net/ipv6/icmp/ratemask"] == ""
+    assert sysctls["net/bridge/bridge-nf-call-ip6tables"] == "1"
+    server = _setup(plan, "-p0-default.server")
+    assert server.ip6 == ("addr add fd00:10:244:1::10/64 dev eth0 nodad",
+                          "route add default via fd00:10:244:1::1")
+    rtr = _setup(plan, "-rtr")
+    assert "route add fd00:10:96::100/128 via fd00:10::11" in rtr.ip6
+    assert "rule add from 2001:db8:ffff::10 sport 20100-20199 lookup 1001 pref 1001" in rtr.ip6
+    assert _setup(plan, "-ext").ip6 == ("addr add 2001:db8:ffff::10/64 dev eth0 nodad",
+                                        "route add default via 2001:db8:ffff::1")
+    nft = plan_lab(load_example("dual-stack"), runid=RUN, mode="nftables")
+    loads = _setup(nft, "-n0-node1").loads
+    assert [x.argv for x in loads] == [("nft", "-f", "-")] * 2
+    assert "add table ip6 kube-proxy" in loads[1].text
+    legacy_nft = plan_lab(load_example("dual-stack"), runid=RUN, iptables_backend="nft")
+    assert _setup(legacy_nft, "-n0-node1").loads[1].argv == ("ip6tables-nft-restore",)
+    script = render_script(plan)
+    assert "ip -6 -n sip-d5a1c0-n0-node1 addr add fd00:10::11/64 dev eth0 nodad" in script
+    assert "ip netns exec sip-d5a1c0-n0-node1 ip6tables-legacy-restore <<'SIP_EOF'" in script
+
+
+def test_routed_and_tunnel_profiles_in_ipv6() -> None:
+    c = load_example("dual-stack")
+    routed = plan_lab(c.with_(profile=replace(c.profile, pod_attach="routed",
+                                              inter_node="tunnel")), runid=RUN)
+    node1 = _setup(routed, "-n0-node1")
+    host_if = next(line.split()[2] for line in node1.ip if line.startswith("link set cali"))
+    assert f"addr add fe80::1/64 dev {host_if} nodad" in node1.ip6
+    assert f"route add fd00:10:244:1::10/128 dev {host_if}" in node1.ip6
+    assert "route add blackhole fd00:10:244:1::/64" in node1.ip6
+    assert any(line.startswith("link add flannel-v6.1 ") and "local fd00:10::11" in line
+               for line in node1.ip6)
+    assert "addr add fd00:10:244:1::/128 dev flannel-v6.1 nodad" in node1.ip6
+    assert "route add fd00:10:244:2::/64 via fd00:10:244:2:: dev flannel-v6.1 onlink" in node1.ip6
+    assert any("dev flannel-v6.1 dst fd00:10::12 self permanent" in b for b in node1.bridge)
+    assert _setup(routed, "-p0-default.server").ip6 == (
+        "addr add fd00:10:244:1::10/128 dev eth0 nodad",
+        "route add default via fe80::1 dev eth0")
+
+
+def test_an_ipv6_only_plan_has_no_ipv4() -> None:
+    plan = plan_lab(generate(5, family="6").cluster, runid=RUN)
+    assert plan.families == (6,)
+    assert plan.external_ip == plan.external_ip6 == "2001:db8:ffff::10"
+    for s in plan.setups:
+        assert not any("addr add 10." in line or "192.168." in line for line in s.ip), s.ns
+    assert all(x.label == "kube-proxy IPv6" for s in plan.setups for x in s.loads)
+
+
+def _run(*extra: str) -> tuple[int, dict[str, object], str]:
+    args = [sys.executable, "-m", "sourceip", "lab", "run", "-o", "json", *extra]
+    res = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300)
+    return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}, res.stderr
+
+
+def _check_both_families(code: int, out: dict[str, object], err: str,
+                         seen6: set[str]) -> None:
+    results = out.get("results")
+    assert isinstance(results, list), err
+    bad = [r for r in results if not r.get("agree")]
+    assert code == 0 and not bad, json.dumps(bad, indent=1)[:4000] + err
+    assert len(results) == 40
+    dsts = [str(r["spec"]["dst_ip"]) for r in results]  # type: ignore[index]
+    assert sum(":" in d for d in dsts) == 21 and sum(":" not in d for d in dsts) == 19
+    seen = {str(o.get("seen_source")) for r in results for o in r["observed"]}  # type: ignore[index]
+    assert seen6 <= seen
+
+
+@pytest.mark.lab
+@needs_lab
+@pytest.mark.parametrize("extra", [(), ("--iptables", "nft"), ("--mode", "nftables")],
+                         ids=["iptables-legacy", "iptables-nft", "nftables"])
+def test_dual_stack_example_agrees_in_both_families(clean_host: None,
+                                                    extra: tuple[str, ...]) -> None:
+    # masqueraded to the bridge's IPv6 gateway, to node2's IPv6 address, and kept (ETP Local)
+    _check_both_families(*_run("--example", "dual-stack", *extra),
+                         seen6={"fd00:10:244:1::1", "fd00:10::12", "2001:db8:ffff::10"})
+
+
+@pytest.mark.lab
+@needs_lab
+@pytest.mark.parametrize(("attach", "inter"), [("routed", "direct"), ("bridge", "tunnel"),
+                                               ("routed", "tunnel")])
+def test_dual_stack_profiles_agree(clean_host: None, tmp_path: Path, attach: str,
+                                   inter: str) -> None:
+    text = example_text("dual-stack").replace("podAttach: bridge", f"podAttach: {attach}")
+    f = tmp_path / "cluster.yaml"
+    f.write_text(text.replace("interNode: direct", f"interNode: {inter}"))
+    # routed: the node's own IPv6 address; routed + tunnel: the tunnel's (RFC 6724 rule 8)
+    own = {("routed", "direct"): "fd00:10::11", ("bridge", "tunnel"): "fd00:10:244:1::1",
+           ("routed", "tunnel"): "fd00:10:244:1::"}[(attach, inter)]
+    _check_both_families(*_run("-f", str(f)), seen6={own, "2001:db8:ffff::10"})
