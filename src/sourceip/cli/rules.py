@@ -25,8 +25,12 @@ if TYPE_CHECKING:  # `sourceip --help` imports this module: keep it light
               show_default=True,
               help="text: iptables-restore input or an nft -f script; json: nft -j JSON "
                    "(nftables mode only).")
+@click.option("--ipvs-draining", "draining", is_flag=True,
+              help="ipvs mode: show terminating endpoints as weight-0 real servers of TCP "
+                   "virtual servers, as kube-proxy's graceful termination keeps them while "
+                   "they still have connections (default: absent, as without connections).")
 def rules(filenames: tuple[str, ...], example: str | None, node: str | None,
-          mode: ProxyMode | None, output: str) -> None:
+          mode: ProxyMode | None, output: str, draining: bool) -> None:
     """Print the rules kube-proxy would install on NODE, loadable as is by
     `iptables-restore` (iptables mode) or `nft -f` (nftables mode); in ipvs mode the
     virtual servers (`ipvsadm -R`), the ipsets (`ipset restore`) and the iptables rules
@@ -49,12 +53,14 @@ def rules(filenames: tuple[str, ...], example: str | None, node: str | None,
         from sourceip.kubeproxy.ipvs import build_ipvs_node, render_ipvs_node
         from sourceip.kubeproxy.releases import release as _release
 
-        ipvs_node = build_ipvs_node(cluster, cluster.node(node), cfg)
+        ipvs_node = build_ipvs_node(cluster, cluster.node(node), cfg, draining=draining)
         for note in (*cluster.notes, *ipvs_node.notes):
             click.echo(f"# note: {note}", err=True)
         click.echo(render_ipvs_node(ipvs_node, header=(
             f"kube-proxy {_release(cfg.version).label}, ipvs mode, node {node}",)), nl=False)
         return
+    if draining:
+        raise click.UsageError("--ipvs-draining goes with --mode ipvs")
     ruleset = build_ruleset(cluster, node, cfg)
     if output == "json":
         if ruleset.backend != "nftables":

@@ -27,10 +27,11 @@ iptables rules are IR (``-m set``, ``-m physdev``, ``-m ipvs`` as ``UnknownMatch
 by ``netfilter.ipset`` when the sets are known, forked otherwise). The ruleset holds the
 built-in chains with the jumps kube-proxy ``EnsureRule``s (prepended, so in reverse order).
 
-Not modelled: the graceful-termination weight-0 real servers (``gracefuldeleteManager``), the
-addresses of node interfaces other than the node's own InternalIP/ExternalIP as NodePort
-virtual servers (a real node also has them on cni0/docker0), ``excludeCIDRs`` (only spares
-virtual servers from clean-up) and ``strictARP`` (sysctls only): both are noted.
+Graceful termination (weight-0 real servers while connections drain) is runtime state: noted,
+or built with ``build_ipvs_node(..., draining=True)``. Not modelled: the addresses of node
+interfaces other than the node's own InternalIP/ExternalIP as NodePort virtual servers (a real
+node also has them on cni0/docker0), ``excludeCIDRs`` (only spares virtual servers from
+clean-up) and ``strictARP`` (sysctls only): both are noted.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from sourceip.errors import ValidationError
 from sourceip.kubeproxy.localdetect import local_detector
 from sourceip.kubeproxy.names import endpoint_string, service_port_name
 from sourceip.kubeproxy.releases import Release, release
-from sourceip.net.addr import IPAddress
+from sourceip.net.addr import IPAddress, host_port
 from sourceip.netfilter.ipset import IPSet
 from sourceip.netfilter.ipset_save import SetSpec, render_ipset_save
 from sourceip.netfilter.ir import (
@@ -266,19 +267,32 @@ def build_ipvs_ruleset(cluster: Cluster, node: Node, cfg: KubeProxyConfig, *,
 
 
 def build_ipvs_node(cluster: Cluster, node: Node, cfg: KubeProxyConfig, *,
-                    family: int = 4) -> IPVSNode:
+                    family: int = 4, draining: bool = False) -> IPVSNode:
     """What kube-proxy in ipvs mode (configured by ``cfg``, release ``cfg.version``) installs
-    on ``node``. IPv4 only (``family`` 6 raises ``ValidationError``)."""
+    on ``node``. IPv4 only (``family`` 6 raises ``ValidationError``: kube-proxy's ipvs mode
+    handles IPv6, this model does not).
+
+    Graceful termination (``pkg/proxy/ipvs/graceful_termination.go``, ``GracefulDeleteRS`` /
+    ``deleteRsFunc``): a real server that leaves a virtual server's endpoint list is deleted
+    at once when it has no connections (or for UDP/SCTP, ``IsRsGracefulTerminationNeeded``);
+    otherwise kube-proxy sets its weight to 0 — no new connection goes there, existing ones
+    drain — and retries the deletion every minute. Connection counts are runtime state: by
+    default terminating endpoints that are not real servers are absent (as in upstream's
+    tests, whose fake IPVS has no connections) and a note names them; ``draining`` keeps them
+    as weight-0 real servers of TCP virtual servers, the state while they still have
+    connections (compare with a node's ``ipvsadm -Ln`` during a rollout)."""
     if family != 4:
         raise ValidationError("ipvs mode rules are generated for IPv4 only", field="family")
     rel = release(cfg.version)
-    return _Builder(cluster, node, cfg, rel).build()
+    return _Builder(cluster, node, cfg, rel, draining).build()
 
 
 class _Builder:
-    def __init__(self, cluster: Cluster, node: Node, cfg: KubeProxyConfig, rel: Release
-                 ) -> None:
+    def __init__(self, cluster: Cluster, node: Node, cfg: KubeProxyConfig, rel: Release,
+                 draining: bool = False) -> None:
         self.cluster, self.node, self.cfg, self.rel = cluster, node, cfg, rel
+        self.draining = draining
+        self.terminating: tuple[ProxyEndpoint, ...] = ()  # of the Service port being built
         self.entries: dict[str, dict[str, None]] = {name: {} for name, _t, _c in IPSET_INFO}
         self.vss: list[VirtualServer] = []
         self.bound: dict[IPAddress, None] = {}
@@ -290,10 +304,34 @@ class _Builder:
         self.entries[set_name][entry] = None
 
     def vs(self, addr: IPAddress, port: int, proto: str, svc: Service,
-           reals: tuple[ProxyEndpoint, ...]) -> None:
+           reals: tuple[ProxyEndpoint, ...], local: bool = False) -> None:
+        """A virtual server and its real servers (``local``: they are the node's local
+        endpoints of a policy-Local virtual server)."""
         flags: tuple[str, ...] = ("mh-port",) if self.scheduler == "mh" else ()
         persistent = svc.affinity_timeout if svc.session_affinity == "ClientIP" else None
-        rs = tuple(RealServer(addr=e.ip, port=e.port, weight=1, forward="m") for e in
+        # Terminating endpoints of the same locality as the real servers that are not real
+        # servers: drained with weight 0 when ``draining`` (TCP only; see build_ipvs_node).
+        chosen = {(e.ip, e.port) for e in reals}
+        gone = tuple(e for e in self.terminating if (e.ip, e.port) not in chosen
+                     and (not local or e.node_name == self.node.name))
+        weights = {(e.ip, e.port): 1 for e in reals}
+        if gone:
+            where = f"{proto} {host_port(addr, port)}"
+            if self.draining and proto == "tcp":
+                for e in gone:
+                    weights[(e.ip, e.port)] = 0
+                reals = (*reals, *gone)
+                self.notes.append(f"virtual server {where}: terminating "
+                                  f"{', '.join(str(e) for e in gone)} kept with weight 0 "
+                                  "(graceful termination: existing connections drain, new "
+                                  "ones do not go there)")
+            else:
+                self.notes.append(f"virtual server {where}: terminating "
+                                  f"{', '.join(str(e) for e in gone)} not a real server "
+                                  "(kube-proxy keeps a TCP one with weight 0 while it has "
+                                  "connections, graceful termination)")
+        rs = tuple(RealServer(addr=e.ip, port=e.port, weight=weights[(e.ip, e.port)],
+                              forward="m") for e in
                    sorted(reals, key=lambda e: endpoint_string(str(e.ip), e.port)))
         self.vss.append(VirtualServer(proto=proto, addr=addr, port=port,
                                       scheduler=self.scheduler, persistent=persistent,
@@ -310,7 +348,12 @@ class _Builder:
                 continue
             v4 = next((a for a in svc.cluster_ips if a.version == 4), None)
             if v4 is None:
+                self.notes.append(f"Service {svc.namespace}/{svc.name} has no IPv4 ClusterIP: "
+                                  "not modelled (ipvs mode is modelled for IPv4 only)")
                 continue
+            if any(a.version == 6 for a in svc.cluster_ips):
+                self.notes.append(f"Service {svc.namespace}/{svc.name}: its IPv6 ClusterIP is "
+                                  "not modelled (ipvs mode is modelled for IPv4 only)")
             for sp in svc.ports:
                 ports.append((service_port_name(svc.namespace, svc.name, sp.name), svc, sp,
                               v4))
@@ -323,17 +366,20 @@ class _Builder:
                 if e.node_name == node.name:
                     self.add(LOOP_BACK, _entry(e.ip, proto, e.port, e.ip))
             cat = categorize_endpoints(all_eps, svc, node.name, node.zone)
+            self.terminating = tuple(e for e in all_eps if e.terminating)
 
             self.add(CLUSTER_IP, _entry(cip, proto, sp.port))
-            self.vs(cip, sp.port, proto, svc, _pick(cat, svc.internal_policy_local))
+            self.vs(cip, sp.port, proto, svc, _pick(cat, svc.internal_policy_local),
+                    bool(svc.internal_policy_local and cat.local))
             self.bound[cip] = None
             etp_local = svc.external_policy_local
             ext_eps = _pick(cat, etp_local)
+            ext_local = bool(etp_local and cat.local)
             for eip in (ip for ip in svc.external_ips if ip.version == 4):
                 local_set = etp_local and rel.ipvs_external_ip_local_set
                 self.add(EXTERNAL_IP_LOCAL if local_set else EXTERNAL_IP,
                          _entry(eip, proto, sp.port))
-                self.vs(eip, sp.port, proto, svc, ext_eps)
+                self.vs(eip, sp.port, proto, svc, ext_eps, ext_local)
                 if eip not in node_addrs:
                     self.bound[eip] = None
             for lb in (ip for ip in svc.lb_ips if ip.version == 4):
@@ -353,7 +399,7 @@ class _Builder:
                         self.add(LOAD_BALANCER_SOURCE_IP, _entry(lb, proto, sp.port, lb))
                     else:
                         self.no_node_access.append((lb, proto, sp.port))
-                self.vs(lb, sp.port, proto, svc, ext_eps)
+                self.vs(lb, sp.port, proto, svc, ext_eps, ext_local)
                 if lb not in node_addrs:
                     self.bound[lb] = None
             if sp.node_port and np_ips:
@@ -370,7 +416,7 @@ class _Builder:
                     if etp_local:
                         self.add(local_name, entry)
                 for ip in np_ips:
-                    self.vs(ip, np, proto, svc, ext_eps)
+                    self.vs(ip, np, proto, svc, ext_eps, ext_local)
             if svc.needs_health_check and svc.health_check_node_port:
                 self.add(HEALTH_CHECK_NODE_PORT, str(svc.health_check_node_port))
         for addr in self.bound:
