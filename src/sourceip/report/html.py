@@ -140,6 +140,8 @@ def _meta(it: dict[str, Any]) -> list[tuple[str, str]]:
                 ("host port", f"{it.get('host_port')}/{it.get('protocol')}"),
                 ("container port", str(it.get("container_port")))]
     rows = [("type", str(it.get("type"))), ("port", str(it.get("port")))]
+    if it.get("family"):
+        rows.append(("IP family", str(it["family"])))
     if it.get("cluster_ip"):
         rows.append(("ClusterIP", str(it["cluster_ip"])))
     rows.append(("externalTrafficPolicy", str(it.get("external_traffic_policy"))))
@@ -164,6 +166,8 @@ def _forgeable(paths: list[dict[str, Any]]) -> int:
 def _overview(items: list[dict[str, Any]], lab: bool,
               detailed: set[str] | None = None) -> str:
     rows = []
+    # a Family column when the document has IPv6 paths (IPv4-only reports are unchanged)
+    families = any(it.get("family") == "IPv6" for it in items)
     for it in items:
         paths = it.get("paths") or []
         c = _counts(paths)
@@ -181,6 +185,7 @@ def _overview(items: list[dict[str, Any]], lab: bool,
             + (f' <span class="port">{e(it.get("port"))}</span>' if it.get("port") else "")
             + "</th>",
             f"<td>{e(it.get('type'))}</td>",
+            *([f"<td>{e(it.get('family') or '-')}</td>"] if families else []),
             f"<td>{e(it.get('external_traffic_policy') or '-')}</td>",
             f'<td class="num" data-v="{len(paths)}">{len(paths)}</td>',
             f'<td class="num" data-v="{c["yes"]}">{c["yes"]}</td>',
@@ -199,7 +204,8 @@ def _overview(items: list[dict[str, Any]], lab: bool,
                          + (f"{len(probed) - bad}/{len(probed)} agree" if probed else "-")
                          + "</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    heads = [("Service", "text"), ("Type", "text"), ("externalTraffic­Policy", "text"),
+    heads = [("Service", "text"), ("Type", "text"),
+             *([("Family", "text")] if families else []), ("externalTraffic­Policy", "text"),
              ("Paths", "num"), ("Real client ✓", "num"), ("Address lost ✗", "num"),
              ("Nothing delivered", "num"), ("Forgeable behind ingress", "num"),
              ("Paths that lose the client address", "num")]
