@@ -121,7 +121,8 @@ def load_scenario(path: Path) -> Scenario:
     up = doc["upstream"]
     if not isinstance(up, dict) or not up.get("file") or not up.get("function"):
         raise ScenarioError(f"{path.name}: upstream needs file and function")
-    if not stem.endswith("_" + up["function"]):
+    # <mode>_<function>.yaml, or <mode>_<function>_<variant>.yaml (the IPv6 cases: _ipv6)
+    if stem.split("_")[1:2] != [up["function"]]:
         raise ScenarioError(f"{path.name}: file name does not match upstream function "
                             f"{up['function']}")
     base = list(doc.get("objects") or [])

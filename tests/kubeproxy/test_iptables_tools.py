@@ -5,12 +5,9 @@ not commit."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from iptables_helpers import CONFIGS, FAKE_CFG, N1, TEST_NODE, feature_cluster
@@ -31,20 +28,9 @@ _NFACCT = re.compile(r" -m nfacct --nfacct-name \S+")
 
 
 @pytest.fixture(scope="module")
-def netns() -> Iterator[str]:
-    """A fresh network namespace, deleted afterwards whatever happens."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a network namespace")
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 (ip) is not installed")
-    name = f"sip-test-{uuid.uuid4().hex[:10]}"
-    res = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {res.stderr.strip()}")
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+def netns(scratch_netns: str) -> str:
+    """The shared throwaway namespace (tests/conftest.py)."""
+    return scratch_netns
 
 
 def restore_test(ns: str, tool: str, text: str) -> subprocess.CompletedProcess[str]:

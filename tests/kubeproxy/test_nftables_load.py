@@ -5,11 +5,8 @@ throwaway network namespace for the golden inputs and many varied clusters, and 
 from __future__ import annotations
 
 import ipaddress
-import os
-import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +23,12 @@ ip = ipaddress.ip_address
 net = ipaddress.ip_network
 
 
-def _why_not() -> str | None:
-    if shutil.which("nft") is None:
-        return "the nft binary is not installed"
-    if shutil.which("ip") is None:
-        return "iproute2 (ip) is not installed"
-    if os.geteuid() != 0:
-        return "creating a network namespace needs root"
-    return None
-
-
 @pytest.fixture(scope="module")
-def netns() -> Iterator[str]:
-    """A fresh network namespace ``sip-nft-<random>``, deleted afterwards whatever happens."""
-    reason = _why_not()
-    if reason:
-        pytest.skip(reason)
-    name = f"sip-nft-{secrets.token_hex(4)}"
-    res = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {res.stderr.strip()}")
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+def netns(scratch_netns: str) -> str:
+    """The shared throwaway namespace (tests/conftest.py), when nft is installed."""
+    if shutil.which("nft") is None:
+        pytest.skip("the nft binary is not installed")
+    return scratch_netns
 
 
 def nft_in(ns: str, *args: str) -> subprocess.CompletedProcess[str]:

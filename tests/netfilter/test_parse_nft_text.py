@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -237,17 +235,11 @@ def _run(args: list[str], stdin: str | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def netns() -> Iterator[str]:
-    if shutil.which("ip") is None or shutil.which("nft") is None:
-        pytest.skip("iproute2 (ip) or nft is not installed")
-    name = f"sip-nt-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {proc.stderr.strip()}")
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+def netns(scratch_netns: str) -> str:
+    """The shared throwaway namespace (tests/conftest.py), when nft is installed."""
+    if shutil.which("nft") is None:
+        pytest.skip("nft is not installed")
+    return scratch_netns
 
 
 def _listed(ns: str, r: Ruleset) -> tuple[str, str]:

@@ -34,8 +34,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -178,17 +176,9 @@ def _run(args: list[str], stdin: str | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def netns() -> Iterator[str]:
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 (ip) is not installed")
-    name = f"sip-rt-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {proc.stderr.strip()}")
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+def netns(scratch_netns: str) -> str:
+    """The shared throwaway namespace (tests/conftest.py)."""
+    return scratch_netns
 
 
 def _in_ns(ns: str, *args: str) -> list[str]:

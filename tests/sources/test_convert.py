@@ -105,7 +105,8 @@ def test_service_every_field() -> None:
     assert s.selector == {"app": "x"}
     assert s.annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
     assert s.proxied and not s.headless
-    assert "IPv6 addresses are loaded; rules are generated for IPv4 only" in c.notes
+    # rules are built per family now: no "IPv4 only" note outside ipvs mode
+    assert not any("IPv4 only" in n for n in c.notes)
 
 
 def test_service_defaults_and_legacy_global_policy() -> None:
@@ -432,7 +433,11 @@ def test_dual_stack_derives_one_slice_per_family() -> None:
             ipFamilyPolicy="RequireDualStack")
     c = cluster_from_objects([p, s])
     assert sorted(x.address_type for x in c.endpoint_slices) == ["IPv4", "IPv6"]
-    assert any(n.startswith("IPv6 addresses are loaded") for n in c.notes)
+    assert not any("IPv4 only" in n for n in c.notes)
+    ipvs = {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration", "mode": "ipvs"}
+    c = cluster_from_objects([p, s, ipvs])
+    assert "IPv6 addresses are loaded; ipvs mode is modelled for IPv4 only" in c.notes
 
 
 def test_no_ipv6_note_without_ipv6() -> None:

@@ -116,6 +116,9 @@ _PROTO = {p: Proto(p) for p in ("tcp", "udp", "sctp")}
 _SRC_LOCAL = AddrType("src", "LOCAL")
 _DST_LOCAL = AddrType("dst", "LOCAL")
 _V4_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+# proxier.go syncProxyRules writes "! -d ::1/128" on IPv6 (localhost NodePorts never work
+# there: route_localnet is IPv4 only); the IR keeps the address, as parse_iptables reads a
+# /128 (ip6tables-save prints "::1/128" either way).
 _V6_LOOPBACK = ipaddress.IPv6Address("::1")
 _NFACCT_LOCALHOST = Nfacct(LOCALHOST_NODEPORT_NFACCT)
 _CT_NEW = CtState(("NEW",))

@@ -1348,9 +1348,11 @@ class _Builder:
                     for svc in services]
         if self.node_port_range is not None:
             # node_port_range=None means "as given" (kube-proxy's own test objects): no
-            # API-server range check and nothing allocated that kube-proxy would not see.
+            # API-server range checks (node ports, ClusterIPs in the service CIDRs: upstream's
+            # IPv6 fake proxier has fd00:172:30::41 outside its fd00:10:96::/112) and nothing
+            # allocated that kube-proxy would not see.
             services = self._allocate(services, svc_raw, profile.service_cidrs)
-        self._check_service_cidrs(services, svc_raw, profile.service_cidrs)
+            self._check_service_cidrs(services, svc_raw, profile.service_cidrs)
         selected = _select_pods(services, pods)
         self._check_named_ports(services, svc_raw, selected)
         slices.extend(self._derive(services, slices, selected, publish, node_map))
@@ -1370,8 +1372,9 @@ class _Builder:
                 f"node ports outside {lo}-{hi} accepted as read from a cluster (metadata.uid/"
                 f"resourceVersion set: its API server allowed them): {shown}; pass the "
                 "cluster's --service-node-port-range to check them")
-        if conv.saw_ipv6:
-            self.notes.append("IPv6 addresses are loaded; rules are generated for IPv4 only")
+        if conv.saw_ipv6 and kube_proxy.mode == "ipvs":
+            # iptables and nftables modes build one ruleset per family (kubeproxy family=6)
+            self.notes.append("IPv6 addresses are loaded; ipvs mode is modelled for IPv4 only")
         return Cluster(
             nodes=tuple(nodes), pods=tuple(pods), services=tuple(services),
             endpoint_slices=tuple(slices), ingresses=tuple(ingresses),
