@@ -282,6 +282,10 @@ def _addr_in(nets: tuple[IPAddress | IPNetwork, ...]) -> Callable[[IPAddress], b
         return only.__eq__  # type: ignore[return-value]
     if not networks:
         return hosts.__contains__
+    if not hosts and len(networks) == 1:
+        # one network (`! -s 127.0.0.0/8`, `-s <clusterCIDR>`): the network's own test (False
+        # for the other family, as below)
+        return networks[0].__contains__  # type: ignore[return-value]
     if len(networks) > 8:
         ps = PrefixSet(networks)
 
