@@ -4,12 +4,15 @@ Services, in one run (issue #13).
 Each trace: a pod on node1 -> a ClusterIP with 3 endpoints (IPVS virtual server, 3 real-server
 branches, the KUBE-* ipset rules decided with the node's ipsets). Prints per-trace time at
 each size and the ratio 10,000 / 10; targets: >= 10,000 traces/s warm at 10,000 Services and
-the warm ratio <= 1.5. Usage: python bench/bench_ipvs.py [--traces N]
+the warm ratio <= 1.5. In the same run, the same flow through an iptables-mode node at 10,000
+Services (bench_trace's measurement) and the ipvs / iptables ratio; the load average before
+and after (the machine may be shared). Usage: python bench/bench_ipvs.py [--traces N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import bench_trace
 from bench_trace import make_cluster
@@ -30,13 +33,20 @@ def main() -> None:
     check = make_cluster(10, "ipvs")
     t = Tracer(check).trace_node("node1", "10.244.2.77", "10.96.0.10", 80)
     assert len(t.outcomes) == 3 and all(o.certain for o in t.outcomes), str(t)
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     print("each trace: pod -> ClusterIP through IPVS (3 real servers, 3 branches)")
-    print(f"{'services':>8} {'cold us':>8} {'warm us':>8} {'warm traces/s':>13} {'setup s':>8}")
+    print(f"{'mode':>8} {'services':>8} {'cold us':>8} {'warm us':>8} {'warm traces/s':>13} "
+          f"{'setup s':>8}")
     rows = {n: per_trace(n, args.traces) for n in (10, 10_000)}
-    for n, (cold, warm, setup) in rows.items():
-        print(f"{n:>8} {cold * 1e6:>8.1f} {warm * 1e6:>8.1f} {1 / warm:>13.0f} {setup:>8.2f}")
-    print(f"ratio 10,000/10: cold {rows[10_000][0] / rows[10][0]:.2f}, "
+    ipt = bench_trace.per_trace(10_000, "iptables", args.traces)
+    for mode, n, (cold, warm, setup) in [*(("ipvs", n, r) for n, r in rows.items()),
+                                         ("iptables", 10_000, ipt)]:
+        print(f"{mode:>8} {n:>8} {cold * 1e6:>8.1f} {warm * 1e6:>8.1f} {1 / warm:>13.0f} "
+              f"{setup:>8.2f}")
+    print(f"ipvs ratio 10,000/10: cold {rows[10_000][0] / rows[10][0]:.2f}, "
           f"warm {rows[10_000][1] / rows[10][1]:.2f}")
+    print(f"ipvs / iptables at 10,000 Services, warm: {rows[10_000][1] / ipt[1]:.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
