@@ -154,7 +154,7 @@ IPT_UNKNOWN_ACTIONS = (
     "-j LOG --log-prefix \"kube proxy\"",
     "-j CONNMARK --set-mark 0x1",
     "-j DNAT --to-destination 10.0.0.1-10.0.0.9",
-    "-j MASQUERADE --to-ports 1024-2048",
+    "-j MASQUERADE --to-ports 1024-2048 --random",  # --random: not modelled
 )
 
 

@@ -36,6 +36,7 @@ AKS_FILTER = REAL / "aks-azure-npm-filter.iptables-save"
 KIND = REAL / "kind-v1.23.5.iptables-save"
 DOCKER1 = REAL / "docker-containern-topos1.iptables-save"
 DOCKER4 = REAL / "docker-topos4.1.iptables-save"
+CATTLE = REAL / "rancher-cattle-docker.iptables-save"
 BR = "br-b74b417b331f"  # the user-defined Docker bridge of both docker dumps
 
 
@@ -207,7 +208,7 @@ def test_kind_node_ip_is_not_in_the_dump_and_says_so() -> None:
               "--proto", "udp")
     assert res.returncode == 0, res.stderr
     assert "rules: kube-proxy iptables, before 1.24" in res.stdout
-    assert "other chains: kubelet, docker" in res.stdout
+    assert "other chains: kubelet, docker, kind (kindnet)" in res.stdout
     assert "give --node-ip" in res.stdout and "192.0.2.1 (TEST-NET-1)" in res.stdout
 
 
@@ -283,6 +284,71 @@ def test_every_real_dump_loads_in_iptables_restore(dump: Path, tmp_path: Path) -
     f.write_text("\n".join(keep) + "\n")
     res = in_fresh_netns(restore, "--test", str(f))
     assert res.returncode == 0, res.stderr
+
+
+# ----------------------------------------------------------------------------- Rancher 1.x
+
+
+def test_cattle_published_port_is_dnated_then_dropped_in_forward() -> None:
+    """rancher-cattle-docker.iptables-save (a Rancher 1.x "Cattle" host, pastebin bbWXHaTn):
+    an outside client to the host's tcp/13001: nat PREROUTING line 19 -> CATTLE_PREROUTING,
+    line 34 (`--dst-type LOCAL --dport 13001`) DNATs to 10.42.165.214:8080. filter FORWARD
+    (policy DROP): lines 56-59 need docker0 as an interface, line 60 jumps to LOGGING_FORWARD
+    where line 67 only logs (`-m limit ... -j LOG`, no verdict, so its undecidable `limit`
+    needs no fork) and line 68 drops. Line 61 (`--dport 8080 -j ACCEPT`) is never reached:
+    the published port is dropped for certain — likely what its owner was asking about."""
+    res = cli("trace", "--dump", str(CATTLE), "--node-ip", "192.0.2.10",
+              "--from", "external=198.51.100.7", "--to", "192.0.2.10:13001", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert "rancher 1.x (cattle)" in doc["dump"]["cni"]
+    (o,) = doc["outcomes"]
+    assert (o["disposition"], o["certain"], o["depends_on"]) == ("dropped", True, [])
+    lines = [s["loc"]["line"] for h in o["hops"] for s in h["steps"] if s["loc"]]
+    assert lines == [19, 34, 60, 68]
+
+
+def test_cattle_masquerade_with_to_ports_is_a_masquerade() -> None:
+    """CATTLE_POSTROUTING line 27 `-s 10.42.0.0/16 ! -d 10.42.0.0/16 -p tcp -j MASQUERADE
+    --to-ports 1024-65535`: the address is the egress interface's whatever the ports. It was
+    an unknown action that was skipped, so the verdict came from line 29 by luck (and a dump
+    without line 29 would have said "not masqueraded"). Docker's 172.17.0.0/16 masquerades at
+    line 30 the same way; inside docker0 nothing is rewritten (line 23's `! -o docker0`)."""
+    got = hook(CATTLE, "postrouting", "10.42.1.5", "8.8.8.8", None, "eth0")
+    assert verdicts(got) == [("accept", True, ())]
+    (b,) = got
+    assert [s.rule.loc.line for s in b.steps if s.rule is not None and s.rule.loc] == [22, 27]
+    (b,) = hook(CATTLE, "postrouting", "172.17.0.5", "8.8.8.8", None, "eth0")
+    assert b.masquerade and [s.rule.loc.line for s in b.steps if s.rule and s.rule.loc] == [22, 30]
+    assert verdicts(hook(CATTLE, "postrouting", "172.17.0.5", "172.17.0.6", None, "docker0")) \
+        == [("accept", False, ())]
+
+
+def test_cattle_host_firewall() -> None:
+    """INPUT (policy DROP): tcp/22 accepted at line 48; tcp/25 reaches line 54 -> LOGGING,
+    line 65 logs (no fork), line 66 drops."""
+    assert verdicts(hook(CATTLE, "input", "198.51.100.7", "192.0.2.10", "eth0", None, 22)) == [("accept", False, ())]
+    (b,) = hook(CATTLE, "input", "198.51.100.7", "192.0.2.10", "eth0", None, 25)
+    assert b.disposition == "drop" and not b.assumptions
+    assert b.steps[-1].rule is not None and b.steps[-1].rule.loc is not None
+    assert b.steps[-1].rule.loc.line == 66
+
+
+def test_log_only_rule_with_undecidable_match_does_not_fork() -> None:
+    """A rule whose only action is LOG/NFLOG (non-terminating, packet untouched) gives the same
+    answer matched or not; a rule with a real verdict and the same match still forks."""
+    from sourceip.netfilter.parse_iptables import parse_iptables_save
+
+    base = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{}COMMIT\n"
+    pkt = Packet(tuple=FiveTuple(proto="tcp", src=parse_ip("10.0.0.1"), sport=1,
+                                 dst=parse_ip("10.0.0.2"), dport=80), iif="a", oif="b")
+    for target, forks in (("LOG --log-prefix \"x: \"", False), ("NFLOG --nflog-group 86", False),
+                          ("DROP", True)):
+        rs = parse_iptables_save(base.format(f"-A FORWARD -m limit --limit 2/min -j {target}\n"))
+        got = Evaluator(rs, ["192.0.2.1"]).run_hook("forward", pkt)
+        assert (len(got) == 2) is forks, target
+        if not forks:
+            assert verdicts(got) == [("accept", False, ())]
 
 
 # ----------------------------------------------------------------------------- kube-router
@@ -413,3 +479,32 @@ def test_json_steps_carry_the_dump_line() -> None:
         assert s["loc"] == {"file": str(KIND), "line": n, "text": lines[n - 1], "item": None}
     assert located[86]["rule"] != located[86]["loc"]["text"]  # ours vs the dump's
     assert all(s["loc"] is None for s in steps if s["index"] == -1)  # chain policies
+
+
+@pytest.mark.parametrize("target, ports", [
+    ("MASQUERADE --to-ports 1024-65535", "1024-65535"),
+    ("MASQUERADE --to-ports 8080 --random-fully", "8080"),
+    ("MASQUERADE --to-ports 0-5", None),      # port 0: iptables refuses it; kept unknown
+    ("MASQUERADE --to-ports 9-3", None),
+    ("MASQUERADE --to-ports x", None),
+])
+def test_masquerade_to_ports_parses_and_renders(target: str, ports: str | None) -> None:
+    from sourceip.netfilter.ir import Chain, Masquerade, Ruleset, Table, UnknownAction
+    from sourceip.netfilter.parse_iptables import parse_iptables_save
+    from sourceip.netfilter.render_iptables import render_iptables
+    from sourceip.netfilter.render_nft import NftRenderError, render_nft
+
+    text = ("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+            f":POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 10.42.0.0/16 -j {target}\nCOMMIT\n")
+    rs = parse_iptables_save(text)
+    (rule,) = rs.tables[0].chain("POSTROUTING").rules  # type: ignore[union-attr]
+    (act,) = rule.actions
+    if ports is None:
+        assert isinstance(act, UnknownAction)
+        return
+    assert act == Masquerade("--random-fully" in target, ports)
+    assert f"-j {target}" in render_iptables(rs)
+    nft = Ruleset("nftables", (Table(name="t", family="ip",
+                                     chains=(Chain(name="c", rules=(rule,)),)),))
+    with pytest.raises(NftRenderError, match="--to-ports"):  # not written as nft (see ir.py)
+        render_nft(nft)

@@ -63,6 +63,8 @@ _CNI_MARKERS: tuple[tuple[str, str], ...] = (
     ("KUBE-NWPLCY-", "kube-router"), ("DOCKER", "docker"), ("CNI-", "CNI plugins (portmap/bridge)"),
     ("ANTREA-", "antrea"), ("OVN-KUBE-", "ovn-kubernetes"), ("KUBE-FIREWALL", "kubelet"),
     ("cilium", "cilium"), ("calico", "calico"), ("ts-", "tailscale"),
+    ("AZURE-NPM", "azure-npm"), ("IP-MASQ-AGENT", "ip-masq-agent"),
+    ("KIND-MASQ-AGENT", "kind (kindnet)"), ("CATTLE_", "rancher 1.x (cattle)"),
 )
 
 

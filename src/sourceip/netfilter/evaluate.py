@@ -738,6 +738,26 @@ def _physdev_is_in(pkt: Packet, env: _Env) -> bool | None:
     return iif in bridges
 
 
+# Targets that neither end the walk nor touch the packet: iptables LOG/NFLOG/ULOG/TRACE
+# (xt_LOG.c, xt_NFLOG.c: XT_CONTINUE) and nft's log statement, kept as UnknownAction text.
+_INERT_TARGETS = ("-j LOG", "-j NFLOG", "-j ULOG", "-j TRACE", "log")
+
+
+def _inert(rule: Rule) -> bool:
+    """Whether the rule's actions cannot change the packet or the verdict: none at all,
+    counters, or logging targets only. Such a rule's undecidable match needs no fork."""
+    for a in rule.actions:
+        if isinstance(a, Counter):
+            continue
+        if not isinstance(a, UnknownAction):
+            return False
+        t = a.text
+        if not (t.startswith('{"log"') or any(t == x or t.startswith(x + " ")
+                                              for x in _INERT_TARGETS)):
+            return False
+    return True
+
+
 def _match_text(where: tuple[str, str, str, str], m: Match) -> str:
     """A match the evaluator has no predicate for, as its tool writes it."""
     table, chain, backend, family = where
@@ -1113,6 +1133,9 @@ class Evaluator:
         """The rule's ``undecided`` matches cannot be decided: the branch where the rule does
         not match walks on from ``i`` (same probability), and this one goes on as matched —
         unless this branch already answered the same question (same rule, same packet)."""
+        if _inert(cr.rule):
+            # Matching or not, nothing changes (no target, or only logging): no fork.
+            return False
         key = (self._uid, cr.where, cr.index, st.pkt, env.ct_state)
         for asm in st.assumed:
             if asm.key == key:

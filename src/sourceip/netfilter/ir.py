@@ -219,9 +219,11 @@ class Snat:
 
 @dataclass(frozen=True, slots=True)
 class Masquerade:
-    """SNAT to the primary address of the egress interface, chosen by the kernel."""
+    """SNAT to the primary address of the egress interface, chosen by the kernel.
+    ``ports``: iptables ``--to-ports P[-Q]`` (source ports to use; the address is the same)."""
 
     random_fully: bool = False
+    ports: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -402,6 +402,15 @@ def _m_nfacct(opts: list[_Opt]) -> list[Match]:
     return [Nfacct(opts[0][2][0])]
 
 
+def _port_range(text: str) -> bool:
+    """``P`` or ``P-Q`` with 1 <= P <= Q <= 65535 (libxt_MASQUERADE's --to-ports)."""
+    lo, _, hi = text.partition("-")
+    if not lo.isdigit() or hi and not hi.isdigit():
+        return False
+    a, b = int(lo), int(hi or lo)
+    return 1 <= a <= b <= 65535
+
+
 def _m_iprange(opts: list[_Opt]) -> list[Match]:
     """``-m iprange [!] --src-range LO-HI [!] --dst-range LO-HI`` (libxt_iprange prints both
     ends as addresses, one family, ``lo <= hi``; anything else stays an unknown match)."""
@@ -481,9 +490,12 @@ def _target(name: str, opts: list[_Opt]) -> Action:
         addr, port = _hostport(seen["--to-source"][0])
         return Snat(addr, port, "--random-fully" in seen)
     if name == "MASQUERADE":
-        if set(seen) - {"--random-fully"}:
+        if set(seen) - {"--random-fully", "--to-ports"}:
             raise _Unknown
-        return Masquerade("--random-fully" in seen)
+        ports = seen["--to-ports"][0] if "--to-ports" in seen else None
+        if ports is not None and not _port_range(ports):
+            raise _Unknown
+        return Masquerade("--random-fully" in seen, ports)
     if name == "MARK":
         if len(seen) != 1:
             raise _Unknown

@@ -134,7 +134,8 @@ class _Renderer:
                 f"-j SNAT --to-source {_hostport(a.addr, a.port)}"
                 + (" --random-fully" if a.random_fully else "")
             ),
-            Masquerade: lambda a: "-j MASQUERADE" + (" --random-fully" if a.random_fully else ""),
+            Masquerade: lambda a: "-j MASQUERADE" + (f" --to-ports {a.ports}" if a.ports else "")
+            + (" --random-fully" if a.random_fully else ""),
             MarkSet: self._markset,
             UnknownAction: lambda a: a.text,
         }

@@ -254,11 +254,17 @@ def _act_numgen_dnat(a: NumgenDnatMap) -> str:
     return f"dnat {fam} addr . port to numgen random mod {a.mod} map {{ {body} }}"
 
 
+def _masquerade(a: Masquerade) -> str:
+    if a.ports is not None:  # iptables' --to-ports: not written as nft (its parsers lack it)
+        raise NftRenderError(f"{a!r}: MASQUERADE --to-ports is written as iptables only")
+    return "masquerade fully-random" if a.random_fully else "masquerade"
+
+
 _ACTION_RENDERERS: dict[type, Callable[[Any], str]] = {
     **_VERDICT_RENDERERS,
     Dnat: lambda a: "dnat to " + _hostport(a.addr, a.port),
     Snat: _act_snat,
-    Masquerade: lambda a: "masquerade fully-random" if a.random_fully else "masquerade",
+    Masquerade: _masquerade,
     MarkSet: _act_markset,
     SetUpdate: lambda a: f"update @{a.set_name} {{ " + " . ".join(a.keys) + " }",
     Vmap: lambda a: " . ".join(a.keys) + f" vmap @{a.map_name}",

@@ -223,6 +223,8 @@ def _action(a: Action, family: str) -> dict[str, Any]:
             value = {{"or": "|", "xor": "^", "and": "&"}[a.op]: [_MARK, a.value]}
         return {"mangle": {"key": _MARK, "value": value}}
     if isinstance(a, Masquerade):
+        if a.ports is not None:
+            raise NftJsonRenderError(f"{a!r}: MASQUERADE --to-ports is written as iptables only")
         return {"masquerade": {"flags": "fully-random"}} if a.random_fully else {
             "masquerade": None}
     if isinstance(a, Dnat):
