@@ -4,7 +4,8 @@ Service. Target: at most 3 s and 2 GiB for one node's ruleset.
 
 Run: ``python bench/bench_rules.py [--mode iptables|nftables|all] [--repeat N]
 [--kube-proxy-version 1.NN|all]`` (``all``: every release of kubeproxy/releases.py, each
-checked against the same target).
+checked against the same target; with several targets, each run is paired with a run of the
+reference -- iptables mode, default release -- and the ratio of their CPU times is printed).
 
 The cluster is built directly from ``sourceip.cluster`` objects (``bench/gen_cluster.py``, the
 ``kubectl get -o json`` generator, had not landed when this was written). Its shape:
@@ -205,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     modes = list(MODES) if args.mode == "all" else [args.mode]
     from dataclasses import replace
 
-    from sourceip.kubeproxy.releases import normalize_version, supported_versions
+    from sourceip.kubeproxy.releases import (
+        DEFAULT_VERSION,
+        normalize_version,
+        supported_versions,
+    )
 
     versions = (list(supported_versions()) if args.kube_proxy_version == "all"
                 else [normalize_version(args.kube_proxy_version)])
@@ -220,15 +225,31 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(cluster.pods)} pods, {len(cluster.endpoint_slices)} slices; built in "
           f"{time.perf_counter() - t0:.2f} s; RSS {_rss_mib():.0f} MiB")
     ok = True
+    # With several (mode, release) targets, each run of a target is paired with a run of the
+    # reference (iptables mode, default release) just before it: the ratio of the two holds
+    # while the machine's load drifts over the minutes the whole loop takes.
+    ref_key = ("iptables", DEFAULT_VERSION)
+    paired = len(modes) * len(versions) > 1
+    results: dict[tuple[str, str], dict[str, float]] = {}
+    ratios: dict[tuple[str, str], list[float]] = {}
     for mode, version in [(m, v) for m in modes for v in versions]:
-        _CFG["cfg"] = replace(cluster.kube_proxy, version=version)
+        cfg = replace(cluster.kube_proxy, version=version)
         best: dict[str, float] | None = None
         for _ in range(args.repeat):
+            ref: dict[str, float] | None = None
+            if paired and (mode, version) != ref_key:
+                _CFG["cfg"] = replace(cluster.kube_proxy, version=DEFAULT_VERSION)
+                gc.collect()
+                ref = MODES["iptables"](cluster, node)
+            _CFG["cfg"] = cfg
             gc.collect()
             r = MODES[mode](cluster, node)
+            ratios.setdefault((mode, version), []).append(
+                r["total_cpu_s"] / ref["total_cpu_s"] if ref is not None else 1.0)
             if best is None or r["total_cpu_s"] < best["total_cpu_s"]:
                 best = r
         assert best is not None
+        results[(mode, version)] = best
         rss = _rss_mib()
         print(f"{mode} {version}: build {best['build_s']:.2f} s + render "
               f"{best['render_s']:.2f} s = "
@@ -242,8 +263,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mode}: OVER the 3 s / 2 GiB target")
         elif best["total_s"] > 3.0:
             print(f"{mode}: CPU time within target; wall time over it (machine under load?)")
+    _print_ratios(results, ratios)
     return 0 if ok else 1
 
+
+def _print_ratios(results: dict[tuple[str, str], dict[str, float]],
+                  ratios: dict[tuple[str, str], list[float]]) -> None:
+    """Each measured (mode, release) as the median ratio of its CPU time to the paired run of
+    iptables mode at the default release (the shape measured against the 3 s target on a quiet
+    machine, docs/performance.md): ratios hold across machine load, absolute times do not."""
+    from statistics import median
+
+    from sourceip.kubeproxy.releases import DEFAULT_VERSION
+
+    if len(results) < 2:
+        return
+    print(f"CPU time / the paired iptables {DEFAULT_VERSION} run (median of the pairs):")
+    for key, r in results.items():
+        mode, version = key
+        print(f"  {mode} {version}: {median(ratios[key]):.2f} "
+              f"(pairs {', '.join(f'{x:.2f}' for x in ratios[key])}; {int(r['rules'])} rules)")
 
 
 # ----------------------------------------------------------------------------- nftables half
