@@ -17,10 +17,10 @@ Service, node or pod without an address of that family has no path of that famil
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
 from sourceip.dataplane.ipvs import (
@@ -499,17 +499,14 @@ class Tracer:
             d = "rejected"
         else:
             d = "delivered" if dnat else "passed"
-        return Outcome(
-            probability=prob, disposition=d,
-            endpoint=host_port(final.dst, final.dport) if d == "delivered" else None,
-            endpoint_name=None, masquerade=masq,
-            seen_source=seen if d in ("delivered", "passed") else None,
-            hops=(Hop(at=f"node {node}", node=node, packet_in=t, packet_out=final,
-                      iif=path[0].packet.iif, oif=route.oif if route else None,
-                      steps=tuple(steps)),),
-            drop_step=steps[-1] if d in ("dropped", "rejected") and steps else None,
-            notes=tuple(notes), **(_uncertainty(assumed) if assumed else _CERTAIN),
-        )
+        unc = _uncertainty(assumed) if assumed else _CERTAIN_FIELDS
+        return _single_outcome(
+            prob, d, host_port(final.dst, final.dport) if d == "delivered" else None, None,
+            masq, seen if d in ("delivered", "passed") else None,
+            (_single_hop(f"node {node}", node, t, final, path[0].packet.iif,
+                         route.oif if route else None, tuple(steps)),),
+            steps[-1] if d in ("dropped", "rejected") and steps else None, tuple(notes),
+            unc["certain"], unc["depends_on"], unc["assumptions"])
 
     def _at_node(self, node: str, pkt: Packet, local_origin: bool, w: _Walk,
                  original: FiveTuple, start: Start, depth: int = 0) -> list[Outcome]:
@@ -787,6 +784,7 @@ def _branch_notes(path: list[Branch]) -> list[str]:
 
 
 _CERTAIN: dict[str, Any] = {}  # an outcome's defaults: certain, depends on nothing
+_CERTAIN_FIELDS: dict[str, Any] = {"certain": True, "depends_on": (), "assumptions": ()}
 
 
 def _uncertainty(assumed: tuple[Assumption, ...]) -> dict[str, Any]:
@@ -800,6 +798,41 @@ def _uncertainty(assumed: tuple[Assumption, ...]) -> dict[str, Any]:
         if a.rule not in depends:
             depends.append(a.rule)
     return {"certain": False, "depends_on": tuple(depends), "assumptions": tuple(kept)}
+
+
+_T = TypeVar("_T")
+
+
+def _builder(cls: type[_T], names: tuple[str, ...]) -> Callable[..., _T]:
+    """A function building ``cls`` (a frozen slots dataclass without ``__post_init__``) from
+    the values of the fields ``names``, in that order, every other field at its default:
+    what ``cls(**dict(zip(names, values)))`` builds, without the frozen-dataclass detour
+    (``trace_node`` builds an Outcome and a Hop per outcome)."""
+    assert not hasattr(cls, "__post_init__"), cls
+    flds = fields(cls)  # type: ignore[arg-type]  # a dataclass (asserted by fields)
+    put = {f.name: getattr(cls, f.name).__set__ for f in flds}
+    assert set(names) <= set(put), names
+    given = tuple(put[n] for n in names)
+    rest = tuple((put[f.name], f.default) for f in flds if f.name not in names)
+    assert all(d is not MISSING for _p, d in rest) and all(
+        f.default_factory is MISSING for f in flds), cls
+    new = object.__new__
+
+    def build(*values: Any) -> _T:
+        o: _T = new(cls)
+        for p, v in zip(given, values, strict=True):
+            p(o, v)
+        for p, v in rest:
+            p(o, v)
+        return o
+
+    return build
+
+
+_single_outcome = _builder(Outcome, (
+    "probability", "disposition", "endpoint", "endpoint_name", "masquerade", "seen_source",
+    "hops", "drop_step", "notes", "certain", "depends_on", "assumptions"))
+_single_hop = _builder(Hop, ("at", "node", "packet_in", "packet_out", "iif", "oif", "steps"))
 
 
 def _merge(outcomes: list[Outcome]) -> list[Outcome]:
