@@ -249,8 +249,10 @@ class _Builder:
         # Marking for masquerade: `jump mark-for-masquerade`, or (1.36+) the statement inline.
         self.mark_act: Jump | MarkSet = (
             _JUMP_MASQ if self.rel.nft_mark_chain else MarkSet("or", cfg.masquerade_mark))
+        # The external chain's masquerade-everything rule; inlined (1.36+) it carries the
+        # comment "masquerade" (TestOverallNFTablesRules of jesseward/kubernetes 5ec89f49).
         self.rule_mark = (_RULE_JUMP_MASQ if self.rel.nft_mark_chain
-                          else Rule(actions=(self.mark_act,)))
+                          else Rule(actions=(self.mark_act,), comment="masquerade"))
         self.hairpin = _Elements()
         self.ipx = "ip" if family == 4 else "ip6"
         self.addr_type = "ipv4_addr" if family == 4 else "ipv6_addr"

@@ -33,9 +33,10 @@ it holds and by imports that changed between cycles, named per golden file heade
   - 1.34-1.35: kubernetes/kubernetes 81810de635aa13aa0a32992f6def3aa9d6025ebc
     (``nftables_overall.txt``; 030880a5dc54 and the later danwinship/kubernetes 6c763fd5abda,
     which imports ``k8s.io/utils/net/v2``, hold the same expected text).
-  - 1.36: no test text; a real v1.36.2 node's listing (``nftables_1.36_node.txt``) and PR
-    #140362's diff context (svc1's line).
-  - 1.37, master: no test text; PR #140723's description.
+  - 1.36: jesseward/kubernetes 5ec89f49a148ef4fe3e3ef231676f174caf47280
+    (``nftables_1.36_overall.txt``: #135800 and #136499 in, #140723 not; its test gives every
+    endpoint a NodeName) and a real v1.36.2 node's listing (``nftables_1.36_node.txt``).
+  - 1.37, master: **no test text**; 1.36's golden with PR #140723's description applied.
 
 * nftables base-chain layout (``nft_layout``, ``NFT_LAYOUTS``):
 
@@ -61,9 +62,9 @@ it holds and by imports that changed between cycles, named per golden file heade
 * ``nft_mark_chain`` off, ``nft_clusterip_masq_in_services``, ``nft_dnat_in_service_chain``
   (1.36-): #135800 (drop the ``mark-for-masquerade`` chain, inline ``mark set``) and #136499
   (``hairpin-connections`` set, DNAT by ``numgen`` map in the service chain, no per-endpoint
-  chains). Golden: a real v1.36.2 node's ``nft list table ip kube-proxy`` (the write-up quoted
-  in tests/kubeproxy/golden/nftables_1.36_node.txt) and PR #140362's diff context (master's
-  TestOverallNFTablesRules, svc1, before #140723).
+  chains; the external chain's inline ``mark set`` carries ``comment "masquerade"``). Golden:
+  jesseward/kubernetes 5ec89f49's TestOverallNFTablesRules and a real v1.36.2 node's ``nft list
+  table ip kube-proxy`` (the write-up quoted in tests/kubeproxy/golden/nftables_1.36_node.txt).
 * ``nft_single_endpoint_plain_dnat`` (1.37-): #140723 (merged 2026-07, "avoid numgen map for
   single-endpoint service DNAT"; its text names 1.38 for the bigger refactor, so 1.37 is taken
   to carry it).
@@ -300,8 +301,8 @@ _G_130 = "openshift/kubernetes 84a2e12f4ce83374e4ec7214855ca801c86f3957"
 _G_131 = "danwinship/kubernetes ef85e1223bdc6b1c637397935c76afde2d5d4db5"
 _G_DNAT10 = "aojea/kubernetes 492140aedb62cb751e20c9ad71831642b8635c69"
 _G_PREDNAT = "kubernetes/kubernetes 81810de635aa13aa0a32992f6def3aa9d6025ebc"
-_G_136 = "a real v1.36.2 node's nft list (write-up) + kubernetes PR #140362 diff context"
-_G_MASTER = "kubernetes PRs #140362 (diff context) and #140723"
+_G_136 = ("jesseward/kubernetes 5ec89f49a148ef4fe3e3ef231676f174caf47280 + a real v1.36.2 "
+          "node's nft list (write-up)")
 
 RELEASES: tuple[Release, ...] = (
     Release(version="1.29", nft_layout="dnat-1", nft_masq_rule_port=True,
@@ -328,8 +329,7 @@ RELEASES: tuple[Release, ...] = (
     Release(version="1.38", development=True, ipvs_deprecated=True, nft_layout="pre-dnat",
             nft_masq_rule_port=False,
             nft_mark_chain=False, nft_clusterip_masq_in_services=True,
-            nft_dnat_in_service_chain=True, nft_single_endpoint_plain_dnat=True,
-            nft_golden=_G_MASTER),
+            nft_dnat_in_service_chain=True, nft_single_endpoint_plain_dnat=True),
 )
 
 _BY_VERSION = {r.version: r for r in RELEASES}
