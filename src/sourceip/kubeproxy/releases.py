@@ -27,7 +27,10 @@ it holds and by imports that changed between cycles, named per golden file heade
     (``nftables_1.31_overall.txt``; master in the 1.31 cycle: after #123105, before #122812,
     both in CHANGELOG-1.31): split ``service-``/``nodeport-endpoints-check``, unset
     nodePortAddresses = the node IP (``nodeport-ips``).
-  - 1.32: **none found**; the row is 1.31's.
+  - 1.32: **no copy of the 1.32 cycle identified**; the row is 1.31's. A later copy than
+    1.31's, ashierj/superdemo 86435b28282edfa56ab3990aec6f7829df5c6243 (a vendored tree: after
+    #122812, ``RegisterMetrics(mode)``; before ``pkg/proxy/runner``), has the same expected
+    text line for line, the firewall-ips comment included.
   - 1.33: aojea/kubernetes 492140aedb62cb751e20c9ad71831642b8635c69 (``pkg/proxy/runner``,
     the 1.33 cycle; ``nftables_1.33_overall.txt``).
   - 1.34-1.35: kubernetes/kubernetes 81810de635aa13aa0a32992f6def3aa9d6025ebc
