@@ -508,3 +508,17 @@ def test_masquerade_to_ports_parses_and_renders(target: str, ports: str | None) 
                                      chains=(Chain(name="c", rules=(rule,)),)),))
     with pytest.raises(NftRenderError, match="--to-ports"):  # not written as nft (see ir.py)
         render_nft(nft)
+
+
+@pytest.mark.parametrize("content, words", [
+    # what people paste instead of iptables-save: `iptables -t nat -S`, a grep of the dump
+    ("-P PREROUTING ACCEPT\n-N KUBE-SERVICES\n-A PREROUTING -j KUBE-SERVICES\n",
+     ":1: `iptables -S` output (no table named, no counters): give `iptables-save`"),
+    ("-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m udp --dport 53 -j KUBE-SVC-X\n",
+     ":1: rule or chain before any *table line (`iptables -S` output or a grep of iptables-save?"),
+])
+def test_partial_pastes_say_what_to_give(tmp_path: Path, content: str, words: str) -> None:
+    f = tmp_path / "paste.txt"
+    f.write_text(content)
+    res = cli("trace", "--dump", str(f), "--from", "external", "--to", "10.96.0.10:53")
+    assert res.returncode == 1 and words in res.stderr and "Traceback" not in res.stderr

@@ -112,6 +112,10 @@ def detect_format(text: str, source: str = "<dump>") -> DumpFormat:
             return "iptables-save"
         if head in ("-A", "-N", "-I") and len(words) > 1 and not words[1].startswith("-"):
             return "iptables-save"
+        if head == "-P" and len(words) == 3 and words[1].isupper():
+            raise DumpFormatError(
+                "`iptables -S` output (no table named, no counters): give `iptables-save` "
+                "(all tables) instead", file=source, line=_first_line(text))
         if head in ("-A", "-a") and len(words) > 1 and words[1] in ("-t", "-u", "-f"):
             return "ipvsadm"
         if line.startswith("IP Virtual Server version") or line.startswith("Prot LocalAddress"):

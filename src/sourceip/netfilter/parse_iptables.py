@@ -885,7 +885,8 @@ def _parse(text: str, source: str, family: int) -> Ruleset:
                 current = None
                 continue
             if current is None:
-                raise _LineError("rule or chain before any *table line")
+                raise _LineError("rule or chain before any *table line (`iptables -S` output or "
+                                 "a grep of iptables-save? give the whole `iptables-save`)")
             if head == ":":
                 parts = line[1:].split()
                 if not parts or len(parts) > 3:
