@@ -93,7 +93,8 @@ iptables mode (``TestOverallIPTablesRules``, tests/kubeproxy/golden):
   (``iptables_pre_nfacct_overall.txt``, master in the 1.31 cycle before #122812 merged: the
   rules of 1.29-1.30, and of 1.31+ on a node without nfacct); after them: the stored copy of
   kubernetes/kubernetes with index id 191206484 (``iptables_overall.txt``, commit not
-  recorded by the index). No other iptables rule difference between 1.29 and master was found
+  recorded by the index), whose text jesseward/kubernetes 5ec89f49 (the 1.36 cycle) has
+  line for line. No other iptables rule difference between 1.29 and master was found
   in the copies read; no copy of a 1.29 or 1.30 release branch was found.
 """
 
@@ -283,7 +284,8 @@ class Release:
     nft_firewall_element_comment: bool = False
     nft_golden: str | None = None
     ipt_nfacct_counters: bool = True
-    ipt_golden: str | None = "kubernetes/kubernetes proxier_test.go (index id 191206484)"
+    ipt_golden: str | None = ("kubernetes/kubernetes proxier_test.go (index id 191206484) = "
+                              "jesseward/kubernetes 5ec89f49")
     ipvs_external_ip_local_set: bool = True
     ipvs_out_filter: bool = True
     ipvs_deprecated: bool = False
