@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from test_nftables_fixtures import TEST_NODE, ep, eps, overall_cluster, svc
-from test_nftables_golden import golden_lines, script_lines
+from test_nftables_golden import GOLDEN, golden_lines, script_lines
 
 from sourceip.cluster import Cluster, KubeProxyConfig, NetworkProfile, Node
 from sourceip.errors import ValidationError
@@ -107,6 +107,20 @@ def test_overall_nftables_1_36_is_upstreams() -> None:
     in, #140723 not): DNAT by numgen map in each service chain, hairpin-connections of the
     local endpoints, `mark set` inline (the external chain's with comment "masquerade")."""
     _same(golden_lines("nftables_1.36_overall.txt"), _nft(_overall_cluster_136(), "1.36"))
+
+
+def test_bad_ips_1_36_is_upstreams() -> None:
+    """1.36's TestBadIPs (jesseward/kubernetes 5ec89f49): one LoadBalancer with an external IP,
+    a source range and one local endpoint, on that copy's baseRules."""
+    from test_nftables_fixtures import fake_cluster
+
+    base = (GOLDEN / "nftables_1.36_overall.txt").read_text().split("\n# svc1\n")[0]
+    want = [ln.strip() for ln in base.splitlines() if ln.strip() and not ln.startswith("#")]
+    cluster = fake_cluster(
+        [svc("ns1", "svc1", "172.30.0.41", type="LoadBalancer", node_port=3001, lb=("1.2.3.4",),
+             external_ips=(ip("192.168.99.22"),), lb_source_ranges=(net("203.0.113.0/25"),))],
+        [eps("ns1", "svc1", ep("10.180.0.1", TEST_NODE))])
+    _same(want + golden_lines("nftables_1.36_badips.txt"), _nft(cluster, "1.36"))
 
 
 @pytest.mark.parametrize("version", ["1.37", DEVELOPMENT_VERSION])
