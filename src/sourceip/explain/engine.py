@@ -254,10 +254,20 @@ class Explainer:
         ip = tracer.external_ips[family]
         return tracer.start(f"external=[{ip}]" if family == 6 else f"external={ip}")
 
-    def _tracer(self, svc: Service, **cfg_changes: Any) -> Tracer:
-        slices = self._slice_cache.get(svc.key)
+    def _tracer(self, svc: Service, family: int | None = None, **cfg_changes: Any) -> Tracer:
+        """A tracer whose rules are those of ``svc`` alone; with ``family``, of a dual-stack
+        Service's EndpointSlices only that family's (kube-proxy's proxier of a family reads
+        the slices of its address type only; the other family's would be skipped anyway)."""
+        key = svc.key if family is None or len(svc.cluster_ips) < 2 else f"{svc.key}\0{family}"
+        slices = self._slice_cache.get(key)
         if slices is None:
-            slices = self._slice_cache[svc.key] = self._slices(svc)
+            slices = self._slice_cache.get(svc.key)
+            if slices is None:
+                slices = self._slice_cache[svc.key] = self._slices(svc)
+            if key != svc.key:
+                kind = family_name(family or 4)
+                slices = self._slice_cache[key] = tuple(
+                    es for es in slices if es.address_type == kind)
         sub = Cluster(nodes=self.cluster.nodes, services=(svc,),
                       endpoint_slices=slices,
                       kube_proxy=self.cluster.kube_proxy, profile=self.cluster.profile)
@@ -273,7 +283,7 @@ class Explainer:
         primary = svc.cluster_ips[0].version
         fam = primary if family is None else family
         ingress = ingress and fam == primary
-        tracer = self._tracer(svc)
+        tracer = self._tracer(svc, fam)
         groups = self._node_groups(svc, sp, family=fam)
         ep_nodes = [g for g in groups if g[0]]
         bare_nodes = [g for g in groups if not g[0]]
@@ -699,8 +709,8 @@ class Explainer:
         cfg = self.cluster.kube_proxy
         target = f"{cip}:{sp.port}"
         if not cfg.masquerade_all:
-            tr = self._tracer(svc, masquerade_all=True).trace_flow(start, cip, sp.port,
-                                                                    sp.protocol)
+            tr = self._tracer(svc, cip.version, masquerade_all=True).trace_flow(
+                start, cip, sp.port, sp.protocol)
             d = self._seen_of(tr)
             if d:
                 changes.append(f"with masqueradeAll: true the pod would see {d}")
@@ -708,8 +718,8 @@ class Explainer:
             first, second = OUTSIDE_POD_RANGES[start.ip.version]
             other = parse_network(first if start.ip not in parse_network(first) else second)
             cidrs = (*(c for c in cfg.cluster_cidrs if c.version != other.version), other)
-            tr = self._tracer(svc, cluster_cidrs=cidrs).trace_flow(start, cip, sp.port,
-                                                                    sp.protocol)
+            tr = self._tracer(svc, cip.version, cluster_cidrs=cidrs).trace_flow(
+                start, cip, sp.port, sp.protocol)
             d = self._seen_of(tr)
             if d:
                 changes.append(f"with a pod range outside clusterCIDR ({start.ip} not in "

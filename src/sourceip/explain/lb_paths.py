@@ -193,7 +193,7 @@ def trace_through_lb(cluster: Any, vip: IPAddress, port: int, proto: str, *,
                 return None
             groups = explainer._node_groups(svc, sp)
             p = through_lb_path(explainer, svc, sp, vip, plan, groups,
-                                explainer._tracer(svc), PathResult, Fix)
+                                explainer._tracer(svc, vip.version), PathResult, Fix)
             if p is None:
                 return None
             lead = f"through the {plan.mode} load balancer ({plan.decided_by})"
