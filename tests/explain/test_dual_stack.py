@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from sourceip.explain.engine import Explainer
@@ -126,3 +127,15 @@ def test_an_ipv6_only_cluster(tmp_path: Path) -> None:
     assert svc["family"] == "IPv6" and svc["cluster_ip"] == "fd00:10:96::10"
     local = [p for p in svc["paths"] if p["kind"] == "nodeport"]
     assert {p["client"] for p in local} == {"external 2001:db8:7::7"}
+
+
+def test_ipvs_mode_explains_ipv4_and_says_why_not_ipv6() -> None:
+    c = load_example("dual-stack")
+    c = c.with_(kube_proxy=replace(c.kube_proxy, mode="ipvs"))
+    results = Explainer(c).explain()
+    assert {r.family for r in results if r.paths} == {4}
+    (v6only,) = _by(results, "default/server-v6")
+    assert not v6only.paths and v6only.family == 6
+    assert any("ipvs mode is modelled for IPv4 only" in n for n in v6only.notes)
+    (server,) = _by(results, "default/server")
+    assert server.paths and any("IPv6 ClusterIP fd00:10:96::100" in n for n in server.notes)

@@ -213,15 +213,27 @@ class Explainer:
             )]
         out: list[ServiceExplanation] = []
         families = list(dict.fromkeys(ip.version for ip in svc.cluster_ips))
-        traced = [f for f in families if self.topo.family_nets[f]]
+        ipvs = self.cluster.kube_proxy.mode == "ipvs"  # modelled for IPv4 only
+        traced = [f for f in families if self.topo.family_nets[f] and not (ipvs and f == 6)]
         untraced = [f for f in families if f not in traced]
-        for fam in traced or families[:1]:  # no node routes it: one explanation, no path
-            out += [self._explain_port(svc, sp, family=fam) for sp in svc.ports]
+        if not traced and self.topo.nets:  # nothing of its families is traced: say why
+            cip = svc.cluster_ips[0]
+            out = [ServiceExplanation(
+                service=svc.key, type=svc.type, cluster_ip=str(cip),
+                port=f"{sp.name + ' ' if sp.name else ''}{sp.port}/{sp.protocol}",
+                external_traffic_policy=svc.external_traffic_policy,
+                internal_traffic_policy=svc.internal_traffic_policy, paths=(),
+                family=cip.version) for sp in svc.ports]
+        for fam in traced or families[:1]:  # no node at all: one explanation, no path
+            if traced or not self.topo.nets:
+                out += [self._explain_port(svc, sp, family=fam) for sp in svc.ports]
         if untraced and out and self.topo.nets:
+            name = family_name(untraced[0])
             ips = ", ".join(str(ip) for ip in svc.cluster_ips if ip.version in untraced)
-            note = (f"{family_name(untraced[0])} ClusterIP {ips}: no node has an "
-                    f"{family_name(untraced[0])} address, so no {family_name(untraced[0])} "
-                    "path is traced")
+            why = (f"kube-proxy ipvs mode is modelled for IPv4 only, so no {name} path is "
+                   "traced" if ipvs and self.topo.family_nets[untraced[0]] else
+                   f"no node has an {name} address, so no {name} path is traced")
+            note = f"{name} ClusterIP {ips}: {why}"
             out = [replace(e, notes=(*e.notes, note)) for e in out]
         return out
 
