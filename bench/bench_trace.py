@@ -49,15 +49,11 @@ def make_cluster(n_services: int, mode: str) -> Cluster:
                    profile=NetworkProfile())
 
 
-def per_trace(n_services: int, mode: str, traces: int,
-              batch: bool = False, passes: int = 1,
-              clock: Callable[[], float] = time.perf_counter) -> tuple[float, float, float]:
-    """(cold s/trace: first visit of each Service, warm s/trace: chains already compiled —
-    the fastest of ``passes`` warm passes (on a shared machine the others are slowed by other
-    work) — setup s: building and indexing the node's ruleset — and with ``batch`` compiling
-    all of it, as ``sourceip trace --flows`` does). ``clock`` times the traces (default wall
-    clock; ``time.process_time``: this process's CPU time, what a core of its own would
-    give)."""
+def prepare(n_services: int, mode: str, traces: int,
+            batch: bool = False) -> tuple[Tracer, list[str], float]:
+    """A tracer of ``make_cluster(n_services, mode)`` with node1's ruleset built and indexed
+    (``batch``: and compiled, as ``sourceip trace --flows`` does), the ``traces`` ClusterIPs
+    to trace (spread over the Services), and the setup time in s."""
     cluster = make_cluster(n_services, mode)
     tracer = Tracer(cluster, compile_all=batch)
     t0 = time.perf_counter()
@@ -65,19 +61,31 @@ def per_trace(n_services: int, mode: str, traces: int,
     setup = time.perf_counter() - t0
     base = int(ipaddress.ip_address("10.96.0.10"))
     dsts = [str(ipaddress.ip_address(base + (i * 7919) % n_services)) for i in range(traces)]
+    return tracer, dsts, setup
+
+
+def timed_pass(tracer: Tracer, dsts: list[str],
+               clock: Callable[[], float] = time.perf_counter) -> float:
+    """s/trace of one pass of pod -> ClusterIP traces over ``dsts``, timed by ``clock`` (wall
+    clock by default; ``time.process_time``: this process's CPU time, what a core of its own
+    would give on a busy shared machine)."""
+    t0 = clock()
+    for dst in dsts:
+        tracer.trace_node("node1", "10.244.2.77", dst, 80)
+    return (clock() - t0) / len(dsts)
+
+
+def per_trace(n_services: int, mode: str, traces: int,
+              batch: bool = False) -> tuple[float, float, float]:
+    """(cold s/trace: first visit of each Service, warm s/trace: chains already compiled,
+    setup s: building and indexing the node's ruleset — and with ``batch`` compiling all of it,
+    as ``sourceip trace --flows`` does)."""
+    tracer, dsts, setup = prepare(n_services, mode, traces, batch)
     gc.collect()
     gc.freeze()  # the ruleset is long-lived: keep the collector from rescanning it
     try:
-        t0 = clock()
-        for dst in dsts:
-            tracer.trace_node("node1", "10.244.2.77", dst, 80)
-        cold = (clock() - t0) / traces
-        warm = float("inf")
-        for _ in range(passes):
-            t0 = clock()
-            for dst in dsts:
-                tracer.trace_node("node1", "10.244.2.77", dst, 80)
-            warm = min(warm, (clock() - t0) / traces)
+        cold = timed_pass(tracer, dsts)
+        warm = timed_pass(tracer, dsts)
     finally:
         gc.unfreeze()
     return cold, warm, setup
