@@ -522,3 +522,40 @@ def test_partial_pastes_say_what_to_give(tmp_path: Path, content: str, words: st
     f.write_text(content)
     res = cli("trace", "--dump", str(f), "--from", "external", "--to", "10.96.0.10:53")
     assert res.returncode == 1 and words in res.stderr and "Traceback" not in res.stderr
+
+
+UNMODELLED = """*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 192.0.2.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.1.1.1-10.1.1.9
+-A PREROUTING -p tcp -m tcp --dport 9090 -j LOG --log-prefix "x: "
+COMMIT
+"""
+
+
+def test_an_unmodelled_action_makes_the_outcome_uncertain(tmp_path: Path) -> None:
+    """Issue #10 item 4: an action the evaluator cannot apply (here DNAT to an address range)
+    used to be skipped silently, so the trace said for certain that the packet reached the
+    node itself. Now the walk still goes on past it, but the outcome is uncertain and names
+    the rule (file:line) as 'doing nothing'; a logging target stays certain."""
+    f = tmp_path / "nat.rules"
+    f.write_text(UNMODELLED)
+    res = cli("trace", "--dump", str(f), "--node-ip", "192.0.2.1",
+              "--from", "external=198.51.100.7", "--to", "192.0.2.1:8080", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    (o,) = json.loads(res.stdout)["outcomes"]
+    assert o["certain"] is False
+    assert o["depends_on"] == [
+        f"-A PREROUTING -d 192.0.2.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination "
+        f"10.1.1.1-10.1.1.9 ({f}:6)"]
+    (a,) = o["assumptions"]
+    assert a["undecided"] == ["action -j DNAT --to-destination 10.1.1.1-10.1.1.9 not modelled"]
+    text = cli("trace", "--dump", str(f), "--node-ip", "192.0.2.1",
+               "--from", "external=198.51.100.7", "--to", "192.0.2.1:8080").stdout
+    assert "doing nothing (its action is not modelled)" in text
+    res = cli("trace", "--dump", str(f), "--node-ip", "192.0.2.1",
+              "--from", "external=198.51.100.7", "--to", "192.0.2.1:9090", "-o", "json")
+    (o,) = json.loads(res.stdout)["outcomes"]
+    assert o["certain"] is True  # -j LOG: no verdict, packet untouched

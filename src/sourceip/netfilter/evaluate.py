@@ -189,6 +189,9 @@ class Assumption:
     key: tuple[object, ...] = field(default=(), compare=False, repr=False)
 
     def __str__(self) -> str:
+        if self.matches and self.undecided and all(u.startswith("action ")
+                                                   for u in self.undecided):
+            return f"{self.rule} doing nothing (its action is not modelled)"
         return f"{self.rule} {'matching' if self.matches else 'not matching'}"
 
 
@@ -743,19 +746,16 @@ def _physdev_is_in(pkt: Packet, env: _Env) -> bool | None:
 _INERT_TARGETS = ("-j LOG", "-j NFLOG", "-j ULOG", "-j TRACE", "log")
 
 
+def _inert_text(t: str) -> bool:
+    """An unknown action's text names a logging target (no verdict, packet untouched)."""
+    return t.startswith('{"log"') or any(t == x or t.startswith(x + " ") for x in _INERT_TARGETS)
+
+
 def _inert(rule: Rule) -> bool:
     """Whether the rule's actions cannot change the packet or the verdict: none at all,
     counters, or logging targets only. Such a rule's undecidable match needs no fork."""
-    for a in rule.actions:
-        if isinstance(a, Counter):
-            continue
-        if not isinstance(a, UnknownAction):
-            return False
-        t = a.text
-        if not (t.startswith('{"log"') or any(t == x or t.startswith(x + " ")
-                                              for x in _INERT_TARGETS)):
-            return False
-    return True
+    return all(isinstance(a, Counter) or isinstance(a, UnknownAction) and _inert_text(a.text)
+               for a in rule.actions)
 
 
 def _match_text(where: tuple[str, str, str, str], m: Match) -> str:
@@ -1255,6 +1255,14 @@ class Evaluator:
         if op == _UNKACT:
             st.unknown.append(arg)
             st.steps.append(step)
+            text = step.arg
+            if isinstance(text, str) and not _inert_text(text):
+                # Not modelled (a DNAT to a range, REDIRECT, NOTRACK, CONNMARK...): the walk
+                # goes on as if it did nothing, and the outcome says it rests on that.
+                key = (self._uid, cr.where, cr.index, "action")
+                if not any(a.key == key for a in st.assumed):
+                    st.assumed.append(Assumption(self._label(ctx, cc, cr), True,
+                                                 (f"action {text} not modelled",), key))
             return None
         if arg is not None:  # unsupported action
             st.unknown.append(arg)
