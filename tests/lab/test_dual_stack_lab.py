@@ -139,3 +139,19 @@ def test_dual_stack_profiles_agree(clean_host: None, tmp_path: Path, attach: str
     own = {("routed", "direct"): "fd00:10::11", ("bridge", "tunnel"): "fd00:10:244:1::1",
            ("routed", "tunnel"): "fd00:10:244:1::"}[(attach, inter)]
     _check_both_families(*_run("-f", str(f)), seen6={own, "2001:db8:ffff::10"})
+
+
+@pytest.mark.lab
+@needs_lab
+def test_dual_stack_lab_report_carries_both_families(clean_host: None, tmp_path: Path) -> None:
+    """``lab run --report``: every probed path of both families has its observation (probe
+    ids of IPv6 paths end in ``/ipv6#N``, explain.probes.path_probe_id)."""
+    report = tmp_path / "lab.html"
+    res = subprocess.run([sys.executable, "-m", "sourceip", "lab", "run", "--example",
+                          "dual-stack", "--report", str(report)], capture_output=True,
+                         text=True, env=_env(), timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    html = report.read_text()
+    assert "40 of 40 probed paths agree" in html
+    assert html.count("/ipv6#") == 21 and html.count("/tcp#") + html.count("/udp#") == 19
+    assert "Service default/server (IPv6)" in html

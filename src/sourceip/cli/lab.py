@@ -238,6 +238,7 @@ def _write_report(path: str, cluster: Any, plan: Any, lab_: Any, agreements: Any
     carrying what the lab observed (``"lab"``), and the run's summary."""
     from sourceip.cli.report import write_report
     from sourceip.explain import Explainer
+    from sourceip.explain.probes import path_probe_id
 
     by_id: dict[str, list[Any]] = {}
     for a in agreements:
@@ -249,7 +250,7 @@ def _write_report(path: str, cluster: Any, plan: Any, lab_: Any, agreements: Any
     for e in explainer.explain(list(services) or None):
         d = e.to_dict()
         for n, p in enumerate(d["paths"]):
-            found = by_id.get(f"{e.service}:{e.port.split()[-1]}#{n}")
+            found = by_id.get(path_probe_id(e.service, e.port, e.family, n))
             if found is not None:
                 p["lab"] = [{"probe": a.spec.id, "agree": a.agree,
                              "predicted": _predicted_text(a.prediction),
@@ -258,6 +259,7 @@ def _write_report(path: str, cluster: Any, plan: Any, lab_: Any, agreements: Any
         docs.append(d)
     doc = {"services": docs, "notes": notes, "lab": {
         "runid": plan.runid, "mode": plan.mode, "external_ip": plan.external_ip,
+        **({"external_ip6": plan.external_ip6} if plan.external_ip6 else {}),
         "results_total": len(agreements),
         "results_agree": sum(1 for a in agreements if a.agree),
         "health_checks": lab_.health_checks, "notes": []}}
@@ -273,6 +275,7 @@ def _print_run(plan: Any, lab_: Any, agreements: Any, notes: list[str], output: 
             "iptables": plan.iptables_backend if plan.mode == "iptables" else None,
             "rules_loaded": plan.rules_loaded,
             "external_ip": plan.external_ip,
+            **({"external_ip6": plan.external_ip6} if plan.external_ip6 else {}),
             "timings": {k: round(v, 3) for k, v in lab_.timings.items()},
             "notes": notes,
             "agree": agree and all(h["agree"] for h in lab_.health_checks),
@@ -285,7 +288,10 @@ def _print_run(plan: Any, lab_: Any, agreements: Any, notes: list[str], output: 
     click.echo(f"lab {plan.runid}: {len(plan.namespaces)} namespaces, kube-proxy "
                f"{plan.mode}{backend}"
                + ("" if plan.rules_loaded else " NOT loaded")
-               + f", external client {plan.external_ip}, up in {t.get('up', 0):.2f}s")
+               + f", external client {plan.external_ip}"
+               + (f" / {plan.external_ip6}" if plan.external_ip6 != plan.external_ip
+                  and plan.external_ip6 else "")
+               + f", up in {t.get('up', 0):.2f}s")
     from sourceip.report.term import detect, wrap_lines
 
     term = detect()
@@ -438,7 +444,9 @@ def plan(filenames: tuple[str, ...], example: str | None, mode: str | None,
 
     click.echo(f"lab {lab_plan.runid} (kube-proxy {lab_plan.mode}): node subnet "
                f"{lab_plan.node_subnet}, router {lab_plan.router_ip}, external client "
-               f"{lab_plan.external_ip}")
+               f"{lab_plan.external_ip}"
+               + (f" / {lab_plan.external_ip6}" if lab_plan.external_ip6
+                  and lab_plan.external_ip6 != lab_plan.external_ip else ""))
     rows: list[list[str]] = [[ns.role, ns.pod or ns.node or ns.role, ns.name, "-"]
                              for ns in lab_plan.namespaces]
     for srv in lab_plan.servers:

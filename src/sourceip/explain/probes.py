@@ -71,6 +71,13 @@ class PredictedProbe:
     proxy_source: str | None = None
 
 
+def path_probe_id(service: str, port: str, family: int, n: int) -> str:
+    """The probe id of path ``n`` of an explanation (``port`` as ``ServiceExplanation.port``):
+    ``default/web:80/tcp#3``; IPv6 paths of a Service are probed apart from its IPv4 ones,
+    ``default/web:80/tcp/ipv6#3``."""
+    return f"{service}:{port.split()[-1]}{'/ipv6' if family == 6 else ''}#{n}"
+
+
 def _client(p: PathResult) -> str | None:
     c = p.client
     if c.startswith("pod/"):
@@ -189,9 +196,7 @@ def predicted_probes(cluster: Cluster, *, external_ip: str,
             if client is None:
                 continue
             t = p.trace.original
-            # IPv6 paths of a dual-stack Service are probed apart from its IPv4 ones
-            fam = "/ipv6" if e.family == 6 else ""
-            pid = f"{e.service}:{e.port.split()[-1]}{fam}#{n}"
+            pid = path_probe_id(e.service, e.port, e.family, n)
             description = f"{e.service}: {p.title}"
             via, via_lb = _entry(p, cluster) if client == "external" else (None, False)
             if p.kind == "ingress":
