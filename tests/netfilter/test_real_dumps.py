@@ -559,3 +559,18 @@ def test_an_unmodelled_action_makes_the_outcome_uncertain(tmp_path: Path) -> Non
               "--from", "external=198.51.100.7", "--to", "192.0.2.1:9090", "-o", "json")
     (o,) = json.loads(res.stdout)["outcomes"]
     assert o["certain"] is True  # -j LOG: no verdict, packet untouched
+
+
+def test_a_vmap_that_cannot_be_read_makes_the_outcome_uncertain(tmp_path: Path) -> None:
+    """A verdict map the dump does not hold (a partial `nft list chain` paste) used to be a
+    note, the packet going on as if no element matched; now the outcome names the rule."""
+    f = tmp_path / "chain.nft"
+    f.write_text("table ip t {\n\tchain pre {\n\t\ttype nat hook prerouting priority dstnat; "
+                 "policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @service-ips\n"
+                 "\t}\n}\n")
+    res = cli("trace", "--dump", str(f), "--node-ip", "192.0.2.1",
+              "--from", "external=198.51.100.7", "--to", "192.0.2.1:8080", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    (o,) = json.loads(res.stdout)["outcomes"]
+    assert o["certain"] is False and o["depends_on"][0].endswith(f"({f}:4)")
+    assert o["assumptions"][0]["undecided"] == ["action vmap @service-ips: no such map"]

@@ -1147,6 +1147,14 @@ class Evaluator:
         st.assumed.append(Assumption(label, True, undecided, key))
         return True
 
+    def _rests_on(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule, st: _State,
+                  what: str) -> None:
+        """The branch went on past an action it could not apply (``what``, starting with
+        ``action ``): its outcome is uncertain and names the rule — once per branch."""
+        key = (self._uid, cr.where, cr.index, "action")
+        if not any(a.key == key for a in st.assumed):
+            st.assumed.append(Assumption(self._label(ctx, cc, cr), True, (what,), key))
+
     def _label(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule) -> str:
         """The rule as the dump wrote it, with ``(file:line)`` when the rule knows where it
         was read (``Rule.loc``); else as iptables-save / nft lists it. Taken from this
@@ -1236,8 +1244,11 @@ class Evaluator:
             st.steps.append(step)
             return None
         if op == _VMAP:
+            n = len(st.unknown)
             verdict = self._map_lookup(ctx, arg, st)
             if verdict is None:
+                if len(st.unknown) > n:  # no such map, or a key it cannot read: undecided
+                    self._rests_on(ctx, cc, cr, st, f"action {st.unknown[-1]}")
                 return None
             st.steps.append(step)
             return self._do(ctx, cc, cr, cr.verdict_act(verdict), st, env, depth)
@@ -1259,10 +1270,7 @@ class Evaluator:
             if isinstance(text, str) and not _inert_text(text):
                 # Not modelled (a DNAT to a range, REDIRECT, NOTRACK, CONNMARK...): the walk
                 # goes on as if it did nothing, and the outcome says it rests on that.
-                key = (self._uid, cr.where, cr.index, "action")
-                if not any(a.key == key for a in st.assumed):
-                    st.assumed.append(Assumption(self._label(ctx, cc, cr), True,
-                                                 (f"action {text} not modelled",), key))
+                self._rests_on(ctx, cc, cr, st, f"action {text} not modelled")
             return None
         if arg is not None:  # unsupported action
             st.unknown.append(arg)
