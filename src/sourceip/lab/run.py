@@ -144,6 +144,10 @@ def preflight(plan: LabPlan) -> list[str]:
         )
     if not Path("/proc/self/ns/net").exists():
         raise LabPreconditionError("this kernel has no network namespaces (CONFIG_NET_NS)")
+    if 6 in plan.families and not Path("/proc/sys/net/ipv6").is_dir():
+        raise LabPreconditionError(
+            "the cluster has IPv6 addresses but this kernel has no IPv6 (ipv6.disable=1 or no "
+            "CONFIG_IPV6): the lab cannot build its IPv6 half")
     tools = {"ip": "iproute2"}
     if any(s.bridge for s in plan.setups):
         tools["bridge"] = "iproute2"
