@@ -37,6 +37,8 @@ KIND = REAL / "kind-v1.23.5.iptables-save"
 DOCKER1 = REAL / "docker-containern-topos1.iptables-save"
 DOCKER4 = REAL / "docker-topos4.1.iptables-save"
 CATTLE = REAL / "rancher-cattle-docker.iptables-save"
+GATEWAY = REAL / "openvpn-gateway.iptables-save"
+ROUTER = REAL / "home-router-ppp0.iptables-save"
 BR = "br-b74b417b331f"  # the user-defined Docker bridge of both docker dumps
 
 
@@ -349,6 +351,53 @@ def test_log_only_rule_with_undecidable_match_does_not_fork() -> None:
         assert (len(got) == 2) is forks, target
         if not forks:
             assert verdicts(got) == [("accept", False, ())]
+
+
+# ----------------------------------------------------------------------------- Linux gateways
+
+
+def test_openvpn_gateway_masquerades_the_lan_and_lets_the_internet_in() -> None:
+    """openvpn-gateway.iptables-save (openvpn.eu, 2011): eth0 is the 192.168.0.0/16 side, eth1
+    the uplink. A LAN client out: FORWARD line 33 (`-s 192.168.0.0/16 -i eth0`) accepts, nat
+    line 16 (`-o eth1 -j MASQUERADE`) masquerades. From the internet to a LAN address: line 34
+    (`-d 192.168.0.0/16 -i eth1 -j ACCEPT`) accepts any new connection, unmasqueraded — the
+    rules do not limit inbound to replies. To a non-LAN address (10.8.0.5 on tun0), and from
+    tun0 into the LAN: no ACCEPT, line 37 only logs, policy DROP (line 22). INPUT from the
+    uplink to tcp/22: line 28 (`! -i eth0 ... --dport 0:1023 -j DROP`)."""
+    assert verdicts(hook(GATEWAY, "forward", "192.168.1.10", "8.8.8.8", "eth0", "eth1", 443)) == [("accept", False, ())]
+    assert verdicts(hook(GATEWAY, "postrouting", "192.168.1.10", "8.8.8.8", None, "eth1", 443)) == [("accept", True, ())]
+    assert verdicts(hook(GATEWAY, "forward", "203.0.113.5", "192.168.1.10", "eth1", "eth0", 22)) == [("accept", False, ())]
+    assert verdicts(hook(GATEWAY, "postrouting", "203.0.113.5", "192.168.1.10", None, "eth0", 22)) == [("accept", False, ())]
+    assert verdicts(hook(GATEWAY, "forward", "203.0.113.5", "10.8.0.5", "eth1", "tun0", 22)) == [("drop", False, ())]
+    assert verdicts(hook(GATEWAY, "forward", "10.8.0.6", "192.168.1.10", "tun0", "eth0", 22)) == [("drop", False, ())]
+    (b,) = hook(GATEWAY, "input", "203.0.113.5", "192.0.2.1", "eth1", None, 22)
+    assert b.disposition == "drop" and b.steps[-1].rule is not None
+    assert b.steps[-1].rule.loc is not None and b.steps[-1].rule.loc.line == 28
+
+
+def test_home_router_tcp_flags_rules_fork_and_name_their_line() -> None:
+    """home-router-ppp0.iptables-save (rlworkman.net, 2015), all policies DROP. LAN
+    192.168.13.20 to a web server on ppp0: State (line 31) passes a NEW packet on, line 32's
+    port list lacks 443, line 34 accepts; nat line 16 masquerades. To tcp/445 line 32 also
+    needs `--tcp-flags FIN,SYN,RST,ACK SYN`, which sourceip does not decide: REJECT if it
+    matches (the SYN of a new connection would), else line 34 accepts — uncertain, line 32.
+    From the internet to the router's tcp/22: BadStuff returns, State does not accept NEW,
+    policy DROP; a bogon source (10.1.2.3 on ppp0) is dropped by line 40. From the LAN to
+    its ssh: line 49 (`--tcp-flags ... --ctstate NEW -j ACCEPT`) forks, line 51 rejects the
+    rest. The router's own DNS query out of ppp0: OUTPUT line 39 accepts."""
+    assert verdicts(hook(ROUTER, "forward", "192.168.13.20", "93.184.216.34", "eth0", "ppp0", 443)) == [("accept", False, ())]
+    assert verdicts(hook(ROUTER, "postrouting", "192.168.13.20", "93.184.216.34", None, "ppp0", 443)) == [("accept", True, ())]
+    got = verdicts(hook(ROUTER, "forward", "192.168.13.20", "93.184.216.34", "eth0", "ppp0", 445))
+    assert [(d, [(w.rsplit("/", 1)[-1], m) for w, m in a]) for d, _, a in got] == [
+        ("accept", [(f"{ROUTER.name}:32", False)]), ("reject", [(f"{ROUTER.name}:32", True)])]
+    assert verdicts(hook(ROUTER, "input", "198.51.100.7", "192.0.2.1", "ppp0", None, 22)) == [("drop", False, ())]
+    (b,) = hook(ROUTER, "input", "10.1.2.3", "192.0.2.1", "ppp0", None, 22)
+    assert b.steps[-1].rule is not None and b.steps[-1].rule.loc is not None
+    assert b.steps[-1].rule.loc.line == 40
+    got = verdicts(hook(ROUTER, "input", "192.168.13.20", "192.0.2.1", "eth0", None, 22))
+    assert [(d, [(w.rsplit("/", 1)[-1], m) for w, m in a]) for d, _, a in got] == [
+        ("accept", [(f"{ROUTER.name}:49", True)]), ("reject", [(f"{ROUTER.name}:49", False)])]
+    assert verdicts(hook(ROUTER, "output", "192.0.2.1", "8.8.8.8", None, "ppp0", 53)) == [("accept", False, ())]
 
 
 # ----------------------------------------------------------------------------- kube-router
