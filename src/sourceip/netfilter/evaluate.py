@@ -430,6 +430,7 @@ _OUTCOME = {_RETURN: "return", _ACCEPT: "accept", _DROP: "drop", _REJECT: "rejec
 # Special-match kinds (``_Spec``): evaluated after the plain matches, in rule order.
 _S_STAT, _S_NEVER, _S_RECENT_SET, _S_RECENT_MISS, _S_SET, _S_UNKNOWN, _S_IPSET = range(7)
 _S_PHYSDEV_IN = 7
+_S_TCP_SYN = 8  # -m tcp --tcp-flags / --syn: decided for the SYN of a new connection
 
 # (opcode, argument, step recorded when the action runs (None: built at run time; numgen:
 # the share of each target), extra)
@@ -714,7 +715,36 @@ def _compile_special(m: Match) -> _Spec:
     words = text.split()
     if words in (_PHYSDEV_IS_IN, _NOT_PHYSDEV_IS_IN):
         return (_S_PHYSDEV_IN, words[2] == "!", text)
+    syn = _syn_answer(words)
+    if syn is not None:
+        return (_S_TCP_SYN, syn, text)
     return (_S_UNKNOWN, text, None)
+
+
+# TCP flags of a connection's first packet (what a trace follows): SYN alone. ECE/CWR may be
+# set too (an ECN-setup SYN, RFC 3168 6.1.1), so masks naming them stay undecided.
+_TCP_FLAGS = frozenset({"FIN", "SYN", "RST", "PSH", "ACK", "URG"})
+
+
+def _syn_answer(words: list[str]) -> bool | None:
+    """For ``-m tcp [!] --tcp-flags MASK COMP`` or ``-m tcp [!] --syn`` alone: whether a
+    connection's first packet (flags SYN) matches (xt_tcpudp.c ``tcp_mt``: ``(flags & mask)
+    == comp``; ``--syn`` is ``--tcp-flags SYN,RST,ACK,FIN SYN``). None: another form."""
+    if len(words) < 3 or words[:2] != ["-m", "tcp"]:
+        return None
+    rest = words[2:]
+    neg = rest[0] == "!"
+    if neg:
+        rest = rest[1:]
+    if rest == ["--syn"]:
+        return not neg
+    if len(rest) != 3 or rest[0] != "--tcp-flags":
+        return None
+    mask, comp = set(rest[1].split(",")), set(rest[2].split(","))
+    comp.discard("NONE")
+    if not mask <= _TCP_FLAGS or not comp <= _TCP_FLAGS:
+        return None  # ALL, ECE, CWR or an unknown name
+    return ((mask & {"SYN"}) == comp) != neg
 
 
 # ``-m physdev [!] --physdev-is-in`` alone (kube-proxy's externalIP rules): decided from the
@@ -1085,6 +1115,14 @@ class Evaluator:
                 return False
             elif kind == _S_RECENT_SET:
                 st.affinity.append(a)
+            elif kind == _S_TCP_SYN:
+                if "NEW" in env.ct_state and "ESTABLISHED" not in env.ct_state:
+                    if not a:
+                        return False
+                else:  # a later packet of the connection: its flags are not known
+                    if undecided is None:
+                        undecided = []
+                    undecided.append(b)
             elif kind == _S_PHYSDEV_IN:
                 entered = _physdev_is_in(st.pkt, env)
                 if entered is None:
