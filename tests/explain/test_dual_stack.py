@@ -139,3 +139,35 @@ def test_ipvs_mode_explains_ipv4_and_says_why_not_ipv6() -> None:
     assert any("ipvs mode is modelled for IPv4 only" in n for n in v6only.notes)
     (server,) = _by(results, "default/server")
     assert server.paths and any("IPv6 ClusterIP fd00:10:96::100" in n for n in server.notes)
+
+
+def test_load_balancers_per_family() -> None:
+    """``dual-stack-lb``: the dual-stack Service gets a through-LB path per family, each with
+    its own VIP and health checks over that family; the IPv6-only proxying LB's TCP checks
+    of the NodePort count the IPv6 endpoints (all nodes pass, eTP Cluster)."""
+    from sourceip.loadbalancer import plan_load_balancer
+
+    cluster = load_example("dual-stack-lb")
+    results = Explainer(cluster).explain()
+    lbs = {(r.service, r.family): p for r in results for p in r.paths
+           if p.kind == "through-lb"}
+    assert set(lbs) == {("default/web", 4), ("default/web", 6), ("default/echo", 6)}
+    for fam, vip, client in ((4, "172.18.255.10", "203.0.113.10"),
+                             (6, "fd00:18:255::10", "2001:db8:ffff::10")):
+        p = lbs[("default/web", fam)]
+        assert p.load_balancer is not None and p.load_balancer["vip"] == vip
+        assert p.load_balancer["pool"] == ["node1", "node2"]
+        assert [c["response"]["status"] for c in p.load_balancer["checks"]] == [200, 200, 503]
+        assert p.seen == (f"{client} (the client)",)
+        assert all(o.hops[1].packet_in.dst.version == fam for o in p.trace.outcomes)
+    echo = lbs[("default/echo", 6)]
+    assert echo.load_balancer is not None
+    assert echo.load_balancer["source_address"] == "fd00:10::250"
+    assert echo.load_balancer["pool"] == ["node1", "node2", "node3"]
+    assert set(echo.seen) == {"fd00:10::11 (node1's address on eth0)",
+                              "fd00:10:244:2::1 (node2's bridge cni0)",
+                              "fd00:10::13 (node3's address on eth0)"}
+    web = cluster.service("default/web")
+    assert plan_load_balancer(cluster, web).vip == "172.18.255.10"  # type: ignore[union-attr]
+    assert plan_load_balancer(cluster, web, family=6).vip == (  # type: ignore[union-attr]
+        "fd00:18:255::10")

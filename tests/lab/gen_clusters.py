@@ -26,9 +26,10 @@ What a scenario varies:
   IPv6 twin (``v6_twin``: 10.0.0.11 -> fd00:10::11, 10.244.2.0/24 -> fd00:10:244:2::/64,
   10.96.0.10 -> fd00:10:96::10, the detectors' CIDRs alike, 10.244.0.0/23 -> fd00:10:244::/63
   holding node1's pods as the /23 does); dual-stack Services list IPv4 or IPv6 first, their
-  endpoints are in one EndpointSlice per family; the lab's load balancer is IPv4 only, so an
-  IPv6-only scenario's LoadBalancer Services become NodePort ones (said in the summary) and a
-  dual-stack one keeps its IPv4 LoadBalancer IP and source ranges.
+  endpoints are in one EndpointSlice per family; a LoadBalancer Service's ingress IP has an
+  IPv6 twin (172.18.255.10 -> 2001:db8:172:18:255::10: one load balancer per family in a
+  dual-stack scenario) and its source range too (``_v6_source_range``: the one holding the
+  external client holds the IPv6 client, the other holds nothing of the lab).
 """
 
 from __future__ import annotations
@@ -156,6 +157,15 @@ def v6_net_twin(net: IPv4Network) -> IPv6Network:
     return IPv6Network(f"{v6_twin(net.network_address)}/{plen}", strict=False)
 
 
+def _v6_source_range(net: IPv4Network) -> IPv6Network:
+    """The IPv6 loadBalancerSourceRange standing for ``net``: the lab's external client's
+    /64 for the range that holds the IPv4 client (192.168.100.0/24), a documentation /64
+    that holds nothing of the lab for the one that excludes it."""
+    if net == IPv4Network("192.168.100.0/24"):
+        return IPv6Network("2001:db8:ffff::/64")
+    return IPv6Network("2001:db8:113::/64")
+
+
 def _with_family(cluster: Cluster, family: str, rng: random.Random) -> tuple[Cluster, str]:
     """``cluster`` (drawn in IPv4) made dual-stack or IPv6-only, and what changed."""
     if family == "4":
@@ -185,11 +195,15 @@ def _with_family(cluster: Cluster, family: str, rng: random.Random) -> tuple[Clu
             "ip_families": tuple("IPv4" if isinstance(c, IPv4Address) else "IPv6"
                                  for c in cips),
             "external_ips": ips(svc.external_ips)}
-        if not dual and svc.type == "LoadBalancer":
-            kw.update(type="NodePort", lb_ingress=(), health_check_node_port=None,
-                      lb_source_ranges=())
-            notes.append(f"{svc.name} LoadBalancer->NodePort")
-        elif six_first:
+        if svc.type == "LoadBalancer":
+            v6_ips = tuple(replace(i, ip=v6_twin(i.ip)) for i in svc.lb_ingress
+                           if isinstance(i.ip, IPv4Address))
+            v6_ranges = tuple(_v6_source_range(r) for r in svc.lb_source_ranges
+                              if isinstance(r, IPv4Network))
+            kw.update(lb_ingress=(*svc.lb_ingress, *v6_ips) if dual else v6_ips,
+                      lb_source_ranges=((*svc.lb_source_ranges, *v6_ranges) if dual
+                                        else v6_ranges))
+        if six_first:
             notes.append(f"{svc.name} IPv6 first")
         services.append(replace(svc, **kw))  # type: ignore[arg-type]
     slices = []

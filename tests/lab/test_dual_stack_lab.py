@@ -9,6 +9,8 @@ The plan tests need no root."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from sourceip.lab.lb import pool_config
+from sourceip.lab.model import LabLoadBalancer, LBCheck
 from sourceip.lab.plan import plan_lab, render_script
 from sourceip.sources import example_text, load_example
 
@@ -96,6 +100,71 @@ def test_an_ipv6_only_plan_has_no_ipv4() -> None:
     assert all(x.label == "kube-proxy IPv6" for s in plan.setups for x in s.loads)
 
 
+def test_load_balancers_per_family_plan() -> None:
+    """``dual-stack-lb``: a forwarding LB per family of the dual-stack Service (ECMP routes in
+    each family, health checks over each family's node addresses, one health server per node
+    bound on ``::``) and a proxying IPv6 LB (haproxy on ``[VIP]:80``, connecting from an IPv6
+    source to the nodes' IPv6 NodePorts)."""
+    plan = plan_lab(load_example("dual-stack-lb"), runid=RUN)
+    lbs = {lb.vip: lb for lb in plan.load_balancers}
+    assert list(lbs) == ["172.18.255.10", "fd00:18:255::10", "fd00:18:255::40"]
+    web6 = lbs["fd00:18:255::10"]
+    assert [(c.id, c.node_ip, c.kind, c.port, c.predicted) for c in web6.checks] == [
+        ("default/web node1 IPv6", "fd00:10::11", "http", 32000, "200"),
+        ("default/web node2 IPv6", "fd00:10::12", "http", 32000, "200"),
+        ("default/web node3 IPv6", "fd00:10::13", "http", 32000, "503")]
+    assert [c.id for c in lbs["172.18.255.10"].checks][0] == "default/web node1"
+    echo = lbs["fd00:18:255::40"]
+    assert (echo.mode, echo.target, echo.source_address) == ("proxying", "nodePort",
+                                                             "fd00:10::250")
+    assert [(c.target, c.predicted) for c in echo.checks] == [
+        ("[fd00:10::11]:31100", "open"), ("[fd00:10::12]:31100", "open"),
+        ("[fd00:10::13]:31100", "open")]
+    ip_lines, nft, haproxy = pool_config(plan.load_balancers, None, workdir=plan.workdir,
+                                         router_ns="r")
+    assert ip_lines == [
+        "route replace 172.18.255.10/32 nexthop via 10.0.0.11 nexthop via 10.0.0.12",
+        "route replace fd00:18:255::10/128 nexthop via fd00:10::11 nexthop via fd00:10::12"]
+    assert nft == "" and haproxy is not None
+    cfg = haproxy.files[0][1]
+    assert "    bind [fd00:18:255::40]:80\n" in cfg and "    source [fd00:10::250]\n" in cfg
+    assert "    server node3 [fd00:10::13]:31100 send-proxy-v2\n" in cfg
+    # observed: node2 fails its IPv6 check only; the IPv4 pool keeps it
+    observed = {c.id: c.predicted for lb in plan.load_balancers for c in lb.checks}
+    observed["default/web node2 IPv6"] = "503"
+    assert pool_config(plan.load_balancers, observed, workdir=plan.workdir,
+                       router_ns="r")[0][1] == "route replace fd00:18:255::10/128 via fd00:10::11"
+    rtr = _setup(plan, "-rtr")
+    assert {"addr add fd00:18:255::40/128 dev lo nodad",
+            "addr add fd00:10::250/64 dev nodes nodad"} <= set(rtr.ip6)
+    assert {s.path for s in rtr.sysctls} >= {"net/ipv4/fib_multipath_hash_policy",
+                                             "net/ipv6/fib_multipath_hash_policy"}
+    health = next(p for p in plan.processes if p.role == "health" and p.node == "node3")
+    listen = json.loads(health.files[0][1])["listen"]
+    assert [(e["port"], e["address"]) for e in listen] == [(32000, "::"), (10256, "::")]
+    assert listen[0]["responses"]["*"]["status"] == 503
+
+
+def test_forwarding_to_ipv6_node_ports_is_an_ip6_dnat() -> None:
+    """A forwarding LB that targets NodePorts (Azure without floating IP) DNATs in an ``ip6``
+    table for an IPv6 VIP; the script loads in ``nft -c`` in a scratch namespace."""
+    lb = LabLoadBalancer(
+        service="default/web", title="t", vip="fd00:18:255::10", port=80, mode="forwarding",
+        target="nodePort", target_port=31080, proxy_protocol=None, source_address=None,
+        checks=tuple(LBCheck(service="default/web", node=n, node_ip=ip, kind="none",
+                             port=None, path="", predicted="-", candidate=True,
+                             target=f"[{ip}]:31080", family=6)
+                     for n, ip in (("node1", "fd00:10::11"), ("node2", "fd00:10::12"))))
+    _, nft, _ = pool_config([lb], None, workdir="/tmp/x", router_ns="r")
+    assert ("add rule ip6 sourceip-lb prerouting ip6 daddr fd00:18:255::10 tcp dport 80 "
+            "dnat ip6 to numgen random mod 2 map { 0 : fd00:10::11 . 31080, "
+            "1 : fd00:10::12 . 31080 }") in nft
+    if shutil.which("nft") and shutil.which("unshare") and os.geteuid() == 0:
+        res = subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=nft,
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+
+
 def _run(*extra: str) -> tuple[int, dict[str, object], str]:
     args = [sys.executable, "-m", "sourceip", "lab", "run", "-o", "json", *extra]
     res = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300)
@@ -155,3 +224,31 @@ def test_dual_stack_lab_report_carries_both_families(clean_host: None, tmp_path:
     assert "40 of 40 probed paths agree" in html
     assert html.count("/ipv6#") == 21 and html.count("/tcp#") + html.count("/udp#") == 19
     assert "Service default/server (IPv6)" in html
+
+
+@pytest.mark.lab
+@needs_lab
+@pytest.mark.parametrize("extra", [(), ("--mode", "nftables")], ids=["iptables", "nftables"])
+def test_dual_stack_load_balancers_agree(clean_host: None, extra: tuple[str, ...]) -> None:
+    """``--example dual-stack-lb``: every path of both families agrees, through-LB ones
+    included (IPv4 and IPv6 ECMP pools, the IPv6 haproxy with PROXY v2), and every health
+    check, over each family, observes what kube-proxy's model predicts."""
+    code, out, err = _run("--example", "dual-stack-lb", *extra)
+    results = out.get("results")
+    assert isinstance(results, list), err
+    bad = [r for r in results if not r.get("agree")]
+    assert code == 0 and not bad, json.dumps(bad, indent=1)[:4000] + err
+    via_lb = {str(r["spec"]["dst_ip"]) for r in results if r["spec"].get("via_lb")}
+    assert via_lb == {"172.18.255.10", "fd00:18:255::10", "fd00:18:255::40"}
+    checks = out["health_checks"]
+    assert isinstance(checks, list) and len(checks) == 9
+    assert all(h["agree"] for h in checks)
+    assert sorted((h["family"], h["node"], h["observed"]) for h in checks
+                  if h["service"] == "default/web") == [
+        (4, "node1", "200"), (4, "node2", "200"), (4, "node3", "503"),
+        (6, "node1", "200"), (6, "node2", "200"), (6, "node3", "503")]
+    seen = {str(o.get("seen_source")) for r in results for o in r["observed"]
+            if r["spec"].get("via_lb")}
+    # forwarding keeps the client in both families; the IPv6 proxy connects from the nodes'
+    # side (node addresses or node2's bridge) with the client in its PROXY v2 header
+    assert {"192.168.100.2", "2001:db8:ffff::10"} <= seen

@@ -202,8 +202,15 @@ def test_generator_is_deterministic_and_varied() -> None:
                    "ClusterIP etp", "NodePort etp", "LoadBalancer etp", "etp=Local",
                    "itp=Local", "udp53", "externalIP", "client in", "client out",
                    "affinity ClientIP", "no endpoints", "dual-stack", "IPv6-only",
-                   "IPv6 first", "LoadBalancer->NodePort"):
+                   "IPv6 first"):
         assert needle in text, needle
+    # IPv6-only and dual-stack scenarios keep their LoadBalancer Services, with an IPv6
+    # ingress IP (one load balancer per family in the lab)
+    for fam, n_ips in (("6", 1), ("dual", 2)):
+        lbs = [svc for s in range(40) for svc in generate(s, family=fam).cluster.services
+               if svc.type == "LoadBalancer"]
+        assert lbs and all(len(svc.all_lb_ips) == n_ips and svc.all_lb_ips[-1].version == 6
+                           for svc in lbs), fam
     for state in "RTtN":  # ready, serving+terminating, terminating, not ready
         assert re.search(rf"node\d:[RTtN]*{state}", text), state
     sizes = {generate(s).cluster.nodes.__len__() for s in range(200)}

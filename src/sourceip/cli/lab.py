@@ -129,7 +129,8 @@ def render_health_checks(rows: Any, term: Any = None) -> str:
     for h in rows:
         check = (f"{h['kind']} :{h['port']}{h['path']}" if h["kind"] != "none"
                  else "none")
-        body.append(["agree" if h["agree"] else "DISAGREE", h["service"], h["node"], check,
+        node = h["node"] + (" (IPv6)" if h.get("family") == 6 else "")
+        body.append(["agree" if h["agree"] else "DISAGREE", h["service"], node, check,
                      str(h["predicted"]), str(h["observed"]), "in" if h["in_pool"] else "out"])
     lines = ["load balancer health checks:"]
     lines += table(["", "SERVICE", "NODE", "CHECK", "PREDICTED", "OBSERVED", "POOL"], body,

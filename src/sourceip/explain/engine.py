@@ -351,7 +351,7 @@ class Explainer:
             through_lb_path,
         )
 
-        plan = lb_plan(self, svc)
+        plan = lb_plan(self, svc, fam)
         vips: list[tuple[str, IPAddress]] = []
         if plan is None or plan.mode != "proxying":
             vips += [("loadbalancer", ip) for ip in svc.lb_ips if ip.version == fam]
@@ -418,7 +418,7 @@ class Explainer:
                              f"{cidr}: kube-proxy treats it as pod traffic (use "
                              "--external-ip with an address outside the pod range)")
         for ing in svc.lb_ingress if plan is None else ():
-            if ing.ip is not None and ing.ip_mode == "Proxy":
+            if ing.ip is not None and ing.ip.version == fam and ing.ip_mode == "Proxy":
                 notes.append(
                     f"LoadBalancer IP {ing.ip} has ipMode Proxy: kube-proxy installs no rule "
                     "for it; the load balancer connects to the NodePort itself, so the pod "

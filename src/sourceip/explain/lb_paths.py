@@ -25,14 +25,16 @@ if TYPE_CHECKING:
     from sourceip.explain.engine import Explainer, PathResult
 
 
-def lb_plan(explainer: Explainer, svc: Service) -> Any:
-    """The load balancer in front of ``svc`` (None for other Service types or without an
-    address in status.loadBalancer)."""
-    if svc.type != "LoadBalancer" or not svc.all_lb_ips or not explainer.topo.nets:
+def lb_plan(explainer: Explainer, svc: Service, family: int | None = None) -> Any:
+    """The load balancer in front of ``svc`` for its ingress IP of ``family`` (None: the
+    first ingress IP); None for other Service types or without such an address in
+    status.loadBalancer."""
+    if svc.type != "LoadBalancer" or not explainer.topo.nets or not any(
+            family is None or ip.version == family for ip in svc.all_lb_ips):
         return None
     from sourceip.loadbalancer import plan_load_balancer
 
-    return plan_load_balancer(explainer.cluster, svc)
+    return plan_load_balancer(explainer.cluster, svc, family=family)
 
 
 def checks_for(plan: Any, nodes: list[str]) -> list[dict[str, Any]]:
@@ -188,7 +190,7 @@ def trace_through_lb(cluster: Any, vip: IPAddress, port: int, proto: str, *,
             if sp.port != port or sp.protocol != proto:
                 continue
             explainer = Explainer(cluster, external_ip=external_ip)
-            plan = lb_plan(explainer, svc)
+            plan = lb_plan(explainer, svc, vip.version)
             if plan is None:
                 return None
             groups = explainer._node_groups(svc, sp)

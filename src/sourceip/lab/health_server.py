@@ -122,6 +122,8 @@ class _Server(socketserver.ThreadingTCPServer):
 
     def __init__(self, address: tuple[str, int], table: _Table) -> None:
         self.table = table
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6  # "::" takes both families
         super().__init__(address, _Handler)
 
     def responses(self) -> dict[str, Any]:

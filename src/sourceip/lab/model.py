@@ -494,10 +494,13 @@ class LBCheck:
     predicted: str
     candidate: bool
     target: str
+    family: int = 4  # of the VIP whose load balancer runs this check
 
     @property
     def id(self) -> str:
-        return f"{self.service} {self.node}"
+        """``service node``, ``service node IPv6`` for the IPv6 VIP's load balancer (a
+        dual-stack Service has one per family)."""
+        return f"{self.service} {self.node}" + (" IPv6" if self.family == 6 else "")
 
     def passes(self, status: str) -> bool:
         return status in ("-", "open") or (status.isdigit() and 200 <= int(status) < 300)

@@ -218,8 +218,9 @@ def proxy_protocol_endpoints(cluster: Cluster) -> set[tuple[str, int]]:
         if plan is None or not plan.proxy_protocol:
             continue
         for sp in svc.ports:
-            for ep in service_port_endpoints(cluster, svc, sp):
-                out.add((str(ep.ip), ep.port))
+            for version in (4, 6):
+                for ep in service_port_endpoints(cluster, svc, sp, version=version):
+                    out.add((str(ep.ip), ep.port))
     return out
 
 
@@ -630,7 +631,9 @@ def plan_lab(
     lbs = plan_load_balancers(cluster, node_ns=node_ns,
                               node_ip={n: str(ip) for n, ip in node_ip.items()},
                               subnet_prefix=subnet.prefixlen if subnet else 24,
-                              workdir=workdir)
+                              workdir=workdir,
+                              node_ip6={n: str(ip) for n, ip in node_ip6.items()},
+                              subnet_prefix6=base6.subnet.prefixlen if base6 else 64)
     rlines += lbs.router_ip
     processes += lbs.processes
     notes += lbs.notes
@@ -650,7 +653,7 @@ def plan_lab(
             if isinstance(vip, v6lab.IPv6) and vip not in node_ip6.values()))
         rlines6 = v6lab.router_lines6(base6, vips6, [n.name for n in nodes],
                                       bridge=ROUTER_BRIDGE, table_base=ROUTE_TABLE_BASE,
-                                      via_ports=via_ports)
+                                      via_ports=via_ports) + lbs.router_ip6
         ext_lines6 = v6lab.external_lines6(base6)
         rsys += (Sysctl(path="net/ipv6/conf/all/forwarding", value="1"),)
     ext_setup = NsSetup(

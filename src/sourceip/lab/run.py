@@ -769,12 +769,12 @@ class Lab:
             for c in lb.checks:
                 got = normalise(c.kind, observed.get(c.id, "-"))
                 self.health_checks.append({
+                    "id": c.id, "family": c.family,
                     "service": lb.service, "node": c.node, "kind": c.kind, "port": c.port,
                     "path": c.path, "predicted": c.predicted, "observed": got,
                     "raw": observed.get(c.id, "-"), "agree": got == c.predicted,
                     "in_pool": c.id in pool, "target": c.target})
-        statuses = {f"{r['service']} {r['node']}": str(r["observed"])
-                    for r in self.health_checks}
+        statuses = {str(r["id"]): str(r["observed"]) for r in self.health_checks}
         ip_lines, nft, haproxy = pool_config(lbs, statuses, workdir=self.plan.workdir,
                                              router_ns=rtr)
         if ip_lines:

@@ -193,13 +193,14 @@ def metallb_l2_leader(cluster: Cluster, svc: Service, ip: str,
     return min(candidates, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest())
 
 
-def _node_port_open(cluster: Cluster, svc: Service, node: Node) -> bool:
-    """Does a TCP connect to the node's NodePort reach an endpoint? kube-proxy sends it to the
-    endpoints CategorizeEndpoints gives the external policy (local ones for eTP Local)."""
+def _node_port_open(cluster: Cluster, svc: Service, node: Node, version: int = 4) -> bool:
+    """Does a TCP connect to the node's NodePort over IP ``version`` reach an endpoint?
+    kube-proxy (its proxier of that family) sends it to the endpoints CategorizeEndpoints
+    gives the external policy (local ones for eTP Local)."""
     for sp in svc.ports:
         if not sp.node_port:
             continue
-        eps = service_port_endpoints(cluster, svc, sp)
+        eps = service_port_endpoints(cluster, svc, sp, version=version)
         cat = categorize_endpoints(eps, svc, node.name, node.zone)
         usable = cat.local if svc.external_policy_local else cat.cluster
         return bool(usable)
@@ -229,14 +230,17 @@ def _pod_port(svc: Service) -> int | None:
 
 
 def _run_check(cluster: Cluster, svc: Service, node: Node, check: HealthCheck,
-               serving: set[str]) -> tuple[HealthResponse | None, bool, str]:
-    """(kube-proxy's answer or None, whether a TCP check connects, a reason)."""
+               serving: set[str], version: int = 4
+               ) -> tuple[HealthResponse | None, bool, str]:
+    """(kube-proxy's answer or None, whether a TCP check connects, a reason), the check
+    run over IP ``version`` (kube-proxy's proxier of that family counts its family's
+    endpoints)."""
     if check.kind == "healthCheckNodePort":
         if health_check_node_port(svc) is None or check.port != svc.health_check_node_port:
             return None, False, f"nothing listens on {check.port}: kube-proxy opens a " \
                 "health check port only for eTP Local LoadBalancer Services"
-        resp = service_health(cluster, node, svc)
-        n = local_ready_endpoints(cluster, node, svc)
+        resp = service_health(cluster, node, svc, version=version)
+        n = local_ready_endpoints(cluster, node, svc, version=version)
         return resp, False, f"{resp.status} on {check.port} ({n} local ready endpoints)"
     if check.kind == "kubeProxyHealthz":
         resp = proxy_health(cluster, node, path=check.path)
@@ -248,7 +252,7 @@ def _run_check(cluster: Cluster, svc: Service, node: Node, check: HealthCheck,
     if check.kind == "nodePort":
         if check.port is None:
             return None, False, "no NodePort allocated (allocateLoadBalancerNodePorts: false)"
-        ok = _node_port_open(cluster, svc, node)
+        ok = _node_port_open(cluster, svc, node, version)
         why = "connects" if ok else (
             "times out: no local endpoint (eTP Local drops)" if svc.external_policy_local
             else "refused: the Service has no endpoints")
@@ -260,15 +264,20 @@ def _run_check(cluster: Cluster, svc: Service, node: Node, check: HealthCheck,
     return None, True, "no health check"
 
 
-def _vip(svc: Service) -> str | None:
-    ips = svc.all_lb_ips
+def _vip(svc: Service, family: int | None = None) -> str | None:
+    ips = [ip for ip in svc.all_lb_ips if family is None or ip.version == family]
     return str(ips[0]) if ips else None
 
 
-def plan_load_balancer(cluster: Cluster, service: Service) -> LoadBalancerPlan | None:
+def plan_load_balancer(cluster: Cluster, service: Service, *,
+                       family: int | None = None) -> LoadBalancerPlan | None:
     """The LB in front of ``service`` (None unless it is ``type: LoadBalancer``): profile and
     how it was decided, per-node checks with kube-proxy's answers, the pool, the MetalLB L2
-    leader, what the LB sends to, and notes for explain."""
+    leader, what the LB sends to, and notes for explain.
+
+    ``family`` (4 or 6) plans the LB of the Service's first ingress IP of that family (a
+    dual-stack Service has one per family: MetalLB elects a layer-2 leader per IP, and a
+    forwarding LB reaches the nodes in the VIP's family); None: its first ingress IP."""
     if service.type != "LoadBalancer":
         return None
     prof, decided = detect_profile(cluster, service)
@@ -280,7 +289,13 @@ def plan_load_balancer(cluster: Cluster, service: Service) -> LoadBalancerPlan |
         target = "nodePort"  # a proxy opens connections to the nodes' NodePorts
     check = _health_check(prof, service, row.target)
     serving = _serving_nodes(cluster, service)
-    vip = _vip(service)
+    vip = _vip(service, family)
+    # the family the LB reaches the nodes in: its source address's when it proxies from one,
+    # else the VIP's (the Service's first family without a VIP)
+    check_family = (prof.source_address.version if prof.mode == "proxying"
+                    and prof.source_address is not None else
+                    family or (6 if vip and ":" in vip else
+                               6 if service.ip_families[:1] == ("IPv6",) else 4))
     notes: list[str] = []
 
     # Who may be in the pool before health checks.
@@ -299,7 +314,7 @@ def plan_load_balancer(cluster: Cluster, service: Service) -> LoadBalancerPlan |
     checks: list[NodeCheck] = []
     weights: list[tuple[str, int]] = []
     for node in cluster.nodes:
-        resp, is_open, why = _run_check(cluster, service, node, check, serving)
+        resp, is_open, why = _run_check(cluster, service, node, check, serving, check_family)
         passed = resp.ok if resp is not None else is_open
         if node.labels.get(EXCLUDE_LABEL) is not None:
             in_pool, reason = False, f"excluded: label {EXCLUDE_LABEL}"
