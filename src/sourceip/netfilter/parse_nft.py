@@ -147,6 +147,23 @@ def _addr_value(v: object) -> AddrLike:
     return net.network_address if net.prefixlen == net.max_prefixlen else net
 
 
+def _addr_values(v: object) -> tuple[AddrLike, ...]:
+    """``_addr_value``, or ``{"range": [LO, HI]}`` (nft lists adjacent intervals of an interval
+    set merged into a range: ``{ 10.0.0.1, 10.0.0.2, 64.0.0.0/2 }`` comes back as
+    ``{ 10.0.0.1-10.0.0.2, 64.0.0.0/2 }``) as the prefixes covering exactly LO..HI."""
+    if isinstance(v, dict) and len(v) == 1 and "range" in v:
+        r = v["range"]
+        if not isinstance(r, list) or len(r) != 2 or not all(isinstance(x, str) for x in r):
+            raise _Unknown
+        try:
+            lo, hi = ipaddress.ip_address(r[0]), ipaddress.ip_address(r[1])
+            nets = list(ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            raise _Unknown from None
+        return tuple(n.network_address if n.prefixlen == n.max_prefixlen else n for n in nets)
+    return (_addr_value(v),)
+
+
 def _port_value(v: object) -> int | tuple[int, int]:
     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535:
         return v
@@ -303,8 +320,10 @@ def _match(body: object) -> list[Match]:
                 _, items = _one_key(right)
                 if not isinstance(items, list) or not items:
                     raise _Unknown
-                return [Addr(side, tuple(_addr_value(x) for x in items), neg, True)]
-            return [Addr(side, (_addr_value(right),), neg)]
+                return [Addr(side, tuple(a for x in items for a in _addr_values(x)), neg,
+                             True)]
+            nets = _addr_values(right)
+            return [Addr(side, nets, neg, len(nets) > 1)]
         if proto == "ip" and fld == "protocol" or proto == "ip6" and fld == "nexthdr":
             if isinstance(right, str):
                 return [Proto(right, neg)]
