@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sourceip.errors import RulesetParseError
-from sourceip.net.addr import IPAddress
+from sourceip.net.addr import IPAddress, IPNetwork
 from sourceip.netfilter.ir import (
     Accept,
     Action,
@@ -157,7 +157,8 @@ def _addr_values(v: object) -> tuple[AddrLike, ...]:
             raise _Unknown
         try:
             lo, hi = ipaddress.ip_address(r[0]), ipaddress.ip_address(r[1])
-            nets = list(ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
+            nets: list[IPNetwork] = list(
+                ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
         except (ValueError, TypeError):
             raise _Unknown from None
         return tuple(n.network_address if n.prefixlen == n.max_prefixlen else n for n in nets)
