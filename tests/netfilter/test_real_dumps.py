@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from sourceip.netfilter.dumps import NodeDumps, load_node_dumps
 from sourceip.netfilter.evaluate import Branch, Evaluator
 
 REAL = Path(__file__).parent / "data" / "real"
+AKS = REAL / "aks-azure-npm.iptables-save"
 KIND = REAL / "kind-v1.23.5.iptables-save"
 CATTLE = REAL / "rancher-cattle-docker.iptables-save"
 GATEWAY = REAL / "openvpn-gateway.iptables-save"
@@ -70,6 +72,51 @@ def verdicts(branches: list[Branch]) -> list[tuple[str, bool, tuple[tuple[str, b
     return sorted((b.disposition, b.masquerade,
                    tuple((a.rule.rsplit("(", 1)[-1].rstrip(")"), a.matches)
                          for a in b.assumptions)) for b in branches)
+
+
+# ----------------------------------------------------------------------------- AKS
+
+
+def test_aks_pod_to_kube_dns_picks_both_endpoints_and_depends_on_azure_npm() -> None:
+    """Reading aks-azure-npm.iptables-save (azure-container-networking iptablesave-v2 at
+    10ec9b66; a pod 10.224.0.50 on node 10.224.0.4 asks
+    kube-dns 10.0.0.10:53/udp):
+
+    - nat PREROUTING -> KUBE-SERVICES; line 225 `! -s 10.224.0.0/16 ... -j KUBE-MARK-MASQ` does
+      not match a pod source; line 226 jumps to KUBE-SVC-TCOU7JCQXEZGVUNU;
+    - line 329 (probability 0.5) -> KUBE-SEP-5XQSQOS6AJCWJD6N = DNAT 10.224.0.23:53 (line 134),
+      else line 330 -> KUBE-SEP-7AE45CCKWVVINGM7 = DNAT 10.224.0.69:53 (line 136);
+    - no mark, so KUBE-POSTROUTING returns (line 120); IP-MASQ-AGENT returns at line 114
+      (10.224.0.0/12 holds the endpoint): the pod is seen as itself;
+    - filter FORWARD line 362 sends the NEW connection through AZURE-NPM, whose rules match
+      `azure-npm-*` ipsets the dump does not list: the first undecidable rule is line 384
+      (kube-system's default-deny-ingress), so every outcome is uncertain and some branches
+      drop (a policy may deny the DNS pod's ingress).
+    """
+    _, t = node_trace(AKS, "10.224.0.4", "10.224.0.50", "10.0.0.10", 53, "udp")
+    delivered = [o for o in t.outcomes if o.disposition == "delivered"]
+    assert {o.endpoint for o in delivered} == {"10.224.0.23:53", "10.224.0.69:53"}
+    assert {o.probability for o in delivered} == {Fraction(1, 2)}
+    assert all(not o.masquerade and str(o.seen_source) == "10.224.0.50" for o in delivered)
+    assert {o.disposition for o in t.outcomes} == {"delivered", "dropped"}
+    assert all(not o.certain for o in t.outcomes)
+    for o in t.outcomes:
+        assert o.depends_on[0].endswith(f"({AKS}:384)")
+        assert all("-m set --match-set azure-npm-" in d for d in o.depends_on)
+
+
+def test_aks_pod_to_internet_is_masqueraded_by_ip_masq_agent() -> None:
+    """Reading the same dump: 8.8.8.8 is no Service (KUBE-SERVICES ends with the NodePort jump,
+    line 291, which needs a LOCAL destination), so the packet is forwarded unchanged; nat
+    POSTROUTING line 113 sends non-LOCAL destinations to IP-MASQ-AGENT, none of whose RETURN
+    ranges (lines 114-116: 10.224.0.0/12, 10.224.0.0/16, 10.0.0.0/16) holds 8.8.8.8, so
+    line 117 masquerades: the far end sees the node, 10.224.0.4. AZURE-NPM egress rules
+    (ipsets again) decide whether it leaves at all."""
+    _, t = node_trace(AKS, "10.224.0.4", "10.224.0.50", "8.8.8.8", 443)
+    passed = [o for o in t.outcomes if o.disposition == "passed"]
+    assert passed and all(o.masquerade and str(o.seen_source) == "10.224.0.4" for o in passed)
+    assert {o.disposition for o in t.outcomes} == {"passed", "dropped"}
+    assert not any(o.certain for o in t.outcomes)
 
 
 # ----------------------------------------------------------------------------- kind
