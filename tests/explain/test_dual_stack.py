@@ -171,3 +171,33 @@ def test_load_balancers_per_family() -> None:
     assert plan_load_balancer(cluster, web).vip == "172.18.255.10"  # type: ignore[union-attr]
     assert plan_load_balancer(cluster, web, family=6).vip == (  # type: ignore[union-attr]
         "fd00:18:255::10")
+
+
+def test_direct_paths_per_family() -> None:
+    """``dual-stack-hostnetwork``: each hostPort and hostNetwork port is explained per family;
+    IPv6 hostPort paths go through the portmap plugin's IPv6 rules (the external client kept,
+    same-node pods and hairpin masqueraded to the bridge's IPv6 address) and have no
+    localhost path (the plugin has no ::1 rule)."""
+    from sourceip.explain.direct_paths import DirectExplanation
+
+    results = [r for r in Explainer(load_example("dual-stack-hostnetwork")).explain()
+               if isinstance(r, DirectExplanation)]
+    edge = [r for r in results if r.pod == "default/edge-node1" and r.host_port == 8080]
+    assert [r.family for r in edge] == [4, 6]
+    v4, v6 = ({p.title: p for p in r.paths} for r in edge)
+    assert set(v4) - set(v6) == {"node node1 itself -> 127.0.0.1:8080 (direct, hostPort)"}
+    assert v6["external -> node1:8080 (direct, hostPort)"].seen == (
+        "2001:db8:ffff::10 (the client)",)
+    assert v6["pod on node1 -> node1:8080 (direct, hostPort)"].seen == (
+        "fd00:10:244:1::1 (node1's bridge cni0)",)
+    assert v6["pod on node2 -> node1:8080 (direct, hostPort)"].seen == (
+        "fd00:10:244:2::20 (the client)",)
+    for p in v6.values():
+        assert p.trace.original.dst.version == 6, p.title
+        assert [o.endpoint for o in p.trace.outcomes] == ["[fd00:10:244:1::10]:80"], p.title
+    syslog = [r for r in results if r.pod == "default/syslog-7d9f-a" and r.protocol == "tcp"]
+    assert [r.family for r in syslog] == [4, 6]
+    assert syslog[1].to_dict()["family"] == "IPv6"
+    ext6 = syslog[1].paths[0]
+    assert ext6.seen == ("2001:db8:ffff::10 (the client)",)
+    assert [o.disposition for o in ext6.trace.outcomes] == ["delivered"]

@@ -9,7 +9,6 @@ The plan tests need no root."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tests.conftest import in_netns
 
 from sourceip.lab.lb import pool_config
 from sourceip.lab.model import LabLoadBalancer, LBCheck
@@ -145,9 +145,9 @@ def test_load_balancers_per_family_plan() -> None:
     assert listen[0]["responses"]["*"]["status"] == 503
 
 
-def test_forwarding_to_ipv6_node_ports_is_an_ip6_dnat() -> None:
+def test_forwarding_to_ipv6_node_ports_is_an_ip6_dnat(scratch_netns: str) -> None:
     """A forwarding LB that targets NodePorts (Azure without floating IP) DNATs in an ``ip6``
-    table for an IPv6 VIP; the script loads in ``nft -c`` in a scratch namespace."""
+    table for an IPv6 VIP; the script passes ``nft -c`` in a scratch namespace."""
     lb = LabLoadBalancer(
         service="default/web", title="t", vip="fd00:18:255::10", port=80, mode="forwarding",
         target="nodePort", target_port=31080, proxy_protocol=None, source_address=None,
@@ -159,10 +159,54 @@ def test_forwarding_to_ipv6_node_ports_is_an_ip6_dnat() -> None:
     assert ("add rule ip6 sourceip-lb prerouting ip6 daddr fd00:18:255::10 tcp dport 80 "
             "dnat ip6 to numgen random mod 2 map { 0 : fd00:10::11 . 31080, "
             "1 : fd00:10::12 . 31080 }") in nft
-    if shutil.which("nft") and shutil.which("unshare") and os.geteuid() == 0:
-        res = subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=nft,
-                             capture_output=True, text=True, timeout=30)
+    if shutil.which("nft") is None:
+        pytest.skip("the nft binary is not installed")
+    res = in_netns(scratch_netns, "nft", "-c", "-f", "-", stdin=nft)
+    assert res.returncode == 0, res.stderr
+
+
+def test_hostports_per_family_plan() -> None:
+    """``dual-stack-hostnetwork``: the portmap plugin's IPv6 rules are loaded after
+    kube-proxy's IPv6 ones (``ip6tables-restore --noflush`` / table ``ip6 cni_hostport``),
+    without a localhost rule or route_localnet for IPv6."""
+    plan = plan_lab(load_example("dual-stack-hostnetwork"), runid=RUN)
+    node1 = _setup(plan, "-n0-node1")
+    assert [(x.label, x.argv) for x in node1.loads] == [
+        ("kube-proxy", ("iptables-legacy-restore",)),
+        ("kube-proxy IPv6", ("ip6tables-legacy-restore",)),
+        ("cni-portmap", ("iptables-legacy-restore", "--noflush")),
+        ("cni-portmap IPv6", ("ip6tables-legacy-restore", "--noflush"))]
+    v6 = node1.loads[3].text
+    assert "-s fd00:10:244:1::/64 -j CNI-HOSTPORT-SETMARK" in v6
+    assert "-j DNAT --to-destination [fd00:10:244:1::10]:80" in v6
+    assert "-s 127.0.0.1 " not in v6 and "-s ::1 " not in v6 and "-s ::1/128" not in v6
+    assert not any("ipv6" in s.path and "localnet" in s.path for s in node1.sysctls)
+    assert "net/ipv4/conf/cni0/route_localnet" in {s.path for s in node1.sysctls}
+    nft = _setup(plan_lab(load_example("dual-stack-hostnetwork"), runid=RUN,
+                          mode="nftables"), "-n0-node1")
+    assert nft.loads[3].argv == ("nft", "-f", "-")
+    assert "add table ip6 cni_hostport" in nft.loads[3].text
+    assert ("add rule ip6 cni_hostport hostports meta l4proto tcp th dport 8080 dnat to "
+            "[fd00:10:244:1::10]:80") in nft.loads[3].text
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_hostport_loads_of_both_families_apply_in_order(scratch_netns: str, mode: str) -> None:
+    """Every load of a dual-stack node with hostPorts (kube-proxy's and portmap's, each
+    family) applies, in the plan's order, in a scratch namespace (as the lab loads them)."""
+    plan = plan_lab(load_example("dual-stack-hostnetwork"), runid=RUN, mode=mode)
+    setup = _setup(plan, "-n0-node1")
+    loads = setup.loads
+    assert len(loads) == 4
+    if setup.nfacct:  # the counters kube-proxy's rules name, made as the lab makes them
+        res = in_netns(scratch_netns, sys.executable, "-m", "sourceip.lab.nfacct",
+                       *setup.nfacct)
         assert res.returncode == 0, res.stderr
+    for load in loads:
+        if shutil.which(load.argv[0]) is None:
+            pytest.skip(f"{load.argv[0]} is not installed")
+        res = in_netns(scratch_netns, *load.argv, stdin=load.text)
+        assert res.returncode == 0, f"{load.label}: {res.stderr}"
 
 
 def _run(*extra: str) -> tuple[int, dict[str, object], str]:
@@ -252,3 +296,21 @@ def test_dual_stack_load_balancers_agree(clean_host: None, extra: tuple[str, ...
     # forwarding keeps the client in both families; the IPv6 proxy connects from the nodes'
     # side (node addresses or node2's bridge) with the client in its PROXY v2 header
     assert {"192.168.100.2", "2001:db8:ffff::10"} <= seen
+
+
+@pytest.mark.lab
+@needs_lab
+@pytest.mark.parametrize("extra", [(), ("--mode", "nftables")], ids=["iptables", "nftables"])
+def test_dual_stack_hostports_agree(clean_host: None, extra: tuple[str, ...]) -> None:
+    """``--example dual-stack-hostnetwork``: hostNetwork and hostPort paths of both families
+    agree (the IPv6 hostPort paths go through the portmap plugin's ip6tables / ip6 rules: an
+    IPv6 external client keeps its address, same-node pods and hairpin are masqueraded)."""
+    code, out, err = _run("--example", "dual-stack-hostnetwork", *extra)
+    results = out.get("results")
+    assert isinstance(results, list), err
+    bad = [r for r in results if not r.get("agree")]
+    assert code == 0 and not bad, json.dumps(bad, indent=1)[:4000] + err
+    v6 = [r for r in results if ":" in str(r["spec"]["dst_ip"])]
+    assert len(results) == 122 and len(v6) == 58
+    seen6 = {str(o.get("seen_source")) for r in v6 for o in r["observed"]}
+    assert {"2001:db8:ffff::10", "fd00:10:244:1::1", "fd00:10:244:2::20"} <= seen6

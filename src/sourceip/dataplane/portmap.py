@@ -40,7 +40,12 @@ true, ``markMasqBit`` 13, no ``conditionsV4``, ``masqAll`` false, network name `
 (flannel's and the bridge examples' conflist name). The sandbox (container) ID is not in the
 Kubernetes API: a stand-in, the SHA-256 of the pod's ``ns/name``, names the chains.
 
-Only IPv4 is generated (the plugin writes the same rules for IPv6 without the localhost rule).
+IPv6 (``family=6``): the plugin is called once per pod address, and for an IPv6 one writes
+the same rules with ``ip6tables`` (``iptables.NewWithProtocol(ProtocolIPv6)``) or in table
+``ip6 cni_hostport`` (knftables ``IPv6Family``): hairpin mark / masquerade from the pod's
+IPv6 address (``-s podIP/prefix``), no localhost rule (``if !isV6`` in ``fillDnatRules`` and
+``forwardPorts``: ``::1`` cannot be routed out of ``lo``), DNAT to ``[podIP]:port``, and
+hostIPs of the other family skipped.
 """
 
 from __future__ import annotations
@@ -263,9 +268,11 @@ def iptables_nat_chains(conf: PortMapConf, sandboxes: Iterable[Sandbox]) -> list
     return chains + per_sandbox
 
 
-def build_iptables(conf: PortMapConf, sandboxes: Iterable[Sandbox]) -> Ruleset:
-    """The plugin's table nat as a ruleset of its own: its chains, and the built-in chains
-    holding only its entry rules (PREROUTING/OUTPUT appended, POSTROUTING prepended)."""
+def build_iptables(conf: PortMapConf, sandboxes: Iterable[Sandbox], *,
+                   family: str = "ip") -> Ruleset:
+    """The plugin's table nat (``family`` ``ip6``: ip6tables') as a ruleset of its own: its
+    chains, and the built-in chains holding only its entry rules (PREROUTING/OUTPUT
+    appended, POSTROUTING prepended)."""
     chains = iptables_nat_chains(conf, sandboxes)
     entry = toplevel_dnat_entry()
     builtins = [Chain(name="PREROUTING", hook="prerouting", policy="ACCEPT", rules=(entry,)),
@@ -275,7 +282,7 @@ def build_iptables(conf: PortMapConf, sandboxes: Iterable[Sandbox]) -> Ruleset:
                       rules=(masq_entry(),) if conf.snat and conf.external_set_mark_chain
                       is None else ())]
     return Ruleset(backend="iptables",
-                   tables=(Table(name="nat", family="ip", chains=(*builtins, *chains)),))
+                   tables=(Table(name="nat", family=family, chains=(*builtins, *chains)),))
 
 
 # ----------------------------------------------------------------------------- nftables
@@ -341,39 +348,46 @@ def build_nftables(conf: PortMapConf, sandboxes: Iterable[Sandbox], *,
 # ----------------------------------------------------------------------------- a cluster's node
 
 
-def sandboxes(cluster: Cluster, node: Node | str) -> list[Sandbox]:
-    """Every pod of ``node`` with a hostPort, as the runtime hands it to the plugin (pods on
-    the node's pod network with an IPv4 address; hostNetwork pods get no CNI call)."""
+def sandboxes(cluster: Cluster, node: Node | str, version: int = 4) -> list[Sandbox]:
+    """Every pod of ``node`` with a hostPort, as the runtime hands it to the plugin for its
+    address of IP ``version`` (pods on the node's pod network with such an address;
+    hostNetwork pods get no CNI call). The prefix is the node's podCIDR's of that family on
+    a bridge, a host route (/32, /128) on a routed CNI."""
     name = node if isinstance(node, str) else node.name
     the_node = cluster.node(name)
-    cidr = the_node.pod_cidr(4)
+    cidr = the_node.pod_cidr(version)
     routed = cluster.profile.pod_attach == "routed"
     out: list[Sandbox] = []
     for pod in sorted(cluster.pods_by_node.get(name, ()), key=lambda p: p.key):
         if pod.host_network or pod.terminating or pod.phase not in ("Running", "Pending"):
             continue
-        ip = next((a for a in pod.ips if a.version == 4), None)
+        ip = next((a for a in pod.ips if a.version == version), None)
         maps = tuple(PortMapping(host_port=cp.host_port, container_port=cp.container_port,
                                  protocol=cp.protocol,
                                  host_ip=str(cp.host_ip) if cp.host_ip is not None else "")
                      for cp in pod.ports if cp.host_port)
         if ip is None or not maps:
             continue
-        prefix = 32 if routed or cidr is None or ip not in cidr else cidr.prefixlen
+        prefix = (ip.max_prefixlen if routed or cidr is None or ip not in cidr
+                  else cidr.prefixlen)
         out.append(Sandbox(container_id=sandbox_id(pod), ip=ip, prefix=prefix, mappings=maps,
                            pod=pod.key))
     return out
 
 
 def build_portmap_ruleset(cluster: Cluster, node: Node | str, mode: str,
-                          conf: PortMapConf | None = None) -> Ruleset | None:
-    """The portmap plugin's rules on ``node`` (back end of kube-proxy's ``mode``), or None
-    when no pod there has a hostPort."""
-    sbs = sandboxes(cluster, node)
+                          conf: PortMapConf | None = None, *, family: int = 4
+                          ) -> Ruleset | None:
+    """The portmap plugin's rules of IP ``family`` on ``node`` (back end of kube-proxy's
+    ``mode``: ``ip6tables`` nat / table ``ip6 cni_hostport`` for 6), or None when no pod
+    there has a hostPort and an address of that family."""
+    sbs = sandboxes(cluster, node, family)
     if not sbs:
         return None
     c = conf if conf is not None else PortMapConf()
-    return build_nftables(c, sbs) if mode == "nftables" else build_iptables(c, sbs)
+    fam = "ip6" if family == 6 else "ip"
+    return (build_nftables(c, sbs, family=fam) if mode == "nftables"
+            else build_iptables(c, sbs, family=fam))
 
 
 def merge_portmap(kube: Ruleset, portmap: Ruleset | None) -> Ruleset:

@@ -174,7 +174,7 @@ class Tracer:
     # ------------------------------------------------------------------ rulesets
     def ruleset(self, node: str, family: int = 4) -> Ruleset:
         """``node``'s rules for ``family``: kube-proxy's (that family's proxier) and the CNI
-        portmap plugin's (IPv4 only), or the dump given for the node (used for both
+        portmap plugin's of that family, or the dump given for the node (used for both
         families: a dump holds what it holds)."""
         given = self._rulesets.get(node)
         if given is not None:
@@ -184,9 +184,8 @@ class Tracer:
         if rs is None:
             rs = build_ruleset(self.rules_cluster, self.cluster.node(node), self.config,
                                family=family)
-            if family == 4:
-                rs = merge_portmap(rs, build_portmap_ruleset(self.cluster, node,
-                                                             self.config.mode))
+            rs = merge_portmap(rs, build_portmap_ruleset(self.cluster, node,
+                                                         self.config.mode, family=family))
             self._rulesets[key] = rs
         return rs
 
@@ -239,9 +238,8 @@ class Tracer:
                     self.topo.local_addresses(node), bridges=self._bridges(node))
             else:
                 rs = build_ruleset(base, self.cluster.node(node), self.config, family=family)
-                if family == 4:
-                    rs = merge_portmap(rs, build_portmap_ruleset(self.cluster, node,
-                                                                 self.config.mode))
+                rs = merge_portmap(rs, build_portmap_ruleset(self.cluster, node,
+                                                             self.config.mode, family=family))
                 ev = self._transit[key] = Evaluator(rs, self.topo.local_set(node),
                                                     bridges=self._bridges(node))
         return ev

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sourceip.cluster import Cluster, ContainerPort, Pod
 from sourceip.dataplane.portmap import PORTMAP_RELEASE, sandboxes
+from sourceip.dataplane.topology import family_name
 from sourceip.dataplane.trace import Outcome, Trace
 from sourceip.dataplane.tracer import Start, Tracer
 from sourceip.explain.engine import Fix, PathResult, ServiceExplanation
@@ -67,6 +68,7 @@ class DirectExplanation(ServiceExplanation):
     def to_dict(self) -> dict[str, Any]:
         return {
             "pod": self.pod, "node": self.node, "mode": self.mode,
+            "family": family_name(self.family),
             "protocol": self.protocol, "host_port": self.host_port,
             "container_port": self.container_port, "host_ip": self.host_ip,
             "paths": [p.to_dict() for p in self.paths],
@@ -218,20 +220,28 @@ def compared_fixes(lst: _Listener) -> tuple[Fix, ...]:
 # ----------------------------------------------------------------------------- tracing
 
 
-def _client_pod(cluster: Cluster, explainer: Explainer, node: str, avoid: Pod
-                ) -> Start | None:
-    """A pod on ``node`` other than ``avoid`` (a synthetic one when none runs there)."""
+def _pod_ip(pod: Pod, family: int) -> IPAddress | None:
+    """``pod``'s address of ``family`` (its first one), None without one."""
+    return next((a for a in pod.ips if a.version == family), None)
+
+
+def _client_pod(cluster: Cluster, explainer: Explainer, node: str, avoid: Pod,
+                family: int = 4) -> Start | None:
+    """A pod on ``node`` other than ``avoid`` with an address of ``family`` (a synthetic one
+    when none runs there)."""
     # plain client pods first: a pod that itself listens on a host port is a server
     for pod in sorted(cluster.pods_by_node.get(node, ()),
                       key=lambda p: (any(cp.host_port for cp in p.ports), p.key)):
-        if pod is not avoid and not pod.host_network and pod.ip is not None \
-                and pod.ip.version == 4 and _running(pod):
-            return Start(kind="pod", name=pod.key, ip=pod.ip, node=node, pod=pod)
-    net = explainer.topo.nets.get(node)
-    if net is None or net.pod_cidr is None or net.pod_cidr.num_addresses < 8:
+        ip = _pod_ip(pod, family)
+        if pod is not avoid and not pod.host_network and ip is not None and _running(pod):
+            return Start(kind="pod", name=pod.key, ip=ip, node=node, pod=pod)
+    if not explainer.topo.has_family(node, family):
         return None
-    taken = {p.ip for p in cluster.pods_by_node.get(node, ())}
-    for offset in range(net.pod_cidr.num_addresses - 6, 1, -1):
+    net = explainer.topo.net(node, family)
+    if net.pod_cidr is None or net.pod_cidr.num_addresses < 8:
+        return None
+    taken = {a for p in cluster.pods_by_node.get(node, ()) for a in p.ips}
+    for offset in range(min(net.pod_cidr.num_addresses, 1 << 16) - 6, 1, -1):
         ip = net.pod_cidr.network_address + offset
         if ip not in taken:
             pod = Pod(namespace="(any)", name=f"client-on-{node}", node_name=node, ips=(ip,))
@@ -273,33 +283,43 @@ def explain_direct(explainer: Explainer) -> list[DirectExplanation]:
                     endpoint_slices=tuple(es for s in svcs for es in cluster.slices_for(s)),
                     kube_proxy=cluster.kube_proxy, profile=cluster.profile)
     tracer = Tracer(cluster, topology=explainer.topo, rules_cluster=rules,
-                    external_ip=explainer.external_ip)
+                    external_ip=explainer.external_ip, external_ip6=explainer.external_ip6)
     by_node: dict[str, list[_Listener]] = defaultdict(list)
     open_on: dict[tuple[str, int, str], Pod] = {}
     for lst in lsts:
         by_node[lst.pod.node_name].append(lst)
         if lst.mode == "hostNetwork":
             open_on.setdefault((lst.pod.node_name, lst.host_port, lst.port.protocol), lst.pod)
-    dnat_on = {(sb.pod, m.host_port, m.protocol)
-               for n in explainer.topo.nets for sb in sandboxes(cluster, n)
-               for m in sb.mappings}
+    # the portmap plugin runs once per pod address: its rules of each family
+    dnat_on = {fam: {(sb.pod, m.host_port, m.protocol)
+                     for n in explainer.topo.family_nets[fam]
+                     for sb in sandboxes(cluster, n, fam) for m in sb.mappings}
+               for fam in (4, 6)}
     out: list[DirectExplanation] = []
-    for lst in lsts:
-        if lst.pod.node_name not in explainer.topo.nets:
-            continue
-        out.append(_explain_one(explainer, tracer, lst, lsts, by_node, open_on, dnat_on))
+    for lst in lsts:  # each pod port in IPv4, then in IPv6
+        for fam in (4, 6):
+            node = lst.pod.node_name
+            if node not in explainer.topo.nets or not explainer.topo.has_family(node, fam):
+                continue
+            if lst.host_ip is not None and lst.host_ip.version != fam:
+                continue  # a hostIP of the other family: no rule of this one (fillDnatRules)
+            if lst.mode == "hostNetwork" and _pod_ip(lst.pod, fam) is None \
+                    and lst.pod.ips:
+                continue  # the node has the family but the pod's status does not list it
+            out.append(_explain_one(explainer, tracer, lst, lsts, by_node, open_on,
+                                    dnat_on[fam], fam))
     return out
 
 
 def _explain_one(explainer: Explainer, tracer: Tracer, lst: _Listener, lsts: list[_Listener],
                  by_node: dict[str, list[_Listener]], open_on: dict[tuple[str, int, str], Pod],
-                 dnat_on: set[tuple[str, int, str]]) -> DirectExplanation:
+                 dnat_on: set[tuple[str, int, str]], family: int = 4) -> DirectExplanation:
     cluster = explainer.cluster
     pod, node, proto = lst.pod, lst.pod.node_name, lst.port.protocol
     port = lst.host_port
     kind = lst.mode.lower()
     how = f"direct, {lst.mode}"
-    node_ip = explainer.topo.net(node).ip
+    node_ip = explainer.topo.net(node, family).ip
     target_ip = lst.host_ip or node_ip
     paths: list[PathResult] = []
 
@@ -316,25 +336,28 @@ def _explain_one(explainer: Explainer, tracer: Tracer, lst: _Listener, lsts: lis
         p = replace(p, summary=summary)
         paths.append(p)
 
-    ext = tracer.start(f"external={explainer.external_ip}")
+    ext = explainer._external(tracer, family)
     add(f"external -> {node}:{port}", ext, target_ip, [node])
-    add(f"pod on {node} -> {node}:{port}", _client_pod(cluster, explainer, node, pod),
+    add(f"pod on {node} -> {node}:{port}", _client_pod(cluster, explainer, node, pod, family),
         target_ip, [node],
         "the portmap plugin masquerades sources in the pod's own subnet "
         "(-s podIP/prefix -j CNI-HOSTPORT-SETMARK): pods of this node are seen as the "
         "node's bridge address" if lst.mode == "hostPort" else "")
-    others = [n for n in sorted(explainer.topo.nets) if n != node]
+    others = [n for n in sorted(explainer.topo.family_nets[family]) if n != node]
     if others:
         add(f"pod on {others[0]} -> {node}:{port}",
-            _client_pod(cluster, explainer, others[0], pod), target_ip, [others[0]])
-    if lst.mode == "hostPort" and pod.ip is not None and pod.ip.version == 4:
+            _client_pod(cluster, explainer, others[0], pod, family), target_ip, [others[0]])
+    own_ip = _pod_ip(pod, family)
+    if lst.mode == "hostPort" and own_ip is not None:
         add(f"the pod itself -> {node}:{port} (hairpin)",
-            Start(kind="pod", name=pod.key, ip=pod.ip, node=node, pod=pod), target_ip, [node],
+            Start(kind="pod", name=pod.key, ip=own_ip, node=node, pod=pod), target_ip, [node],
             "hairpin traffic is masqueraded so that the reply returns through conntrack "
             "(call localhost instead)")
     add(f"node {node} itself -> {node}:{port}", Start(kind="node", name=node, node=node),
         target_ip, [node])
-    if lst.mode == "hostPort" and lst.host_ip is None:
+    # localhost: IPv4 only (the plugin masquerades 127.0.0.1 and sets route_localnet; it
+    # has no rule for ::1, which IPv6 never routes out of lo)
+    if lst.mode == "hostPort" and lst.host_ip is None and family == 4:
         add(f"node {node} itself -> 127.0.0.1:{port}",
             Start(kind="node", name=node, node=node), LOCALHOST, [node],
             "the portmap plugin masquerades 127.0.0.1 (route_localnet lets it leave lo)")
@@ -350,8 +373,8 @@ def _explain_one(explainer: Explainer, tracer: Tracer, lst: _Listener, lsts: lis
     for nodes in groups:
         n = nodes[0]
         label = n if len(nodes) == 1 else f"{n} (and {len(nodes) - 1} more nodes)"
-        start = tracer.start(f"external={explainer.external_ip}")
-        tr = _sockets(tracer.trace_flow(start, explainer.topo.net(n).ip, port, proto,
+        start = explainer._external(tracer, family)
+        tr = _sockets(tracer.trace_flow(start, explainer.topo.net(n, family).ip, port, proto,
                                         target_desc=f"{n}:{port}"), open_on)
         p = explainer._path(kind, f"external -> {label}:{port}, a node without the pod "
                             f"({how})", start, f"<node IP>:{port}", nodes, tr)
@@ -370,7 +393,8 @@ def _explain_one(explainer: Explainer, tracer: Tracer, lst: _Listener, lsts: lis
                      f"{mode} back end (the one of kube-proxy's mode), chained after the "
                      f"{cluster.profile.pod_attach} CNI; network name cbr0")
         if (pod.key, port, proto) not in dnat_on:
-            notes.append("no portmap rule for this pod: it has no IPv4 address")
+            notes.append(f"no portmap rule for this pod: it has no {family_name(family)} "
+                         "address")
     if cluster.profile.egress_masquerade:
         notes.append("the CNI's egress masquerade is not traced here: pods of other nodes "
                      "reaching a node address may be seen as their node's address")
@@ -381,7 +405,7 @@ def _explain_one(explainer: Explainer, tracer: Tracer, lst: _Listener, lsts: lis
         paths=tuple(paths), notes=tuple(notes), pod=pod.key, node=node, mode=lst.mode,
         protocol=proto, host_port=port, container_port=lst.port.container_port,
         host_ip=str(lst.host_ip) if lst.host_ip is not None else None,
-        findings=tuple(findings))
+        findings=tuple(findings), family=family)
 
 
 __all__ = ["DIRECT_KINDS", "DirectExplanation", "explain_direct", "listeners"]

@@ -261,25 +261,31 @@ def kube_proxy_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig,
     return load, tuple(counters)
 
 
-def portmap_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig, iptables_backend: str
-                 ) -> tuple[RulesetLoad | None, list[Sysctl]]:
-    """The CNI portmap plugin's hostPort rules for ``node`` (``dataplane.portmap``: the same
-    rules the tracer walks), loaded after kube-proxy's as the plugin adds them (iptables:
-    ``--noflush``, its entries appended / inserted; nftables: its own table), and the
-    ``route_localnet`` it sets on the interface towards the pods (localhost hostPorts)."""
+def portmap_load(cluster: Cluster, node: Node, cfg: KubeProxyConfig, iptables_backend: str,
+                 family: int = 4) -> tuple[RulesetLoad | None, list[Sysctl]]:
+    """The CNI portmap plugin's hostPort rules of IP ``family`` for ``node``
+    (``dataplane.portmap``: the same rules the tracer walks), loaded after kube-proxy's as the
+    plugin adds them (``iptables-restore`` / ``ip6tables-restore --noflush``, its entries
+    appended / inserted; nftables: its own ``ip`` / ``ip6`` table), and, for IPv4, the
+    ``route_localnet`` it sets on the interface towards the pods (localhost hostPorts; the
+    plugin has no IPv6 localhost rule)."""
     from sourceip.dataplane.portmap import build_portmap_ruleset, render_portmap_load, sandboxes
 
-    pm = build_portmap_ruleset(cluster, node, cfg.mode)
+    pm = build_portmap_ruleset(cluster, node, cfg.mode, family=family)
     if pm is None:
         return None, []
     text = render_portmap_load(pm)
+    restore = IPTABLES_RESTORE if family == 4 else IP6TABLES_RESTORE
     argv = (("nft", "-f", "-") if cfg.mode == "nftables"
-            else (IPTABLES_RESTORE[iptables_backend], "--noflush"))
+            else (restore[iptables_backend], "--noflush"))
+    label = "cni-portmap" if family == 4 else "cni-portmap IPv6"
+    if family == 6:
+        return RulesetLoad(label=label, argv=argv, text=text), []
     if cluster.profile.pod_attach == "routed":
         ifaces = [host_veth_name(sb.pod, routed=True) for sb in sandboxes(cluster, node)]
     else:
         ifaces = [cluster.profile.bridge_name]
-    return (RulesetLoad(label="cni-portmap", argv=argv, text=text),
+    return (RulesetLoad(label=label, argv=argv, text=text),
             [Sysctl(path=f"net/ipv4/conf/{i}/route_localnet", value="1") for i in ifaces])
 
 
@@ -588,6 +594,10 @@ def plan_lab(
             if pm_load is not None and ip is not None:
                 loads.append(pm_load)
                 sysctls += pm_sysctls
+            if base6 is not None:
+                pm6_load, _ = portmap_load(cluster, node, cfg, iptables_backend, family=6)
+                if pm6_load is not None:
+                    loads.append(pm6_load)
         if profile.egress_masquerade and pools and ip is not None:
             loads.append(RulesetLoad(label="cni-egress-masquerade", argv=("nft", "-f", "-"),
                                      text=egress_masquerade_nft(pools)))
