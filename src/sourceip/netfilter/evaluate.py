@@ -686,6 +686,16 @@ _SHARED: dict[tuple[str, str, str, str], _CompiledChain | list[_CompiledChain]] 
 _SHARED_VARIANTS = 4
 
 
+def _same_chain(a: Chain, b: Chain) -> bool:
+    """Whether a compiled ``a`` may stand for ``b``: equal rules read from the same places.
+    ``Rule ==`` ignores ``loc``, so two dumps with an alike small chain (azure-npm's
+    AZURE-NPM-ACCEPT, KUBE-MARK-MASQ) would otherwise share one compiled chain and the second
+    dump's steps would name the first dump's file and lines."""
+    if a is b:
+        return True
+    return a == b and all(x.loc == y.loc for x, y in zip(a.rules, b.rules, strict=True))
+
+
 def _compile_special(m: Match) -> _Spec:
     if isinstance(m, Statistic):
         spec = _STAT_SPECS.get(m.probability)
@@ -980,7 +990,7 @@ class Evaluator:
                         _SHARED.clear()
                     cc = _SHARED[key] = _CompiledChain(chain, table, self.backend)
                 elif type(got) is _CompiledChain:
-                    if got.chain is chain or got.chain == chain:
+                    if _same_chain(got.chain, chain):
                         cc = got
                     else:
                         cc = _CompiledChain(chain, table, self.backend)
@@ -988,7 +998,7 @@ class Evaluator:
                 else:
                     assert isinstance(got, list)
                     for v in got:
-                        if v.chain is chain or v.chain == chain:
+                        if _same_chain(v.chain, chain):
                             cc = v
                             break
                     else:
