@@ -20,7 +20,7 @@ from tests.conftest import in_netns
 
 from sourceip.lab.lb import pool_config
 from sourceip.lab.model import LabLoadBalancer, LBCheck
-from sourceip.lab.plan import plan_lab, render_script
+from sourceip.lab.plan import default_probe_specs, plan_lab, render_script
 from sourceip.sources import example_text, load_example
 
 from .gen_clusters import generate
@@ -206,6 +206,52 @@ def test_hostport_loads_of_both_families_apply_in_order(scratch_netns: str, mode
         if shutil.which(load.argv[0]) is None:
             pytest.skip(f"{load.argv[0]} is not installed")
         res = in_netns(scratch_netns, *load.argv, stdin=load.text)
+        assert res.returncode == 0, f"{load.label}: {res.stderr}"
+
+
+def test_fallback_probes_per_family() -> None:
+    """Without predictions the lab probes each family a Service has (``default_probe_specs``:
+    IPv6 ids end in ``/ipv6`` and probe IPv6 addresses); a single-stack Service only its
+    own family."""
+    c = load_example("dual-stack")
+    plan = plan_lab(c, runid=RUN)
+    specs = {s.id: s for s in default_probe_specs(c, plan)}
+    v6 = {i: s for i, s in specs.items() if "/ipv6 " in i}
+    assert v6 and all(":" in s.dst_ip for s in v6.values())
+    assert all(":" not in s.dst_ip for i, s in specs.items() if i not in v6)
+    assert specs["default/server:http/tcp/ipv6 pod/default/client-node2 -> ClusterIP"
+                 ].dst_ip == "fd00:10:96::100"
+    assert specs["default/server:http/tcp/ipv6 external -> node1:NodePort"].dst_ip == (
+        "fd00:10::11")
+    assert specs["default/server:http/tcp external -> node1:NodePort"].dst_ip == "10.0.0.11"
+    assert not any(i.startswith("default/server-v4:") and "/ipv6" in i for i in specs)
+    assert all("/ipv6" in i for i in specs if i.startswith("default/server-v6:"))
+    assert "default/server:http/tcp/ipv6 pod/default/server -> ClusterIP (hairpin)" in specs
+    # an IPv6-only cluster: only IPv6 probes
+    six = generate(5, family="6").cluster
+    only6 = default_probe_specs(six, plan_lab(six, runid=RUN))
+    assert only6 and all(":" in s.dst_ip and "/ipv6" in s.id for s in only6)
+
+
+def test_cni_egress_masquerade_per_family(scratch_netns: str) -> None:
+    """``egressMasquerade: true`` on a dual-stack cluster: the CNI's egress NAT table in each
+    family (``ip`` and ``ip6 sourceip-cni``, IPv6 pools, multicast ff00::/8 excluded), both
+    passing ``nft -c``; an IPv6-only cluster gets the IPv6 table alone."""
+    c = load_example("dual-stack")
+    plan = plan_lab(c.with_(profile=replace(c.profile, egress_masquerade=True)), runid=RUN)
+    loads = {x.label: x for x in _setup(plan, "-n0-node1").loads}
+    v4, v6 = loads["cni-egress-masquerade"], loads["cni-egress-masquerade IPv6"]
+    assert "add rule ip sourceip-cni postrouting ip saddr { 10.244.0.0/16 }" in v4.text
+    assert ("add rule ip6 sourceip-cni postrouting ip6 saddr { fd00:10:244::/56 } ip6 daddr "
+            "!= ff00::/8 masquerade") in v6.text
+    six = generate(5, family="6").cluster
+    six = six.with_(profile=replace(six.profile, egress_masquerade=True))
+    labels = [x.label for x in _setup(plan_lab(six, runid=RUN), "-n0-node1").loads]
+    assert labels == ["kube-proxy IPv6", "cni-egress-masquerade IPv6"]
+    if shutil.which("nft") is None:
+        pytest.skip("the nft binary is not installed")
+    for load in (v4, v6):
+        res = in_netns(scratch_netns, "nft", "-c", "-f", "-", stdin=load.text)
         assert res.returncode == 0, f"{load.label}: {res.stderr}"
 
 

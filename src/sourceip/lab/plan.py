@@ -47,6 +47,7 @@ from sourceip.lab.model import (
     Sysctl,
     Veth,
 )
+from sourceip.net.addr import IPAddress
 
 RUNID_RE = re.compile(r"^[0-9a-f]{6}$")
 NS_RE = re.compile(r"^sip-([0-9a-f]{6})-")
@@ -178,8 +179,8 @@ def _pick_external(cluster: Cluster, node_net: IPv4Net) -> IPv4Net:
 
 
 def pod_cidrs_of(cluster: Cluster) -> tuple[IPv4Net, ...]:
-    """The cluster's pod address pools: the profile's, else kube-proxy's clusterCIDR, else the
-    nodes' pod CIDRs (collapsed)."""
+    """The cluster's IPv4 pod address pools: the profile's, else kube-proxy's clusterCIDR,
+    else the nodes' pod CIDRs (collapsed)."""
     pools = [c for c in cluster.profile.pod_cidrs if isinstance(c, IPv4Net)]
     if not pools:
         pools = [c for c in cluster.kube_proxy.cluster_cidrs if isinstance(c, IPv4Net)]
@@ -188,20 +189,33 @@ def pod_cidrs_of(cluster: Cluster) -> tuple[IPv4Net, ...]:
     return tuple(ipaddress.collapse_addresses(pools))
 
 
-def egress_masquerade_nft(pools: Sequence[IPv4Net]) -> str:
-    """The CNI's egress NAT (flannel ``--ip-masq`` / calico natOutgoing) as its own nft table:
-    pod → pod is left alone, pod → anything else (not multicast) is masqueraded. Its chain runs
-    after kube-proxy's (priority srcnat + 10): a connection kube-proxy already masqueraded keeps
-    that binding, as flannel's rules skip kube-proxy-marked packets."""
+def pod_cidrs6_of(cluster: Cluster) -> tuple[v6lab.IPv6Net, ...]:
+    """The cluster's IPv6 pod address pools, chosen as ``pod_cidrs_of`` chooses IPv4 ones."""
+    pools = [c for c in cluster.profile.pod_cidrs if isinstance(c, v6lab.IPv6Net)]
+    if not pools:
+        pools = [c for c in cluster.kube_proxy.cluster_cidrs if isinstance(c, v6lab.IPv6Net)]
+    if not pools:
+        pools = [c for c in (v6lab.v6_pod_cidr(n) for n in cluster.nodes) if c is not None]
+    return tuple(ipaddress.collapse_addresses(pools))
+
+
+def egress_masquerade_nft(pools: Sequence[IPv4Net] | Sequence[v6lab.IPv6Net]) -> str:
+    """The CNI's egress NAT (flannel ``--ip-masq`` / calico natOutgoing) as its own nft table
+    (``ip``, or ``ip6`` for IPv6 pools: flannel's ``--ip6-masq``, calico's natOutgoing on an
+    IPv6 pool): pod → pod is left alone, pod → anything else (not multicast) is masqueraded.
+    Its chain runs after kube-proxy's (priority srcnat + 10): a connection kube-proxy already
+    masqueraded keeps that binding, as flannel's rules skip kube-proxy-marked packets."""
+    six = bool(pools) and pools[0].version == 6
+    fam, ipx, mcast = ("ip6", "ip6", "ff00::/8") if six else ("ip", "ip", "224.0.0.0/4")
     pool_set = ", ".join(str(p) for p in pools)
     return "\n".join([
-        f"add table ip {CNI_TABLE} {{ comment \"CNI egress masquerade (sourceip lab)\" ; }}",
-        f"add chain ip {CNI_TABLE} postrouting "
+        f"add table {fam} {CNI_TABLE} {{ comment \"CNI egress masquerade (sourceip lab)\" ; }}",
+        f"add chain {fam} {CNI_TABLE} postrouting "
         "{ type nat hook postrouting priority 110 ; policy accept ; }",
-        f"add rule ip {CNI_TABLE} postrouting ip saddr {{ {pool_set} }} "
-        f"ip daddr {{ {pool_set} }} return comment \"pod to pod: no CNI SNAT\"",
-        f"add rule ip {CNI_TABLE} postrouting ip saddr {{ {pool_set} }} "
-        "ip daddr != 224.0.0.0/4 masquerade comment \"pod to non-pod: CNI masquerade\"",
+        f"add rule {fam} {CNI_TABLE} postrouting {ipx} saddr {{ {pool_set} }} "
+        f"{ipx} daddr {{ {pool_set} }} return comment \"pod to pod: no CNI SNAT\"",
+        f"add rule {fam} {CNI_TABLE} postrouting {ipx} saddr {{ {pool_set} }} "
+        f"{ipx} daddr != {mcast} masquerade comment \"pod to non-pod: CNI masquerade\"",
         "",
     ])
 
@@ -505,6 +519,7 @@ def plan_lab(
 
     # ---- nodes
     pools = pod_cidrs_of(cluster)
+    pools6 = pod_cidrs6_of(cluster)
     localnet = cfg.mode == "iptables" and cfg.localhost_node_ports
     node_setups: list[NsSetup] = []
     for i, node in enumerate(nodes):
@@ -601,6 +616,10 @@ def plan_lab(
         if profile.egress_masquerade and pools and ip is not None:
             loads.append(RulesetLoad(label="cni-egress-masquerade", argv=("nft", "-f", "-"),
                                      text=egress_masquerade_nft(pools)))
+        if profile.egress_masquerade and pools6 and base6 is not None:
+            loads.append(RulesetLoad(label="cni-egress-masquerade IPv6",
+                                     argv=("nft", "-f", "-"),
+                                     text=egress_masquerade_nft(pools6)))
         node_setups.append(NsSetup(ns=node_ns[node.name], ip=tuple(lines), ip6=tuple(lines6),
                                    bridge=tuple(bridge_lines), sysctls=tuple(sysctls),
                                    nfacct=counters, loads=tuple(loads)))
@@ -827,11 +846,17 @@ def render_script(plan: LabPlan, *, python: str = "python3") -> str:
 # ----------------------------------------------------------------------------- probes
 
 
+def _ip_of(pod: Pod, family: int) -> IPAddress | None:
+    """``pod``'s first address of ``family``."""
+    return next((a for a in pod.ips if a.version == family), None)
+
+
 def default_probe_specs(cluster: Cluster, plan: LabPlan | None = None) -> list[ProbeSpec]:
     """The paths worth probing for every proxied Service port (tcp/udp), as the explain engine
-    lists them: a pod on each node → ClusterIP, each endpoint pod → its own ClusterIP
-    (hairpin), each node → ClusterIP, external → each node's NodePort, external → each
-    LoadBalancer IP and externalIP via each node. Used when no predictions are available."""
+    lists them, in each IP family the Service has (IPv6 ids end in ``/ipv6``): a pod on each
+    node → ClusterIP, each endpoint pod → its own ClusterIP (hairpin), each node →
+    ClusterIP, external → each node's NodePort, external → each LoadBalancer IP and
+    externalIP via each node. Used when no predictions are available."""
     clients = dict(plan.clients) if plan is not None else None
     specs: list[ProbeSpec] = []
     seen: set[str] = set()
@@ -847,25 +872,28 @@ def default_probe_specs(cluster: Cluster, plan: LabPlan | None = None) -> list[P
     for svc in cluster.services:
         if not svc.proxied:
             continue
-        for sp in svc.ports:
+        for sp, fam in ((sp, fam) for sp in svc.ports for fam in (4, 6)):
             if sp.protocol not in ("tcp", "udp"):
                 continue
-            eps = service_port_endpoints(cluster, svc, sp)
+            # kube-proxy's proxier of each family: that family's endpoints and addresses
+            eps = service_port_endpoints(cluster, svc, sp, version=fam)
             ep_ips = {ep.ip for ep in eps}
-            name = f"{svc.key}:{sp.name or sp.port}/{sp.protocol}"
-            cips = [ip for ip in svc.cluster_ips if isinstance(ip, IPv4)]
+            name = f"{svc.key}:{sp.name or sp.port}/{sp.protocol}{'/ipv6' if fam == 6 else ''}"
+            cips = [ip for ip in svc.cluster_ips if ip.version == fam]
+            if not cips:
+                continue  # not a family of the Service: that proxier has no rule for it
             for cip in cips[:1]:
                 for node in cluster.nodes:
                     client = next((p for p in cluster.pods_by_node.get(node.name, ())
-                                   if not p.host_network and p.ip is not None
-                                   and p.ip not in ep_ips), None)
+                                   if not p.host_network and _ip_of(p, fam) is not None
+                                   and _ip_of(p, fam) not in ep_ips), None)
                     if client is not None:
                         add(f"{name} pod/{client.key} -> ClusterIP",
                             client=f"pod/{client.key}", proto=sp.protocol, dst_ip=str(cip),
                             dst_port=sp.port,
                             description=f"pod on {node.name} to the ClusterIP")
                 for p in cluster.pods:
-                    if not p.host_network and p.ip in ep_ips:
+                    if not p.host_network and _ip_of(p, fam) in ep_ips:
                         add(f"{name} pod/{p.key} -> ClusterIP (hairpin)",
                             client=f"pod/{p.key}", proto=sp.protocol, dst_ip=str(cip),
                             dst_port=sp.port,
@@ -876,7 +904,7 @@ def default_probe_specs(cluster: Cluster, plan: LabPlan | None = None) -> list[P
                         dst_port=sp.port, description=f"a process on {node.name}")
             if sp.node_port:
                 for node in cluster.nodes:
-                    nip = node.primary_ip(4)
+                    nip = node.primary_ip(fam)
                     if nip is None:
                         continue
                     add(f"{name} external -> {node.name}:NodePort",
@@ -885,7 +913,7 @@ def default_probe_specs(cluster: Cluster, plan: LabPlan | None = None) -> list[P
                         description=f"external client to {node.name}'s NodePort")
             for kind, vips in (("LoadBalancer", svc.all_lb_ips), ("externalIP", svc.external_ips)):
                 for vip in vips:
-                    if not isinstance(vip, IPv4):
+                    if vip.version != fam:
                         continue
                     for node in cluster.nodes:
                         add(f"{name} external -> {kind} {vip} via {node.name}",
