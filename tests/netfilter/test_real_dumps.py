@@ -155,6 +155,19 @@ def test_aks_march_filter_pod_to_pod_forks_on_every_npm_set_rule() -> None:
     assert all("azure-npm-" in u for b in got for a in b.assumptions for u in a.undecided)
 
 
+def test_aks_march_filter_traces_standalone_from_the_cli() -> None:
+    """The same flow through `trace --dump` (no cluster file): the dump is named azure-npm +
+    kubelet, and every outcome is uncertain, its first undecided rule line 46."""
+    res = cli("trace", "--dump", str(AKS_MARCH), "--node-ip", "10.240.0.4", "--node", "n",
+              "--src", "10.240.0.5", "--dst", "10.240.0.9", "--dport", "80", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["dump"]["cni"] == ["azure-npm", "kubelet"]
+    assert {o["disposition"] for o in doc["outcomes"]} == {"passed", "dropped"}
+    assert all(o["certain"] is False for o in doc["outcomes"])
+    assert all(o["depends_on"][0].endswith(f"({AKS_MARCH}:46)") for o in doc["outcomes"])
+
+
 def test_aks_march_filter_host_input_is_certain() -> None:
     """INPUT has no set rule: tcp/22 from outside passes KUBE-NODEPORTS and
     KUBE-EXTERNAL-SERVICES (both empty) and KUBE-FIREWALL, policy ACCEPT; a packet from a pod
