@@ -201,3 +201,34 @@ def test_direct_paths_per_family() -> None:
     ext6 = syslog[1].paths[0]
     assert ext6.seen == ("2001:db8:ffff::10 (the client)",)
     assert [o.disposition for o in ext6.trace.outcomes] == ["delivered"]
+
+
+def test_cni_egress_masquerade_per_family() -> None:
+    """``egressMasquerade: true``: a pod leaving the pod pools for another node's address is
+    masqueraded by the CNI on its own node, in each family (the lab measures the same); a pod
+    to a pod is not, and the external client is unaffected."""
+    from sourceip.explain.direct_paths import DirectExplanation
+
+    c = load_example("dual-stack-hostnetwork")
+    masq = c.with_(profile=replace(c.profile, egress_masquerade=True))
+    for cluster, want in ((c, {4: "10.244.2.20 (the client)",
+                               6: "fd00:10:244:2::20 (the client)"}),
+                          (masq, {4: "10.0.0.12 (node2's address on eth0)",
+                                  6: "fd00:10::12 (node2's address on eth0)"})):
+        results = [r for r in Explainer(cluster).explain()
+                   if isinstance(r, DirectExplanation) and r.pod == "default/edge-node1"
+                   and r.host_port == 8080]
+        for r in results:
+            paths = {p.title: p for p in r.paths}
+            other = paths["pod on node2 -> node1:8080 (direct, hostPort)"]
+            assert other.seen == (want[r.family],), (r.family, other.seen)
+            ext = paths["external -> node1:8080 (direct, hostPort)"]
+            assert ext.seen[0].endswith("(the client)")
+    ds = load_example("dual-stack")
+    ds = ds.with_(profile=replace(ds.profile, egress_masquerade=True))
+    v4, v6 = Explainer(ds).explain(["default/server"])
+    for r in (v4, v6):
+        seen = {p.title: p.seen for p in r.paths}
+        # pod -> ClusterIP -> a pod on another node: inside the pool, no CNI NAT
+        assert seen["pod on node2 (no endpoint there) -> ClusterIP"][0].endswith(
+            "(the client)")

@@ -49,6 +49,22 @@ def family_name(family: int) -> str:
     return f"IPv{family}"
 
 
+def pod_pools(cluster: Cluster, family: int) -> tuple[IPNetwork, ...]:
+    """The cluster's pod address pools of IP ``family``, the ranges a CNI's egress NAT leaves
+    alone (flannel's ``--ip-masq`` / ``--ip6-masq``, calico's natOutgoing): the profile's
+    ``podCIDRs``, else kube-proxy's clusterCIDR, else the nodes' podCIDRs, collapsed."""
+    pools = [c for c in cluster.profile.pod_cidrs if c.version == family]
+    if not pools:
+        pools = [c for c in cluster.kube_proxy.cluster_cidrs if c.version == family]
+    if not pools:
+        pools = [c for c in (n.pod_cidr(family) for n in cluster.nodes) if c is not None]
+    if family == 4:
+        return tuple(ipaddress.collapse_addresses(
+            [c for c in pools if isinstance(c, ipaddress.IPv4Network)]))
+    return tuple(ipaddress.collapse_addresses(
+        [c for c in pools if isinstance(c, ipaddress.IPv6Network)]))
+
+
 def host_veth_name(pod_key: str, *, routed: bool) -> str:
     """The node-side veth of a pod, as the lab creates it: ``cali`` + 11 hex digits on a routed
     CNI (calico's form, so ``detectLocalMode: InterfaceNamePrefix`` with ``cali`` matches),

@@ -31,11 +31,11 @@ from sourceip.dataplane.ipvs import (
     node_evaluator,
 )
 from sourceip.dataplane.portmap import build_portmap_ruleset, merge_portmap
-from sourceip.dataplane.topology import Route, Topology, family_name
+from sourceip.dataplane.topology import Route, Topology, family_name, pod_pools
 from sourceip.dataplane.trace import Disposition, Hop, Outcome, Trace
 from sourceip.errors import LookupFailed, TraceError, ValidationError
 from sourceip.kubeproxy import build_ruleset
-from sourceip.net.addr import IPAddress, host_port, parse_ip
+from sourceip.net.addr import IPAddress, IPNetwork, host_port, parse_ip
 from sourceip.net.packet import FiveTuple, Packet
 from sourceip.netfilter.evaluate import (
     ONE,
@@ -155,6 +155,7 @@ class Tracer:
         # (explain asks some twice) is traced once.
         self._memo: dict[tuple[object, ...], Trace] = {}
         self._rulesets = dict(rulesets or {})
+        self._pools: dict[int, tuple[IPNetwork, ...]] = {}
         # Per node: ipset contents by set name (an ``ipset save`` dump of that node), so that
         # its ``-m set`` rules are decided; rules on other sets make outcomes uncertain.
         self._ipsets = dict(ipsets or {})
@@ -557,12 +558,14 @@ class Tracer:
         steps: list[Step] = []
         final = path[-1].packet.tuple
         hooks: list[str] = ["output" if local_origin else "prerouting"]
+        nat_here = False
         for b in path:
             steps.extend(b.steps)
             if b.dnat and w.dnat_node is None:
                 w.dnat_node = node
                 w.dnat_step = next((s for s in reversed(b.steps) if s.kind == "DNAT"), None)
             if (b.masquerade or b.snat_to is not None) and route is not None:
+                nat_here = True
                 new_src = b.snat_to if b.snat_to is not None else route.src
                 final = FiveTuple(proto=final.proto, src=new_src, sport=final.sport,
                                   dst=final.dst, dport=final.dport)
@@ -573,6 +576,18 @@ class Tracer:
             for note in _branch_notes([b]):
                 if note not in w.notes:
                     w.notes.append(note)
+        note_cni = ""
+        if (route is not None and not nat_here and path[-1].disposition == "accept"
+                and self._cni_masquerades(node, final, route)):
+            # the CNI's egress NAT, a nat chain after kube-proxy's (lab: nft table
+            # sourceip-cni at priority srcnat+10): pod -> non-pod leaves with the address of
+            # the egress interface, unless kube-proxy NATed the connection on this node
+            note_cni = (f"; the CNI's egress masquerade: {final.src} leaves as {route.src} "
+                        f"(pod to outside the pod pools, via {route.oif})")
+            final = FiveTuple(proto=final.proto, src=route.src, sport=final.sport,
+                              dst=final.dst, dport=final.dport)
+            w.masq = True
+            w.snat_node, w.snat_iface, w.snat_step = node, route.oif, None
         if route is not None:
             if local_origin:
                 hooks += ["postrouting", "input"] if route.kind == "local" else ["postrouting"]
@@ -593,8 +608,24 @@ class Tracer:
             }[route.kind]
         w.hops.append(Hop(at=f"node {node}", node=node, packet_in=pkt.tuple, packet_out=final,
                           iif=pkt.iif, oif=route.oif if route else None,
-                          hooks=shown, steps=tuple(steps), note=note))
+                          hooks=shown, steps=tuple(steps), note=note + note_cni))
         return final
+
+    def _cni_masquerades(self, node: str, t: FiveTuple, route: Route) -> bool:
+        """Whether the CNI's egress NAT (``NetworkProfile.egressMasquerade``) masquerades
+        ``t`` leaving ``node`` by ``route``: from the pod pools (``topology.pod_pools``) to
+        outside them, not multicast, leaving the node (to another node or out of the
+        cluster). Not for a node whose rules were given as a dump (they hold what the CNI
+        installed, or not)."""
+        if not self.cluster.profile.egress_masquerade or node in self._rulesets:
+            return False
+        if route.kind not in ("node", "external") or t.dst.is_multicast:
+            return False
+        pools = self._pools.get(t.src.version)
+        if pools is None:
+            pools = self._pools[t.src.version] = pod_pools(self.cluster, t.src.version)
+        return (any(t.src in p for p in pools)  # type: ignore[operator]
+                and not any(t.dst in p for p in pools))  # type: ignore[operator]
 
     def _finish(self, w: _Walk, disp: Disposition, final: FiveTuple, route: Route | None,
                 original: FiveTuple, start: Start, at_node: str | None = None) -> Outcome:

@@ -396,8 +396,9 @@ def _explain_one(explainer: Explainer, tracer: Tracer, lst: _Listener, lsts: lis
             notes.append(f"no portmap rule for this pod: it has no {family_name(family)} "
                          "address")
     if cluster.profile.egress_masquerade:
-        notes.append("the CNI's egress masquerade is not traced here: pods of other nodes "
-                     "reaching a node address may be seen as their node's address")
+        notes.append("the CNI's egress masquerade (egressMasquerade) is traced: a pod of "
+                     "another node reaching a node address leaves its node with that node's "
+                     "address")
     return DirectExplanation(
         service=f"pod/{pod.key}", type=lst.mode, cluster_ip=None,
         port=f"{lst.port.name + ' ' if lst.port.name else ''}{port}/{proto}",

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Node, Pod, service_port_endpoints
-from sourceip.dataplane.topology import host_veth_name, tunnel_device
+from sourceip.dataplane.topology import host_veth_name, pod_pools, tunnel_device
 from sourceip.errors import LabError, LabPreconditionError, ValidationError
 from sourceip.lab import ipv6 as v6lab
 from sourceip.lab.model import (
@@ -179,24 +179,14 @@ def _pick_external(cluster: Cluster, node_net: IPv4Net) -> IPv4Net:
 
 
 def pod_cidrs_of(cluster: Cluster) -> tuple[IPv4Net, ...]:
-    """The cluster's IPv4 pod address pools: the profile's, else kube-proxy's clusterCIDR,
-    else the nodes' pod CIDRs (collapsed)."""
-    pools = [c for c in cluster.profile.pod_cidrs if isinstance(c, IPv4Net)]
-    if not pools:
-        pools = [c for c in cluster.kube_proxy.cluster_cidrs if isinstance(c, IPv4Net)]
-    if not pools:
-        pools = [c for c in (_v4_pod_cidr(n) for n in cluster.nodes) if c is not None]
-    return tuple(ipaddress.collapse_addresses(pools))
+    """The cluster's IPv4 pod address pools (``topology.pod_pools``: the profile's, else
+    kube-proxy's clusterCIDR, else the nodes' pod CIDRs, collapsed)."""
+    return tuple(c for c in pod_pools(cluster, 4) if isinstance(c, IPv4Net))
 
 
 def pod_cidrs6_of(cluster: Cluster) -> tuple[v6lab.IPv6Net, ...]:
     """The cluster's IPv6 pod address pools, chosen as ``pod_cidrs_of`` chooses IPv4 ones."""
-    pools = [c for c in cluster.profile.pod_cidrs if isinstance(c, v6lab.IPv6Net)]
-    if not pools:
-        pools = [c for c in cluster.kube_proxy.cluster_cidrs if isinstance(c, v6lab.IPv6Net)]
-    if not pools:
-        pools = [c for c in (v6lab.v6_pod_cidr(n) for n in cluster.nodes) if c is not None]
-    return tuple(ipaddress.collapse_addresses(pools))
+    return tuple(c for c in pod_pools(cluster, 6) if isinstance(c, v6lab.IPv6Net))
 
 
 def egress_masquerade_nft(pools: Sequence[IPv4Net] | Sequence[v6lab.IPv6Net]) -> str:
