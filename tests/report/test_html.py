@@ -174,6 +174,20 @@ def test_lab_evidence_beside_the_prediction() -> None:
     assert "✗ DISAGREES: differs" in html and "not probed" in html
 
 
+def test_lab_health_checks_name_the_family() -> None:
+    """A dual-stack LB's checks appear once per family; the IPv6 one says so."""
+    doc = copy.deepcopy(explain_json("seed"))
+    row = {"service": "default/web", "node": "node1", "kind": "http", "port": 32000,
+           "path": "/healthz", "predicted": "200", "observed": "200", "agree": True,
+           "in_pool": True}
+    doc["lab"] = {"runid": "abc", "mode": "iptables", "external_ip": "192.168.100.2",
+                  "results_total": 0, "results_agree": 0, "notes": [],
+                  "health_checks": [{**row, "family": 4}, {**row, "family": 6}]}
+    html = render_report(doc)
+    assert html.count('<th scope="row">node1</th>') == 1
+    assert html.count('<th scope="row">node1 (IPv6)</th>') == 1
+
+
 def test_from_json_refuses_what_is_not_an_explain_document(tmp_path: Path) -> None:
     bad = tmp_path / "x.json"
     bad.write_text('{"items": []}')

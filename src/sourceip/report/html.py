@@ -438,7 +438,8 @@ def _lab_section(lab: dict[str, Any]) -> str:
         rows = "".join(
             f"<tr><td class=\"{'ok' if h.get('agree') else 'bad'}\">"
             f"{'✓ agrees' if h.get('agree') else '✗ DISAGREES'}</td><td>{e(h.get('service'))}"
-            f"</td><th scope=\"row\">{e(h.get('node'))}</th><td>{e(h.get('kind'))} "
+            f"</td><th scope=\"row\">{e(h.get('node'))}"
+            f"{' (IPv6)' if h.get('family') == 6 else ''}</th><td>{e(h.get('kind'))} "
             f":{e(h.get('port'))}{e(h.get('path') or '')}</td><td>{e(h.get('predicted'))}</td>"
             f"<td>{e(h.get('observed'))}</td><td>{'in' if h.get('in_pool') else 'out'}</td>"
             "</tr>" for h in checks)
