@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sourceip.errors import RulesetParseError
+from sourceip.net.addr import ip_from_text
 from sourceip.netfilter.ir import (
     Accept,
     Action,
@@ -171,12 +171,7 @@ _SAFE = frozenset(
 # ----------------------------------------------------------------------------- values
 
 
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """An address; dotted quads take a fast path (``inet_pton`` is strict, as is ipaddress)."""
-    try:
-        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
-    except OSError:
-        return ipaddress.ip_address(text)
+_ip = ip_from_text  # dotted quads by inet_pton (net/addr.py)
 
 
 @lru_cache(maxsize=65536)

@@ -48,10 +48,11 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from sourceip.errors import RulesetParseError
-from sourceip.net.addr import IPAddress, IPNetwork
+from sourceip.net.addr import IPAddress, IPNetwork, ip_from_text
 from sourceip.netfilter.ir import (
     Accept,
     Action,
@@ -100,6 +101,12 @@ _DEFAULT_REJECT = frozenset({("icmp", "port-unreachable"), ("icmpv6", "port-unre
 _L4 = frozenset({"tcp", "udp", "sctp", "dccp", "udplite"})
 
 
+# Addresses of a dump, parsed once each: kube-proxy's maps and sets repeat them (an endpoint in
+# its Service's numgen DNAT map and in the hairpin-connections set, node addresses in every
+# nodeport element), and ``ipaddress`` parses in Python. Raises ValueError (not cached).
+_ip = lru_cache(maxsize=65536)(ip_from_text)
+
+
 class _Bad(Exception):
     """Internal: the input has the wrong shape at ``where``."""
 
@@ -131,7 +138,7 @@ def _addr_value(v: object) -> AddrLike:
     address)."""
     if isinstance(v, str):
         try:
-            return ipaddress.ip_address(v)
+            return _ip(v)
         except ValueError:
             raise _Unknown from None
     k, p = _one_key(v)
@@ -176,6 +183,16 @@ def _port_value(v: object) -> int | tuple[int, int]:
     raise _Unknown
 
 
+@lru_cache(maxsize=65536)
+def _key_str(v: str) -> IPAddress | str:
+    """A string key component: an address, or the text itself (``tcp``, an interface name);
+    cached both ways, as keys repeat (every element of a map keyed by ``. inet_proto .``)."""
+    try:
+        return ip_from_text(v)
+    except ValueError:
+        return v
+
+
 def _key_item(v: object, notes: list[str], where: str) -> AddrLike | str | int:
     """One component of a set element's key."""
     if isinstance(v, bool):
@@ -183,10 +200,7 @@ def _key_item(v: object, notes: list[str], where: str) -> AddrLike | str | int:
     if isinstance(v, int):
         return v
     if isinstance(v, str):
-        try:
-            return ipaddress.ip_address(v)
-        except ValueError:
-            return v
+        return _key_str(v)
     if isinstance(v, dict):
         k, body = _one_key_bad(v, where)
         if k == "prefix":
@@ -510,7 +524,7 @@ def _statement(key: str, body: object, family: str) -> Action:
         if not isinstance(addr_v, str):
             raise _Unknown
         try:
-            addr = ipaddress.ip_address(addr_v)
+            addr = _ip(addr_v)
         except ValueError:
             raise _Unknown from None
         port = body.get("port")
@@ -593,7 +607,7 @@ def _numgen_dnat_map(addr_v: dict[str, Any]) -> NumgenDnatMap:
         if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port <= 65535):
             raise _Unknown
         try:
-            targets[idx] = (ipaddress.ip_address(pair[0]), port)
+            targets[idx] = (_ip(pair[0]), port)
         except ValueError:
             raise _Unknown from None
     return NumgenDnatMap(mod, tuple(targets[i] for i in range(mod)))
