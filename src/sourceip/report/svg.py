@@ -312,7 +312,9 @@ def branch(path: dict[str, Any], o: dict[str, Any], notes: Notes, used: set[int]
     sees = f"sees {desc or seen}"
     if disposition == "passed":
         sees = f"passed (no service rule); sees {seen}"
-    target.sub = tuple(wrap(sees, WRAP_SUB))
+    # "sees ADDRESS" stays on one line (an IPv6 address is longer than WRAP_SUB; the box
+    # widens for it rather than cutting the address the reader copies)
+    target.sub = tuple(wrap(sees, max(WRAP_SUB, len(f"sees {seen}"))))
     if not o.get("certain", True):
         target.sub += tuple(wrap("uncertain: depends on "
                                  + "; ".join(map(str, o.get("depends_on") or [])), WRAP_SUB))
