@@ -43,7 +43,7 @@ from sourceip.kubeproxy.names import (
     service_port_name,
 )
 from sourceip.kubeproxy.releases import release
-from sourceip.net.addr import IPAddress, IPNetwork
+from sourceip.net.addr import IPAddress, IPNetwork, ip_text
 from sourceip.netfilter.ir import (
     Accept,
     Action,
@@ -381,7 +381,7 @@ def _build(
             if type(ip) is ipaddress.IPv4Address:
                 ep_text[id(e)] = f"{inet_ntoa(int(ip).to_bytes(4, 'big'))}:{e.port}"
             else:
-                ep_text[id(e)] = endpoint_string(str(ip), e.port)
+                ep_text[id(e)] = endpoint_string(ip_text(ip), e.port)
         if len(eps) > 1:
             # EndpointSliceCache sorts by the endpoint's string (byEndpoint).
             eps = tuple(sorted(eps, key=lambda e: ep_text[id(e)]))

@@ -54,7 +54,7 @@ from sourceip.kubeproxy.names import (
     nft_service_port_chain_name_base,
 )
 from sourceip.kubeproxy.releases import Release, release
-from sourceip.net.addr import IPAddress, IPNetwork
+from sourceip.net.addr import IPAddress, IPNetwork, ip_text
 from sourceip.netfilter.ir import (
     Addr,
     AddrType,
@@ -147,12 +147,12 @@ def _endpoint_chain_name_base(ns: str, name: str, proto: str, port_name: str,
     characters of sha256 are the top 40 bits of the digest, read 10 bits at a time, which is
     four times faster than base64.b32encode on 150,000 endpoints. ``prefix`` is
     ``ns/name/proto/port__`` when the caller has it already."""
-    ip_text = str(ep.ip)
+    addr = ip_text(ep.ip)
     if ep.ip.version == 6:
-        ip_text = ip_text.replace(":", ".")
+        addr = addr.replace(":", ".")
     if prefix is None:
         prefix = f"{ns}/{name}/{proto}/{port_name}__"
-    text = prefix + ip_text + "/" + str(ep.port)
+    text = prefix + addr + "/" + str(ep.port)
     v = int.from_bytes(hashlib.sha256(text.encode()).digest()[:5], "big")
     out = (_B32_PAIRS[v >> 30] + _B32_PAIRS[(v >> 20) & 1023] + _B32_PAIRS[(v >> 10) & 1023]
            + _B32_PAIRS[v & 1023] + "-" + text)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from socket import inet_ntoa
 from typing import Any
 
+from sourceip.net.addr import ip_text
 from sourceip.netfilter.ir import (
     Accept,
     Addr,
@@ -84,13 +85,15 @@ def _addr_text(a: Any) -> str:
         return inet_ntoa(int(a).to_bytes(4, "big"))  # str() without ipaddress' slow path
     if isinstance(a, _NETWORKS):
         if a.prefixlen == a.max_prefixlen:
-            return str(a.network_address)
-        return a.with_prefixlen
+            return ip_text(a.network_address)
+        return f"{ip_text(a.network_address)}/{a.prefixlen}"
+    if type(a) is ipaddress.IPv6Address:
+        return ip_text(a)
     return str(a)
 
 
 def _hostport(addr: Any, port: int | None) -> str:
-    text = str(addr)
+    text = ip_text(addr)
     if port is None:
         return text
     return f"[{text}]:{port}" if addr.version == 6 else f"{text}:{port}"

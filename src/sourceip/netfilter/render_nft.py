@@ -24,6 +24,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from sourceip.errors import SourceIPError
+from sourceip.net.addr import ip_text
 from sourceip.netfilter.ir import (
     Accept,
     Action,
@@ -82,8 +83,10 @@ def _hex(value: int) -> str:
 def _addr_text(a: object) -> str:
     if isinstance(a, IPv4Network | IPv6Network):
         if a.prefixlen == a.max_prefixlen:
-            return str(a.network_address)
-        return str(a)
+            return ip_text(a.network_address)
+        return f"{ip_text(a.network_address)}/{a.prefixlen}"
+    if isinstance(a, IPv4Address | IPv6Address):
+        return ip_text(a)
     return str(a)
 
 
@@ -219,10 +222,10 @@ _VERDICT_RENDERERS: dict[type, Callable[[Any], str]] = {
 
 def _hostport(addr: IPv4Address | IPv6Address, port: int | None) -> str:
     if port is None:
-        return str(addr)
+        return ip_text(addr)
     if addr.version == 6:
-        return f"[{addr}]:{port}"
-    return f"{addr}:{port}"
+        return f"[{ip_text(addr)}]:{port}"
+    return f"{ip_text(addr)}:{port}"
 
 
 def _act_snat(a: Snat) -> str:
@@ -250,7 +253,7 @@ def _act_numgen(a: NumgenVmap) -> str:
 
 def _act_numgen_dnat(a: NumgenDnatMap) -> str:
     fam = "ip6" if a.targets and a.targets[0][0].version == 6 else "ip"
-    body = " , ".join(f"{i} : {ip} . {port}" for i, (ip, port) in enumerate(a.targets))
+    body = " , ".join(f"{i} : {ip_text(ip)} . {port}" for i, (ip, port) in enumerate(a.targets))
     return f"dnat {fam} addr . port to numgen random mod {a.mod} map {{ {body} }}"
 
 
@@ -299,7 +302,7 @@ class _Cache:
         its DNAT target."""
         text = self.ips.get(id(a))
         if text is None:
-            text = self.ips[id(a)] = str(a)
+            text = self.ips[id(a)] = ip_text(a)
         return text
 
     def match(self, m: Match) -> str:
