@@ -98,3 +98,17 @@ def test_mypy_strict_whole_package() -> None:
     res = subprocess.run([sys.executable, "-m", "mypy", str(SRC)], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_test_module_basenames_are_unique_outside_packages() -> None:
+    """pytest imports a test file of a directory without ``__init__.py`` by its basename: two
+    such files with one name stop the whole run at collection."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if (path.parent / "__init__.py").exists():
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen[path.name] = path
+    assert not clashes, clashes
