@@ -167,13 +167,15 @@ def main() -> None:
             keep("rules dual IPv6", _rules(dual, nodes, 6))
             for key, cluster, fam in (("explain single", single, 4),
                                       ("explain dual IPv4", dual, 4),
-                                      ("explain dual IPv6", dual, 6)):
+                                      ("explain dual IPv6", dual, 6)) if names else ():
                 seconds, paths[key] = _explain(cluster, names, fam)
                 keep(key, seconds)
     finally:
         if was:
             gc.enable()
     for what, unit, n in (("rules", "node", len(nodes)), ("explain", "Service", len(names))):
+        if not n:  # --explain 0 / --rule-nodes 0: that half was not measured
+            continue
         base = best[f"{what} single"]
         print(f"{what} ({n} {unit}s): single-stack {base / n * 1000:.1f} ms/{unit}")
         for fam in ("IPv4", "IPv6"):

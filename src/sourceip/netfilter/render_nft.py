@@ -129,7 +129,7 @@ def _match_addr(m: Addr, family: str) -> str:
     if family != "inet" and not m.braces and len(m.nets) == 1:
         net = m.nets[0]
         if isinstance(net, IPv4Address | IPv6Address):  # the common case: one host
-            return _ADDR_HEAD[(family, m.field, m.negate)] + str(net)
+            return _ADDR_HEAD[(family, m.field, m.negate)] + ip_text(net)
     ipx = _family_prefix(family, m.nets[0] if m.nets else None)
     field = "saddr" if m.field == "src" else "daddr"
     if m.braces or len(m.nets) != 1:
@@ -399,8 +399,8 @@ def _set_line(prefix: str, s: NftSet) -> str:
 
 
 def _key_item(k: object) -> str:
-    if isinstance(k, IPv4Network | IPv6Network):
-        return _addr_text(k)
+    if isinstance(k, IPv4Network | IPv6Network | IPv4Address | IPv6Address):
+        return _addr_text(k)  # addresses by inet_ntop: str(IPv6Address) runs in Python
     return str(k)
 
 
