@@ -232,3 +232,10 @@ def test_cni_egress_masquerade_per_family() -> None:
         # pod -> ClusterIP -> a pod on another node: inside the pool, no CNI NAT
         assert seen["pod on node2 (no endpoint there) -> ClusterIP"][0].endswith(
             "(the client)")
+
+
+def test_ipv6_path_targets_are_bracketed() -> None:
+    """``[addr]:port`` for IPv6 targets (``fd00:10:96::100:80`` cannot be read back)."""
+    targets = [p.target for e in Explainer(load_example("dual-stack")).explain() for p in e.paths]
+    v6 = [t for t in targets if t.count(":") > 1]
+    assert v6 and all(t.startswith("[") and "]:" in t for t in v6), v6

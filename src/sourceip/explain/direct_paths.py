@@ -34,7 +34,7 @@ from sourceip.dataplane.topology import family_name
 from sourceip.dataplane.trace import Outcome, Trace
 from sourceip.dataplane.tracer import Start, Tracer
 from sourceip.explain.engine import Fix, PathResult, ServiceExplanation
-from sourceip.net.addr import IPAddress, parse_ip
+from sourceip.net.addr import IPAddress, host_port, parse_ip
 
 if TYPE_CHECKING:
     from sourceip.explain.engine import Explainer
@@ -328,8 +328,8 @@ def _explain_one(explainer: Explainer, tracer: Tracer, lst: _Listener, lsts: lis
         if start is None:
             return
         tr = _sockets(tracer.trace_flow(start, dst, port, proto,
-                                        target_desc=f"{dst}:{port}"), open_on)
-        p = explainer._path(kind, f"{title} ({how})", start, f"{dst}:{port}", nodes, tr)
+                                        target_desc=host_port(dst, port)), open_on)
+        p = explainer._path(kind, f"{title} ({how})", start, host_port(dst, port), nodes, tr)
         summary = f"{how}: {p.summary}"
         if explain_text and p.real_client is False:
             summary += f"; {explain_text}"

@@ -27,7 +27,7 @@ from sourceip.cluster import Cluster, EndpointSlice, Pod, Service, ServicePort
 from sourceip.dataplane.topology import Topology, family_name
 from sourceip.dataplane.trace import Outcome, Trace, fmt_prob
 from sourceip.dataplane.tracer import DEFAULT_EXTERNAL_IP, DEFAULT_EXTERNAL_IP6, Start, Tracer
-from sourceip.net.addr import IPAddress, parse_ip, parse_network
+from sourceip.net.addr import IPAddress, host_port, parse_ip, parse_network
 
 MAX_LISTED_NODES = 50
 # A clusterCIDR that leaves a client pod out (the first that does not hold it), per family.
@@ -301,7 +301,7 @@ class Explainer:
         bare_nodes = [g for g in groups if not g[0]]
         cip = next(ip for ip in svc.cluster_ips if ip.version == fam)
         paths: list[PathResult] = []
-        target = f"{cip}:{sp.port}"
+        target = host_port(cip, sp.port)
         proto = sp.protocol
 
         # pod -> ClusterIP, from a node with an endpoint and from one without
@@ -366,10 +366,10 @@ class Explainer:
             for _has_eps, nodes in vgroups:
                 start = self._external(tracer, fam)
                 tr = tracer.trace_flow(start, vip, sp.port, proto, via=nodes[0],
-                                       target_desc=f"{vip}:{sp.port}")
+                                       target_desc=host_port(vip, sp.port))
                 what = "LoadBalancer IP" if kind == "loadbalancer" else "externalIP"
                 p = self._path(kind, f"external -> {what} {vip} arriving at "
-                               f"{_nodes_label(nodes)}", start, f"{vip}:{sp.port}",
+                               f"{_nodes_label(nodes)}", start, host_port(vip, sp.port),
                                nodes, tr, svc=svc)
                 if kind == "loadbalancer" and plan is not None:
                     out = out_of_pool_title(plan, nodes)
@@ -398,9 +398,10 @@ class Explainer:
             src_nodes = (bare_nodes or ep_nodes)[0][1]
             start = self._client_pod(src_nodes[0], svc, fam)
             if start is not None:
-                tr = tracer.trace_flow(start, vip, sp.port, proto, target_desc=f"{vip}:{sp.port}")
+                tr = tracer.trace_flow(start, vip, sp.port, proto,
+                                       target_desc=host_port(vip, sp.port))
                 paths.append(self._path("pod-to-lb", f"pod on {src_nodes[0]} -> LoadBalancer "
-                                        f"IP {vip} (in-cluster)", start, f"{vip}:{sp.port}",
+                                        f"IP {vip} (in-cluster)", start, host_port(vip, sp.port),
                                         src_nodes, tr, svc=svc))
         if ingress and self.cluster.ingresses:
             from sourceip.explain.ingress_paths import ingress_paths
@@ -510,9 +511,9 @@ class Explainer:
                 name = pod.key if pod else f"(endpoint {ip})"
                 start = Start(kind="pod", name=name, ip=ip, node=ep.node_name, pod=pod)
                 tr = tracer.trace_flow(start, cip, sp.port, sp.protocol,
-                                       target_desc=f"{cip}:{sp.port}")
+                                       target_desc=host_port(cip, sp.port))
                 return self._path("hairpin", "an endpoint pod -> its own Service (hairpin)",
-                                  start, f"{cip}:{sp.port}", [ep.node_name], tr)
+                                  start, host_port(cip, sp.port), [ep.node_name], tr)
         return None
 
     def describe_source(self, o: Outcome, client_ip: IPAddress | None,
@@ -719,7 +720,7 @@ class Explainer:
                  tracer: Tracer) -> tuple[str, ...]:
         changes: list[str] = []
         cfg = self.cluster.kube_proxy
-        target = f"{cip}:{sp.port}"
+        target = host_port(cip, sp.port)
         if not cfg.masquerade_all:
             tr = self._tracer(svc, cip.version, masquerade_all=True).trace_flow(
                 start, cip, sp.port, sp.protocol)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sourceip.cluster import Service, ServicePort
 from sourceip.dataplane.trace import Hop, Outcome, Trace
-from sourceip.net.addr import IPAddress, parse_ip
+from sourceip.net.addr import IPAddress, host_port, parse_ip
 from sourceip.net.packet import FiveTuple
 
 MAX_TRACED_POOL = 20
@@ -120,7 +120,7 @@ def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IP
         else:
             dst = vip
             tr = tracer.trace_flow(src_start, vip, port, sp.protocol, via=node,
-                                   target_desc=f"{vip}:{port}")
+                                   target_desc=host_port(vip, port))
         hop_out = FiveTuple(proto=sp.protocol, src=src_ip, sport=40000, dst=dst, dport=port)
         if proxying:
             note = (f"proxies the connection to {node}:{port} from its own address {lb_src}"
@@ -138,13 +138,13 @@ def through_lb_path(explainer: Explainer, svc: Service, sp: ServicePort, vip: IP
         for o in tr.outcomes:
             outcomes.append(replace(o, probability=o.probability * weight,
                                     hops=(lb_hop, *o.hops)))
-    trace = Trace(source=client_start.describe(), target=f"{vip}:{sp.port}",
+    trace = Trace(source=client_start.describe(), target=host_port(vip, sp.port),
                   original=original, outcomes=tuple(_merge(outcomes)), notes=tuple(notes))
     lbd = plan.to_dict()
     how = f"{plan.mode} load balancer ({lbd.get('provider') or 'generic'})"
     lbd["client"] = str(client_ip)
     p: PathResult = explainer._path("through-lb", f"external -> LoadBalancer IP {vip} through "
-                                    f"the {how}", client_start, f"{vip}:{sp.port}",
+                                    f"the {how}", client_start, host_port(vip, sp.port),
                                     pool or [], trace, svc=svc)
     extra_fixes = [fix_cls(change=c, effect=e, side_effects=tuple(s))
                    for c, e, s in _lb_fixes(plan)]
