@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 
+from sourceip.net.addr import join_host_port
+
 __all__ = [
     "EXT_PREFIX",
     "b32_prefix",
@@ -98,7 +100,7 @@ def service_port_name(namespace: str, name: str, port_name: str = "") -> str:
 
 def endpoint_string(ip: str, port: int) -> str:
     """``BaseEndpointInfo.String()`` (``net.JoinHostPort``): ``ip:port``, ``[ip6]:port``."""
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return join_host_port(ip, port)
 
 
 # ----------------------------------------------------------------------------- iptables

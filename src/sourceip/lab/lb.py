@@ -32,6 +32,7 @@ from typing import Any
 
 from sourceip.cluster import Cluster, service_port_endpoints
 from sourceip.lab.model import LabLoadBalancer, LabProcess, LBCheck, Sysctl
+from sourceip.net.addr import join_host_port
 
 LB_TABLE = "sourceip-lb"
 HEALTHZ_PORT = 10256
@@ -55,13 +56,8 @@ def _predicted(nc: Any) -> str:
     return "open" if nc.open else "closed"
 
 
-def host_port(ip: str, port: int) -> str:
-    """``ip:port``, ``[ip]:port`` for IPv6 (what haproxy's ``server`` line reads)."""
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
 def split_host_port(target: str) -> tuple[str, str]:
-    """``(ip, port)`` of a ``host_port`` text."""
+    """``(ip, port)`` of a ``join_host_port`` text."""
     host, _, port = target.rpartition(":")
     return host.strip("[]"), port
 
@@ -191,7 +187,7 @@ def pool_config(lbs: tuple[LabLoadBalancer, ...] | list[LabLoadBalancer],
         else:
             send = {"v1": " send-proxy", "v2": " send-proxy-v2"}.get(lb.proxy_protocol or "", "")
             frontends += [f"frontend lb{k}", f"    # {lb.service}: {lb.title}",
-                          f"    bind {host_port(lb.vip, lb.port)}",
+                          f"    bind {join_host_port(lb.vip, lb.port)}",
                           f"    default_backend pool{k}",
                           f"backend pool{k}", "    balance roundrobin"]
             if lb.source_address:
@@ -247,10 +243,10 @@ def _plan_one(out: LBPlan, cluster: Cluster, svc: Any, fam: int,
         if lbp.target == "vip":
             target = nip
         elif lbp.target == "pod":
-            target = (host_port(eps_by_node[nc.node], lbp.target_port)
+            target = (join_host_port(eps_by_node[nc.node], lbp.target_port)
                       if nc.node in eps_by_node else "")
         else:
-            target = host_port(nip, lbp.target_port)
+            target = join_host_port(nip, lbp.target_port)
         kind = {"http": "http", "tcp": "tcp"}.get(nc.check.protocol, "none")
         check_ip = nip
         if nc.check.kind == "targetPort" and target:

@@ -57,6 +57,12 @@ def parse_port(value: object, *, allow_zero: bool = False) -> int:
     return value
 
 
+def join_host_port(host: str, port: int | str) -> str:
+    """Go's ``net.JoinHostPort``: ``host:port``, or ``[host]:port`` when the host text holds a
+    colon (an IPv6 address)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def host_port(addr: IPAddress, port: int) -> str:
     """``ip:port``, or ``[ip]:port`` for IPv6. The text of recent IPv4 pairs is kept (a trace
     formats the same endpoints again and again); an IPv6 pair is formatted each time, which
