@@ -29,7 +29,7 @@ from collections.abc import Callable
 from socket import inet_ntoa
 from typing import Any
 
-from sourceip.net.addr import ip_text
+from sourceip.net.addr import host_port, ip_text
 from sourceip.netfilter.ir import (
     Accept,
     Addr,
@@ -93,10 +93,7 @@ def _addr_text(a: Any) -> str:
 
 
 def _hostport(addr: Any, port: int | None) -> str:
-    text = ip_text(addr)
-    if port is None:
-        return text
-    return f"[{text}]:{port}" if addr.version == 6 else f"{text}:{port}"
+    return ip_text(addr) if port is None else host_port(addr, port)
 
 
 def _ports(ports: tuple[int | tuple[int, int], ...]) -> str:
