@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -109,18 +110,76 @@ def test_overall_nftables_1_36_is_upstreams() -> None:
     _same(golden_lines("nftables_1.36_overall.txt"), _nft(_overall_cluster_136(), "1.36"))
 
 
+def _base_rules_136() -> list[str]:
+    """baseRules of the 1.36 copy (jesseward/kubernetes 5ec89f49): the part of
+    nftables_1.36_overall.txt before its "# svc1" block."""
+    base = (GOLDEN / "nftables_1.36_overall.txt").read_text().split("\n# svc1\n")[0]
+    return [ln.strip() for ln in base.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
 def test_bad_ips_1_36_is_upstreams() -> None:
     """1.36's TestBadIPs (jesseward/kubernetes 5ec89f49): one LoadBalancer with an external IP,
     a source range and one local endpoint, on that copy's baseRules."""
     from test_nftables_fixtures import fake_cluster
 
-    base = (GOLDEN / "nftables_1.36_overall.txt").read_text().split("\n# svc1\n")[0]
-    want = [ln.strip() for ln in base.splitlines() if ln.strip() and not ln.startswith("#")]
     cluster = fake_cluster(
         [svc("ns1", "svc1", "172.30.0.41", type="LoadBalancer", node_port=3001, lb=("1.2.3.4",),
              external_ips=(ip("192.168.99.22"),), lb_source_ranges=(net("203.0.113.0/25"),))],
         [eps("ns1", "svc1", ep("10.180.0.1", TEST_NODE))])
-    _same(want + golden_lines("nftables_1.36_badips.txt"), _nft(cluster, "1.36"))
+    _same(_base_rules_136() + golden_lines("nftables_1.36_badips.txt"), _nft(cluster, "1.36"))
+
+
+def _startup_cluster(node: str) -> Cluster:
+    """TestSyncProxyRulesStartup's services and endpoints (every endpoint on ``node``)."""
+    from test_nftables_fixtures import fake_cluster
+
+    return fake_cluster(
+        [svc("ns1", "svc1", "172.30.0.41"),
+         svc("ns2", "svc2", "172.30.0.42", port=8080, port_name="p8080"),
+         svc("ns3", "svc3", "172.30.0.43")],
+        [eps("ns1", "svc1", ep("10.0.1.1", node), ep("10.0.1.2", node)),
+         eps("ns2", "svc2", ep("10.0.2.1", node), port=8080, port_name="p8080")])
+
+
+def _repeated_cluster(node: str) -> Cluster:
+    """TestSyncProxyRulesRepeated's state after "Add an endpoint to a service" (every
+    endpoint on ``node``)."""
+    from test_nftables_fixtures import fake_cluster
+
+    return fake_cluster(
+        [svc("ns1", "svc1", "172.30.0.41"), svc("ns3", "svc3", "172.30.0.43"),
+         svc("ns4", "svc4", "172.30.0.44")],
+        [eps("ns1", "svc1", ep("10.0.1.1", node)),
+         eps("ns3", "svc3", ep("10.0.3.2", node), ep("10.0.3.3", node)),
+         eps("ns4", "svc4", ep("10.0.4.1", node))])
+
+
+def test_sync_proxy_rules_startup_1_36_is_upstreams() -> None:
+    """1.36's TestSyncProxyRulesStartup (jesseward/kubernetes 5ec89f49): the state after the
+    sync, on that copy's baseRules; its endpoints are local, so all are hairpin-connections."""
+    _same(_base_rules_136() + golden_lines("nftables_1.36_startup.txt"),
+          _nft(_startup_cluster(TEST_NODE), "1.36"))
+
+
+def test_sync_proxy_rules_repeated_1_36_is_upstreams() -> None:
+    """1.36's TestSyncProxyRulesRepeated (jesseward/kubernetes 5ec89f49), the state after
+    "Add an endpoint to a service", on that copy's baseRules."""
+    _same(_base_rules_136() + golden_lines("nftables_1.36_repeated.txt"),
+          _nft(_repeated_cluster(TEST_NODE), "1.36"))
+
+
+@pytest.mark.parametrize(("golden", "cluster"), [
+    ("nftables_1.36_startup.txt", _startup_cluster),
+    ("nftables_1.36_repeated.txt", _repeated_cluster)])
+def test_sync_proxy_rules_1_36_goldens_can_fail(golden: str,
+                                                cluster: Callable[[str], Cluster]) -> None:
+    """The comparisons can fail: with the endpoints on another node (no hairpin-connections
+    elements) and in the 1.35 shape (endpoint chains), our rules differ from the golden."""
+    want = _base_rules_136() + golden_lines(golden)
+    with pytest.raises(AssertionError):
+        _same(want, _nft(cluster("other-node"), "1.36"))
+    with pytest.raises(AssertionError):
+        _same(want, _nft(cluster(TEST_NODE), "1.35"))
 
 
 @pytest.mark.parametrize("version", ["1.37", DEVELOPMENT_VERSION])

@@ -38,7 +38,10 @@ it holds and by imports that changed between cycles, named per golden file heade
     which imports ``k8s.io/utils/net/v2``, hold the same expected text).
   - 1.36: jesseward/kubernetes 5ec89f49a148ef4fe3e3ef231676f174caf47280
     (``nftables_1.36_overall.txt``: #135800 and #136499 in, #140723 not; its test gives every
-    endpoint a NodeName) and a real v1.36.2 node's listing (``nftables_1.36_node.txt``).
+    endpoint a NodeName) and a real v1.36.2 node's listing (``nftables_1.36_node.txt``);
+    the same copy's TestBadIPs, TestSyncProxyRulesStartup and TestSyncProxyRulesRepeated
+    ("Add an endpoint to a service") states: ``nftables_1.36_badips.txt``, ``_startup.txt``,
+    ``_repeated.txt``.
   - 1.37, master: **no test text**; 1.36's golden with PR #140723's description applied.
 
 * nftables base-chain layout (``nft_layout``, ``NFT_LAYOUTS``):
