@@ -94,11 +94,12 @@ iptables mode (``TestOverallIPTablesRules``, tests/kubeproxy/golden):
   counted by ``localhost_nps_accepted_pkts``), both in CHANGELOG-1.31 (its text as stored in
   the index, id 30191905148). Golden before them: danwinship/kubernetes ef85e122
   (``iptables_pre_nfacct_overall.txt``, master in the 1.31 cycle before #122812 merged: the
-  rules of 1.29-1.30, and of 1.31+ on a node without nfacct); after them: the stored copy of
-  kubernetes/kubernetes with index id 191206484 (``iptables_overall.txt``, commit not
-  recorded by the index), whose text jesseward/kubernetes 5ec89f49 (the 1.36 cycle) has
-  line for line. No other iptables rule difference between 1.29 and master was found
-  in the copies read; no copy of a 1.29 or 1.30 release branch was found.
+  rules of 1.29-1.30, and of 1.31+ on a node without nfacct); after them:
+  jesseward/kubernetes 5ec89f49 (``iptables_overall.txt``, the 1.36 cycle; a stored copy of
+  kubernetes/kubernetes, index id 191206484, with no commit recorded, has the same text). The
+  first sync of TestSyncProxyRulesRepeated (``iptables_sync_repeated_initial.txt``) is
+  danwinship/kubernetes ef85e122's text. No other iptables rule difference between 1.29 and
+  master was found in the copies read; no copy of a 1.29 or 1.30 release branch was found.
 """
 
 from __future__ import annotations
@@ -287,8 +288,7 @@ class Release:
     nft_firewall_element_comment: bool = False
     nft_golden: str | None = None
     ipt_nfacct_counters: bool = True
-    ipt_golden: str | None = ("kubernetes/kubernetes proxier_test.go (index id 191206484) = "
-                              "jesseward/kubernetes 5ec89f49")
+    ipt_golden: str | None = "jesseward/kubernetes 5ec89f49a148ef4fe3e3ef231676f174caf47280"
     ipvs_external_ip_local_set: bool = True
     ipvs_out_filter: bool = True
     ipvs_deprecated: bool = False
