@@ -13,21 +13,16 @@ were not read through the code index) are tested with small hand-written inputs 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from real_dump_helpers import cli, in_fresh_netns, node_trace
 
-from sourceip.cluster import Cluster, KubeProxyConfig, Node
-from sourceip.dataplane.trace import Trace
-from sourceip.dataplane.tracer import Tracer
 from sourceip.net.addr import parse_ip
 from sourceip.net.packet import FiveTuple, Packet
-from sourceip.netfilter.dumps import NodeDumps, load_node_dumps
+from sourceip.netfilter.dumps import load_node_dumps
 from sourceip.netfilter.evaluate import Branch, Evaluator
 
 REAL = Path(__file__).parent / "data" / "real"
@@ -37,25 +32,6 @@ KIND = REAL / "kind-v1.23.5.iptables-save"
 CATTLE = REAL / "rancher-cattle-docker.iptables-save"
 GATEWAY = REAL / "openvpn-gateway.iptables-save"
 ROUTER = REAL / "home-router-ppp0.iptables-save"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "400"}
-    return subprocess.run([sys.executable, "-m", "sourceip", *args], capture_output=True,
-                          text=True, timeout=120, env=env)
-
-
-def node_trace(dump: Path, node_ip: str, src: str, dst: str, dport: int,
-               proto: str = "tcp") -> tuple[NodeDumps, Trace]:
-    """What ``trace --dump DUMP --node-ip IP --node n --src --dst --dport`` computes, through
-    the library: a one-node cluster made from the dump alone."""
-    nd = load_node_dumps([str(dump)], [node_ip])
-    assert nd.ruleset is not None
-    mode = "nftables" if nd.mode == "nftables" else "iptables"
-    cluster = Cluster(nodes=(Node(name="n", internal_ips=nd.node_ips),),
-                      kube_proxy=KubeProxyConfig(mode=mode))
-    tracer = Tracer(cluster, rulesets={"n": nd.ruleset}, ipsets={"n": nd.ipsets})
-    return nd, tracer.trace_node("n", src, dst, dport, proto)
 
 
 def hook(dump: Path, name: str, src: str, dst: str, iif: str | None, oif: str | None,
@@ -237,15 +213,6 @@ def test_kind_node_ip_is_not_in_the_dump_and_says_so() -> None:
     assert "rules: kube-proxy iptables, before 1.24" in res.stdout
     assert "other chains: kubelet, docker, kind (kindnet)" in res.stdout
     assert "give --node-ip" in res.stdout and "192.0.2.1 (TEST-NET-1)" in res.stdout
-
-
-def in_fresh_netns(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a tool in a network namespace of its own (`unshare --net`), gone when it exits: the
-    root namespace's firewall is never touched."""
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare (util-linux) is not installed")
-    return subprocess.run(["unshare", "--net", *args], input=stdin, capture_output=True,
-                          text=True, timeout=60)
 
 
 @pytest.mark.tools
