@@ -489,6 +489,8 @@ class Tracer:
         seen = final.src
         if masq and route is not None:
             seen = route.src
+            if snat is None and node in self._interfaces_unknown:
+                notes.append(self._masquerade_address_note(route))
         elif snat is not None:
             seen = snat
         d: Disposition
@@ -573,6 +575,10 @@ class Tracer:
                 w.snat_node, w.snat_iface = node, route.oif
                 w.snat_step = next((s for s in reversed(b.steps)
                                     if s.kind in ("MASQUERADE", "SNAT")), None)
+                note = (self._masquerade_address_note(route) if b.snat_to is None
+                        and node in self._interfaces_unknown else None)
+                if note is not None and note not in w.notes:
+                    w.notes.append(note)
             for note in _branch_notes([b]):
                 if note not in w.notes:
                     w.notes.append(note)
@@ -610,6 +616,17 @@ class Tracer:
                           iif=pkt.iif, oif=route.oif if route else None,
                           hooks=shown, steps=tuple(steps), note=note + note_cni))
         return final
+
+    @staticmethod
+    def _masquerade_address_note(route: Route) -> str:
+        """What a masqueraded source stands for on a node whose interfaces are unknown (a
+        standalone dump): MASQUERADE takes the address of the interface the packet leaves by
+        (kernel ``nf_nat_masquerade_ipv4``: ``inet_select_addr(out, nexthop,
+        RT_SCOPE_UNIVERSE)``), and a dump does not say which interface that is."""
+        return (f"masqueraded to the address of the interface it leaves by; a dump does not "
+                f"name the node's interfaces, so {route.src} (the node's address) is shown: "
+                f"via a CNI bridge or tunnel device (cni0, flannel.1, ...) it is that "
+                f"device's address")
 
     def _cni_masquerades(self, node: str, t: FiveTuple, route: Route) -> bool:
         """Whether the CNI's egress NAT (``NetworkProfile.egressMasquerade``) masquerades

@@ -1,0 +1,145 @@
+"""Real Kubernetes nodes' dumps, round 3 (helper a: flannel, k3s, calico), traced standalone
+through the CLI (``trace --dump FILE --node-ip IP``, no cluster file). Sources: data/real/README.md.
+Each test's docstring derives the expected outcome by reading the dump; line numbers are the
+dump's own, and each test checks the exact list of dump lines the trace went through.
+
+A masqueraded source is shown as the node address given with --node-ip: MASQUERADE takes the
+address of the interface the packet leaves by, which no dump names (the trace says so in a
+note); on these nodes a packet leaving by the CNI bridge or the VXLAN device takes that
+device's address instead."""
+
+# ruff: noqa: E501  (dump lines are quoted whole)
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from real_dump_helpers import cli
+
+REAL = Path(__file__).parent / "data" / "real"
+FLANNEL = REAL / "kubeadm-v1.29.4-flannel.iptables-save"
+MASQ_NOTE = "masqueraded to the address of the interface it leaves by"
+
+
+def trace_json(dump: Path, node_ip: str, *args: str) -> dict[str, Any]:
+    """``sourceip trace --dump DUMP --node-ip NODE_IP ARGS -o json``, parsed."""
+    res = cli("trace", "--dump", str(dump), "--node-ip", node_ip, *args, "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def lines(outcome: dict[str, Any]) -> list[int | None]:
+    """The dump lines of every step of an outcome, in order (None: a chain's policy)."""
+    return [s["loc"]["line"] if s["loc"] else None
+            for h in outcome["hops"] for s in h["steps"]]
+
+
+def by_endpoint(doc: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
+    return {o["endpoint"]: o for o in doc["outcomes"]}
+
+
+# ----------------------------------------------------------------------------- flannel
+# kubeadm v1.29.4 control-plane node 192.168.157.133 (Docker + cri-dockerd), flannel VXLAN
+# with its default network 10.244.0.0/16; this node's pod subnet is 10.244.0.0/24 (FLANNEL-
+# POSTRTG line 104). service1 (10.108.64.11, ports 8080 and 3000) has three endpoints on the
+# worker (10.244.1.4-6); coredns runs here (10.244.0.4, 10.244.0.5).
+
+# the filter FORWARD walk of a NEW connection between pods that nothing marked: line 35
+# (KUBE-PROXY-FIREWALL, empty), 36 -> KUBE-FORWARD (57 INVALID, 58 mark, 59 ESTABLISHED: none
+# match), 37/38 (filter KUBE-SERVICES / KUBE-EXTERNAL-SERVICES, empty), 39 -> DOCKER-USER
+# returns (53), 40 -> DOCKER-ISOLATION-STAGE-1 returns (50: not from docker0), 41-44 need
+# docker0, 45 -> FLANNEL-FWD, 54 accepts any source in 10.244.0.0/16
+FLANNEL_FORWARD_POD = [35, 36, 37, 38, 39, 53, 40, 50, 45, 54]
+# nat POSTROUTING of an unmarked pod packet to a pod: 99 -> KUBE-POSTROUTING returns (110, no
+# 0x4000 mark), 100 is Docker's (-s 172.17.0.0/16), 101 -> FLANNEL-POSTRTG, 104 returns
+# (-s 10.244.0.0/24 -d 10.244.0.0/16: from this node's pods to any pod)
+FLANNEL_POST_POD_TO_POD = [99, 110, 101, 104]
+
+
+def test_flannel_pod_to_cluster_ip_keeps_its_address_across_nodes() -> None:
+    """A pod here (10.244.0.7) to service1:downloader 10.108.64.11:3000. nat PREROUTING line 95
+    -> KUBE-SERVICES; line 144 -> KUBE-SVC-XFIT55N4IPARHPG5, whose line 157 `! -s
+    10.244.0.0/16` does not mark a pod; line 158 (probability 0.33333333349) ->
+    KUBE-SEP-LADV24EFL6BSD2AA DNAT 10.244.1.4:3000 (line 126), else line 159 (0.5 of the
+    rest) -> DNAT 10.244.1.5:3000 (line 124), else line 160 -> 10.244.1.6:3000 (line 118).
+    FORWARD accepts it at FLANNEL-FWD line 54, FLANNEL-POSTRTG line 104 returns: the
+    worker's pods see 10.244.0.7, each with probability 0.33333333349 or
+    (1 - 0.33333333349) / 2 = 0.333333333255. Nothing undecidable: all certain."""
+    doc = trace_json(FLANNEL, "192.168.157.133", "--node", "n", "--src", "10.244.0.7",
+                     "--dst", "10.108.64.11", "--dport", "3000")
+    assert doc["dump"]["cni"] == ["docker", "flannel", "kubelet"]
+    assert doc["dump"]["kube_proxy"].startswith("kube-proxy iptables, 1.25+ rule shape")
+    got = by_endpoint(doc)
+    assert sorted(got) == ["10.244.1.4:3000", "10.244.1.5:3000", "10.244.1.6:3000"]
+    for ep, prob, svc_rule, dnat in (("10.244.1.4:3000", 0.33333333349, 158, 126),
+                                     ("10.244.1.5:3000", 0.333333333255, 159, 124),
+                                     ("10.244.1.6:3000", 0.333333333255, 160, 118)):
+        o = got[ep]
+        assert (o["disposition"], o["probability"], o["masquerade"], o["seen_source"],
+                o["certain"]) == ("delivered", prob, False, "10.244.0.7", True)
+        assert lines(o) == [95, 144, svc_rule, dnat, *FLANNEL_FORWARD_POD,
+                            *FLANNEL_POST_POD_TO_POD]
+
+
+def test_flannel_outside_client_to_cluster_ip_is_masqueraded_by_kube_proxy() -> None:
+    """An off-cluster client 198.51.100.7 to service1:fileserver 10.108.64.11:8080 routed to
+    this node: line 143 -> KUBE-SVC-YJOPSEYCAQBFRA2J, whose line 161 `! -s 10.244.0.0/16 ...
+    -j KUBE-MARK-MASQ` marks it (line 109 sets 0x4000); lines 162/163/164 pick
+    10.244.1.4/.5/.6:8080 (DNAT lines 116/114/120). FORWARD: KUBE-FORWARD line 58 accepts the
+    marked packet. nat POSTROUTING line 99 -> KUBE-POSTROUTING: the mark is set, line 111
+    clears it and line 112 masquerades (`--random-fully`), before flannel's chain (line 101)
+    is reached. The pod sees the node, not the client; the trace notes that the address is
+    the outgoing interface's (here flannel.1's, toward the worker), which the dump does not
+    give."""
+    doc = trace_json(FLANNEL, "192.168.157.133", "--from", "external=198.51.100.7",
+                     "--to", "10.108.64.11:8080")
+    got = by_endpoint(doc)
+    assert sorted(got) == ["10.244.1.4:8080", "10.244.1.5:8080", "10.244.1.6:8080"]
+    for ep, svc_rule, dnat in (("10.244.1.4:8080", 162, 116), ("10.244.1.5:8080", 163, 114),
+                               ("10.244.1.6:8080", 164, 120)):
+        o = got[ep]
+        assert (o["masquerade"], o["certain"]) == (True, True)
+        assert o["seen_source"] != "198.51.100.7"
+        assert any(n.startswith(MASQ_NOTE) for n in o["notes"])
+        assert lines(o) == [95, 143, 161, 109, svc_rule, dnat, 35, 36, 58, 99, 111, 112]
+
+
+def test_flannel_pod_to_internet_is_masqueraded_by_flannel() -> None:
+    """A pod here to 8.8.8.8:443: no Service rule matches (KUBE-SERVICES' NodePort jump, line
+    145, needs a LOCAL destination), FLANNEL-FWD line 54 accepts it; nat POSTROUTING:
+    KUBE-POSTROUTING returns (line 110), FLANNEL-POSTRTG lines 103-106 do not match (no mark;
+    the destination is no pod) and line 107 `-s 10.244.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE
+    --random-fully` masquerades it: the far end sees the node (its uplink address,
+    192.168.157.133). Certain."""
+    doc = trace_json(FLANNEL, "192.168.157.133", "--node", "n", "--src", "10.244.0.7",
+                     "--dst", "8.8.8.8", "--dport", "443")
+    (o,) = doc["outcomes"]
+    assert (o["disposition"], o["masquerade"], o["seen_source"], o["certain"]) == \
+        ("passed", True, "192.168.157.133", True)
+    assert lines(o) == [95, *FLANNEL_FORWARD_POD, 99, 110, 101, 107]
+
+
+def test_flannel_coredns_hairpin_is_masqueraded_the_other_replica_is_not() -> None:
+    """coredns 10.244.0.4 asks kube-dns 10.96.0.10:53/udp (line 142 -> KUBE-SVC-TCOU7JCQXEZGVUNU):
+    with probability 0.5 line 155 picks itself, KUBE-SEP-WXWGHGKZOCNYRYI7, whose line 137
+    `-s 10.244.0.4/32 -j KUBE-MARK-MASQ` marks the hairpin before the DNAT (line 138);
+    KUBE-FORWARD line 58 accepts and KUBE-POSTROUTING line 112 masquerades it: the pod does
+    not see its own address (really the cni0 bridge's, 10.244.0.1; the trace notes it).
+    Otherwise line 156 -> 10.244.0.5:53 (line 130), unmarked: flannel's line 104 returns and
+    10.244.0.5 sees 10.244.0.4."""
+    doc = trace_json(FLANNEL, "192.168.157.133", "--node", "n", "--src", "10.244.0.4",
+                     "--dst", "10.96.0.10", "--dport", "53", "--proto", "udp")
+    got = by_endpoint(doc)
+    assert sorted(got) == ["10.244.0.4:53", "10.244.0.5:53"]
+    self_, other = got["10.244.0.4:53"], got["10.244.0.5:53"]
+    assert (self_["probability"], self_["masquerade"], self_["certain"]) == (0.5, True, True)
+    assert self_["seen_source"] != "10.244.0.4"
+    assert any(n.startswith(MASQ_NOTE) for n in self_["notes"])
+    assert lines(self_) == [95, 142, 155, 137, 109, 138, 35, 36, 58, 99, 111, 112]
+    assert (other["probability"], other["masquerade"], other["seen_source"],
+            other["certain"]) == (0.5, False, "10.244.0.4", True)
+    assert not other["notes"]
+    assert lines(other) == [95, 142, 156, 130, *FLANNEL_FORWARD_POD, *FLANNEL_POST_POD_TO_POD]
