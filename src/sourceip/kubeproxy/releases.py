@@ -12,14 +12,36 @@ it holds and by imports that changed between cycles, named per golden file heade
 * TestOverallNFTablesRules text per release (tests/kubeproxy/golden, checked in
   test_releases.py):
 
-  - 1.29: **none found.** The stored copies older than 1.30's text (tnqn/kubernetes e2526fc0
-    and d846dce5, aroradaman/kubernetes 8ed17af4) are branches of the 1.30-cycle PRs #122296 /
-    #122614 / #122692 (each mid-change: a per-service firewall chain without firewall-check, a
-    ``firewall`` set, service CIDRs from ``OnServiceCIDRsChanged``), not a release. They show
-    what 1.29 had: a ``forward`` chain with ``ct state invalid drop`` jumped from
-    ``filter-forward`` (modelled, see ``dnat-1``) and LoadBalancerSourceRanges through
-    ``firewall`` sets (not modelled: the row's firewall handling is 1.30's). The ``dnat-1``
-    row stays inferred.
+  - 1.29: **none found.** The stored copies older than 1.30's text are branches of 1.30-cycle
+    pull requests, not a release: aroradaman/kubernetes 8ed17af4 (service CIDRs from
+    ``OnServiceCIDRsChanged``) already has 1.30's -110 chains and
+    ``firewall-ips`` map, so says nothing of 1.29; the two tnqn/kubernetes copies still have
+    the priority -101 filter chains and the ``forward`` chain with ``ct state invalid drop``
+    jumped from ``filter-forward`` (modelled, see ``dnat-1``) but handle
+    LoadBalancerSourceRanges in two different ways (TestOverallNFTablesRules, svc5):
+
+    - d846dce52412b37356bfd22c0698aa5b6dbad68a: ``add set ip kube-proxy firewall { type
+      ipv4_addr . inet_proto . inet_service ; ... }``, ``filter-forward``/``-input``/
+      ``-output`` each ``ct state new jump firewall-check``, ``firewall-check ip daddr . meta
+      l4proto . th dport @firewall drop comment "LoadBalancer traffic not accepted by
+      LoadBalancerSourceRanges"``, ``service-ips { 5.6.7.8 . tcp . 80 : goto
+      firewall-HVFWP5L3-ns5/svc5/tcp/p80 }`` whose chain holds only ``ip saddr {
+      203.0.113.0/25 } goto external-HVFWP5L3-ns5/svc5/tcp/p80 comment "LoadBalancer traffic
+      allowed by LoadBalancerSourceRanges"``, and ``add element ip kube-proxy firewall {
+      5.6.7.8 . tcp . 80 comment "ns5/svc5:p80" }``: an allowed client is DNATed in nat,
+      a refused one keeps the LB address and is dropped by the post-DNAT firewall-check.
+    - e2526fc067a0039b8d78c4f2841faac9bc6ec960: no ``firewall`` set and no ``firewall-check``
+      at all; the same per-service chain reached from ``service-ips`` ends with ``drop
+      comment "LoadBalancer traffic not accepted by LoadBalancerSourceRanges"`` (a drop in
+      the nat path).
+
+    Both designs make LoadBalancerSourceRanges work with filter chains after DNAT, so each
+    looks like a fix under review, not the released alpha (which #122614's account says was
+    broken: firewall-check ran after DNAT), and they disagree with each other. The 1.29
+    firewall shape therefore cannot be established from the stored copies: the row keeps
+    1.30's ``firewall-ips`` handling behind 1.29's layout (refused LB traffic is not dropped,
+    as tests/kubeproxy/test_releases.py's NOT_IN_RELEASE records), and the ``dnat-1`` row
+    stays inferred.
   - 1.30: openshift/kubernetes 84a2e12f4ce83374e4ec7214855ca801c86f3957
     (``nftables_1.30_overall.txt``): #122614 + #122692 in, one ``endpoints-check``, nodeports by
     ``fib daddr type local`` when nodePortAddresses is unset.
@@ -47,9 +69,10 @@ it holds and by imports that changed between cycles, named per golden file heade
 * nftables base-chain layout (``nft_layout``, ``NFT_LAYOUTS``):
 
   - ``dnat-1`` (1.29, the alpha): filter chains on input/forward/output at DNAT priority - 1,
-    firewall and endpoint checks in all three (#122614's description of what it changed), and
-    ``filter-forward jump forward`` to ``ct state invalid drop`` (in both tnqn/kubernetes
-    copies of the 1.30 cycle, placed as they place it; #122663, 1.30 cycle, removed it).
+    firewall and endpoint checks in all three (#122614's description of what it changed; the
+    tnqn/kubernetes d846dce5 copy has exactly these jumps), and ``filter-forward jump
+    forward`` to ``ct state invalid drop`` (in both tnqn/kubernetes copies of the 1.30 cycle,
+    placed as they place it; #122663, 1.30 cycle, removed it).
   - ``dnat-10-single-check`` (1.30): ``filter-prerouting``/``-input``/``-forward``/``-output``
     at -110, ``filter-output-post-dnat`` at -90 (#122614, #122692), one ``endpoints-check``.
   - ``dnat-10`` (1.31-1.33): as 1.30 with the endpoint checks split.
