@@ -143,3 +143,118 @@ def test_flannel_coredns_hairpin_is_masqueraded_the_other_replica_is_not() -> No
             other["certain"]) == (0.5, False, "10.244.0.4", True)
     assert not other["notes"]
     assert lines(other) == [95, 142, 156, 130, *FLANNEL_FORWARD_POD, *FLANNEL_POST_POD_TO_POD]
+
+
+# ----------------------------------------------------------------------------- k3s
+# k3s v1.30.6+k3s1 single node "pi" (Raspberry Pi, 192.168.1.105), iptables v1.8.10 (nf_tables):
+# flannel (10.42.0.0/16, this node 10.42.0.0/24), k3s' embedded kube-router network-policy
+# controller (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-DEFAULT: no NetworkPolicy, so every
+# pod's chain ends in the default "allow" marks), CNI portmap chains, NetBird's wt0 rules, and
+# Traefik on the host network with externalIP 100.90.167.160 (the node's wt0 address).
+K3S = REAL / "k3s-v1.30.6-flannel-kube-router.iptables-save"
+
+# KUBE-ROUTER-FORWARD sends a packet to a pod's chain twice: once by address (e.g. line 176)
+# and once more by address with `-m physdev --physdev-is-bridged` (line 177). Whether a packet
+# is bridged depends on the node's bridge ports, which a dump does not list: the physdev rules
+# are undecidable and fork the trace. Both branches go through the same chain, whose rules
+# only mark (KUBE-NWPLCY-DEFAULT line 72 sets 0x10000, the chain's last two rules clear it and
+# set 0x20000), so every branch reaches FORWARD line 56 (`--mark 0x20000/0x20000 -j ACCEPT`).
+K3S_FORWARD_TAIL = [52, 53, 54, 55, 56]
+
+
+def test_k3s_pod_to_cluster_ip_forks_on_physdev_and_is_delivered_either_way() -> None:
+    """ytdl 10.42.0.51 to redis 10.43.111.105:6379. nat PREROUTING line 303 -> KUBE-SERVICES;
+    line 365 -> KUBE-SVC-OKJCEJEOAS2LLIDR, whose first rule (`! -s 10.42.0.0/16`) does not
+    mark a pod; line 393 -> KUBE-SEP-GP4EVLOCJ42DFVEM, DNAT 10.42.0.11:6379 (line 348).
+    FORWARD line 49 -> KUBE-ROUTER-FORWARD: line 176 (`-d 10.42.0.11/32`) -> redis' chain
+    KUBE-POD-FW-4BDGZEWEU32YM75H (line 77 -> KUBE-NWPLCY-DEFAULT line 72, then lines 80, 81);
+    line 177 is the same jump with `--physdev-is-bridged` (undecidable); line 206
+    (`-s 10.42.0.51/32`) -> ytdl's chain KUBE-POD-FW-KGZXVWTG6NN7TQSS (121 -> 72, 125, 126);
+    line 207 its physdev twin. Lines 52-55 do not decide (no 0x4000 mark, empty chains), line
+    56 accepts on 0x20000. POSTROUTING: 307 (CNI-HOSTPORT-MASQ needs 0x2000), 308 ->
+    KUBE-POSTROUTING returns at 332, 309 -> FLANNEL-POSTRTG returns at 313 (pod to pod).
+    Four branches (177 and 207 matching or not), each delivered to 10.42.0.11:6379 with the
+    pod's own address and each uncertain, naming lines 177 and 207."""
+    doc = trace_json(K3S, "192.168.1.105", "--node", "n", "--src", "10.42.0.51",
+                     "--dst", "10.43.111.105", "--dport", "6379")
+    assert doc["dump"]["files"][0]["description"] == "iptables-save (nf_tables back end)"
+    assert doc["dump"]["cni"] == ["flannel", "kubelet", "kube-router", "CNI plugins (portmap/bridge)"]
+    outcomes = doc["outcomes"]
+    assert len(outcomes) == 4
+    for o in outcomes:
+        assert (o["disposition"], o["endpoint"], o["probability"], o["masquerade"],
+                o["seen_source"], o["certain"]) == \
+            ("delivered", "10.42.0.11:6379", 1.0, False, "10.42.0.51", False)
+        assert [d.rsplit(":", 1)[1] for d in o["depends_on"]] == ["177)", "207)"]
+        assert all("--physdev-is-bridged" in d for d in o["depends_on"])
+    paths = {tuple(a["matches"] for a in o["assumptions"]): lines(o) for o in outcomes}
+    redis, ytdl = [77, 72, 80, 81], [121, 72, 125, 126]
+    nat, post = [303, 365, 393, 348], [307, 308, 332, 309, 313]
+    assert paths[(False, False)] == [*nat, 49, 176, *redis, 206, *ytdl, *K3S_FORWARD_TAIL, *post]
+    assert paths[(True, True)] == [*nat, 49, 176, *redis, 177, *redis, 206, *ytdl, 207, *ytdl,
+                                   *K3S_FORWARD_TAIL, *post]
+
+
+def test_k3s_netbird_peer_to_traefik_external_ip_sees_the_client() -> None:
+    """A NetBird peer 100.90.149.44 to Traefik's externalIP 100.90.167.160:443 (the write-up's
+    own flow). Line 303 -> KUBE-SERVICES, line 364 (`-d 100.90.167.160/32 ... --dport 443`) ->
+    KUBE-EXT-CVG3OEGEH7H5P3HQ: line 320 marks it for masquerade (328 sets 0x4000), line 321 ->
+    KUBE-SVC-CVG3OEGEH7H5P3HQ, whose line 383 -> KUBE-SEP-QEVIGMRENYKM2NRG, DNAT
+    192.168.1.105:443 (line 358): Traefik runs on the host network, so the packet is for the
+    node itself. INPUT: KUBE-ROUTER-INPUT (line 42) has nothing for it, line 43 wants wt0,
+    lines 44-47 decide nothing, the policy accepts. A locally delivered packet never reaches
+    nat POSTROUTING, so the 0x4000 mark masquerades nothing: Traefik sees the peer's address.
+    Certain: no physdev rule is on the INPUT path."""
+    doc = trace_json(K3S, "192.168.1.105", "--from", "external=100.90.149.44",
+                     "--to", "100.90.167.160:443")
+    (o,) = doc["outcomes"]
+    assert (o["disposition"], o["endpoint"], o["masquerade"], o["seen_source"],
+            o["certain"]) == ("delivered", "192.168.1.105:443", False, "100.90.149.44", True)
+    assert lines(o) == [303, 364, 320, 328, 321, 383, 358, 42, 44, 45, 46, 47]
+
+
+def test_k3s_node_port_from_outside_is_masqueraded_by_kube_proxy() -> None:
+    """An outside client to the registry's NodePort 192.168.1.105:30500: line 379 (`--dst-type
+    LOCAL`) -> KUBE-NODEPORTS, line 330 -> KUBE-EXT-UHY5YTYXWYGJMWN5 (324 marks, 328), 325 ->
+    KUBE-SVC-UHY5YTYXWYGJMWN5, line 401 -> KUBE-SEP-47TYL3K3JWJ36POJ, DNAT 10.42.0.10:5000
+    (line 338). FORWARD: line 208 -> the registry pod's chain (104 -> 72, 107, 108), its physdev
+    twin line 209 undecidable; KUBE-FORWARD line 67 accepts the 0x4000-marked packet.
+    POSTROUTING: line 307's chain needs 0x2000, KUBE-POSTROUTING keeps the marked packet,
+    clears the mark (333) and masquerades it (334): the registry sees the node, not the
+    client (the cni0 bridge's address on the real node; the trace notes it). Two branches
+    (209 matching or not), both so."""
+    doc = trace_json(K3S, "192.168.1.105", "--from", "external=198.51.100.7",
+                     "--to", "192.168.1.105:30500")
+    assert len(doc["outcomes"]) == 2
+    registry = [104, 72, 107, 108]
+    head, tail = [303, 379, 330, 324, 328, 325, 401, 338, 49, 208, *registry], \
+        [52, 53, 67, 307, 308, 333, 334]
+    for o in doc["outcomes"]:
+        assert (o["disposition"], o["endpoint"], o["masquerade"], o["certain"]) == \
+            ("delivered", "10.42.0.10:5000", True, False)
+        assert o["seen_source"] != "198.51.100.7"
+        assert any(n.startswith(MASQ_NOTE) for n in o["notes"])
+        (dep,) = o["depends_on"]
+        assert dep.endswith(f"({K3S}:209)")
+        (a,) = o["assumptions"]
+        assert lines(o) == ([*head, 209, *registry, *tail] if a["matches"] else [*head, *tail])
+
+
+def test_k3s_pod_to_internet_is_masqueraded_by_flannel() -> None:
+    """ytdl-worker 10.42.0.52 to 1.1.1.1:443: no Service rule (line 379 needs a LOCAL
+    destination); FORWARD line 198 (`-s 10.42.0.52/32`) -> its chain
+    KUBE-POD-FW-5SIOAJNH6ODJP6UR (85 -> 72, 89, 90), physdev twin line 199 undecidable, line 56
+    accepts on 0x20000. POSTROUTING: KUBE-POSTROUTING returns (332), FLANNEL-POSTRTG line 316
+    (`-s 10.42.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully`) masquerades it."""
+    doc = trace_json(K3S, "192.168.1.105", "--node", "n", "--src", "10.42.0.52",
+                     "--dst", "1.1.1.1", "--dport", "443")
+    assert len(doc["outcomes"]) == 2
+    worker = [85, 72, 89, 90]
+    for o in doc["outcomes"]:
+        assert (o["disposition"], o["masquerade"], o["seen_source"], o["certain"]) == \
+            ("passed", True, "192.168.1.105", False)
+        (a,) = o["assumptions"]
+        assert o["depends_on"][0].endswith(f"({K3S}:199)")
+        twin = [199, *worker] if a["matches"] else []
+        assert lines(o) == [303, 49, 198, *worker, *twin, *K3S_FORWARD_TAIL,
+                            307, 308, 332, 309, 316]
