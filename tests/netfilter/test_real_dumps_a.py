@@ -258,3 +258,111 @@ def test_k3s_pod_to_internet_is_masqueraded_by_flannel() -> None:
         twin = [199, *worker] if a["matches"] else []
         assert lines(o) == [303, 49, 198, *worker, *twin, *K3S_FORWARD_TAIL,
                             307, 308, 332, 309, 316]
+
+
+# ----------------------------------------------------------------------------- calico
+# A kubeadm node "mac-k8s" (192.168.191.153) with calico in VXLAN mode (pool 192.168.0.0/16,
+# this node's pods 192.168.185.x, the vxlan.calico device 192.168.185.0) and kube-proxy
+# switched to ipvs mode: its nat table (`iptables-save -t nat`, after `iptables -F -t nat`
+# and kube-proxy's resync: the old iptables-mode chains are declared but empty) and the
+# `ipvsadm -L -n` the same write-up printed next. No `ipset save` was published, so every
+# `-m set` rule (kube-proxy's KUBE-CLUSTER-IP / KUBE-NODE-PORT-TCP / KUBE-LOOP-BACK, calico's
+# natOutgoing pools) is undecidable: the trace forks on each and names it.
+CALICO_NAT = REAL / "calico-vxlan-ipvs-nat.iptables-save"
+CALICO_IPVS = REAL / "calico-vxlan-ipvs.ipvsadm-Ln.txt"
+
+
+def calico_trace(*args: str) -> dict[str, Any]:
+    res = cli("trace", "--dump", str(CALICO_NAT), "--dump", str(CALICO_IPVS),
+              "--node-ip", "192.168.191.153", *args, "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def assumed(o: dict[str, Any]) -> dict[int, bool]:
+    """The undecided rules of an outcome, by dump line: assumed to match or not."""
+    return {int(a["rule"].rsplit(":", 1)[1].rstrip(")")): a["matches"] for a in o["assumptions"]}
+
+
+def test_calico_ipvs_pod_to_cluster_ip_forks_on_every_set_rule() -> None:
+    """A pod 192.168.185.20 to nginx-basic 10.100.49.21:80. nat PREROUTING: line 44 ->
+    cali-PREROUTING -> cali-fip-dnat (line 65, empty); line 45 -> KUBE-SERVICES: line 58 (`!
+    -s 192.168.0.0/16`) cannot match a pod; line 59 `--dst-type LOCAL` matches (ipvs mode
+    binds every ClusterIP to kube-ipvs0) -> KUBE-NODE-PORT, whose line 53 needs set
+    KUBE-NODE-PORT-TCP (undecided; matching, it marks 0x4000 at line 52); line 60 (set
+    KUBE-CLUSTER-IP, undecided) accepts or not, the same either way. IPVS (the ipvsadm dump):
+    virtual server TCP 10.100.49.21:80 rr over 192.168.185.13/.14/.15:80, 1/3 each.
+    POSTROUTING: line 48 -> cali-POSTROUTING (62 empty, 63 -> cali-nat-outgoing: line 66,
+    the natOutgoing pools' sets, undecided: matching, it masquerades); line 49 ->
+    KUBE-POSTROUTING: line 54 (set KUBE-LOOP-BACK, undecided) masquerades, else line 55
+    returns an unmarked packet and lines 56/57 masquerade a marked one.
+    So 2 x 2 x 3 assumption sets x 3 endpoints = 36 outcomes, all uncertain. The pod keeps its
+    address exactly when none of 53, 66, 54 matches, which is what the node really does
+    (31195 is the only NodePort, the destination is in calico's pools, the client is no
+    endpoint) — but only an `ipset save` could say so."""
+    doc = calico_trace("--node", "n", "--src", "192.168.185.20", "--dst", "10.100.49.21",
+                       "--dport", "80")
+    assert doc["dump"]["kube_proxy"] == "kube-proxy ipvs mode (10 IPVS virtual servers)"
+    assert "calico" in doc["dump"]["cni"]
+    outcomes = doc["outcomes"]
+    assert len(outcomes) == 36
+    eps = ["192.168.185.13:80", "192.168.185.14:80", "192.168.185.15:80"]
+    for o in outcomes:
+        a = assumed(o)
+        assert o["disposition"] == "delivered" and o["endpoint"] in eps
+        assert o["probability"] == 1 / 3 and o["certain"] is False
+        assert list(a)[:3] == [53, 60, 66] and (54 in a) == (not a[66])
+        masq = a[53] or a[66] or a.get(54, False)
+        assert o["masquerade"] is masq
+        assert o["seen_source"] == ("192.168.191.153" if masq else "192.168.185.20")
+    kept = [o for o in outcomes if not o["masquerade"]]
+    assert sorted(o["endpoint"] for o in kept) == sorted(eps * 2)  # line 60 either way
+    for o in kept:
+        ipvs = [None, None]  # the virtual server and its DNAT: IPVS steps, no dump line
+        accept = [60] if assumed(o)[60] else []
+        assert lines(o) == [44, 65, 45, 59, *accept, *ipvs, 48, 62, 63, 49, 55]
+
+
+def test_calico_ipvs_pod_to_internet_depends_on_calico_nat_outgoing() -> None:
+    """A pod to 8.8.8.8:443: no virtual server; line 60 (KUBE-CLUSTER-IP) undecided and
+    harmless. POSTROUTING: calico's natOutgoing rule (line 66: source in
+    cali40masq-ipam-pools, destination not in cali40all-ipam-pools) decides whether the pod is
+    masqueraded — the question the issue says was answered "no masquerade" for certain.
+    Not matching, the vxlan.calico rule (line 64) needs that output device, and
+    KUBE-POSTROUTING's line 54 (KUBE-LOOP-BACK) is the only other masquerade of an unmarked
+    packet. Six outcomes, all uncertain, masqueraded exactly when 66 or 54 is assumed to
+    match."""
+    doc = calico_trace("--node", "n", "--src", "192.168.185.20", "--dst", "8.8.8.8",
+                       "--dport", "443")
+    outcomes = doc["outcomes"]
+    assert len(outcomes) == 6
+    for o in outcomes:
+        a = assumed(o)
+        assert (o["disposition"], o["certain"]) == ("passed", False)
+        assert list(a)[:2] == [60, 66]
+        masq = a[66] or a.get(54, False)
+        assert o["masquerade"] is masq
+        assert o["seen_source"] == ("192.168.191.153" if masq else "192.168.185.20")
+        tail = [66] if a[66] else [49, 54] if a[54] else [49, 55]
+        assert lines(o) == [44, 65, 45, *([60] if a[60] else []), 48, 62, 63, *tail]
+
+
+def test_calico_ipvs_node_port_from_outside() -> None:
+    """An outside client to the NodePort 192.168.191.153:31195: line 58 (`! -s
+    192.168.0.0/16` holds for it; set KUBE-CLUSTER-IP undecided) may mark it, line 59 ->
+    KUBE-NODE-PORT line 53 (set KUBE-NODE-PORT-TCP, undecided) may mark it, then IPVS's
+    virtual server TCP 192.168.191.153:31195 rr picks a pod. A marked packet is masqueraded
+    by KUBE-POSTROUTING (56, 57) if calico's line 66 did not already; so whenever 58 or 53
+    is assumed to match, the pod sees the node. The ipvsadm dump lists the virtual server on
+    every node address (172.17.0.1, 192.168.185.0, 192.168.191.153)."""
+    doc = calico_trace("--from", "external=198.51.100.7", "--to", "192.168.191.153:31195")
+    outcomes = doc["outcomes"]
+    assert {o["endpoint"] for o in outcomes} == \
+        {"192.168.185.13:80", "192.168.185.14:80", "192.168.185.15:80"}
+    for o in outcomes:
+        a = assumed(o)
+        assert o["certain"] is False and list(a)[:2] == [58, 53]
+        if a[58] or a[53]:
+            assert o["masquerade"] is True and o["seen_source"] == "192.168.191.153"
+    assert any(not o["masquerade"] and o["seen_source"] == "198.51.100.7" for o in outcomes)
