@@ -136,3 +136,33 @@ def test_old_flags_work_standalone() -> None:
               "--to", "10.96.0.10:53", "--proto", "udp")
     assert res.returncode == 0, res.stderr
     assert "10.244.0.3:53" in res.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--example", "seed", "--from", "external", "--to", "node/node1:30080"),
+     "--node-ip and --node-interface go with --dump"),
+    (("--example", "seed", "--dump", str(DNS), "--node", "node1", "--src", "10.0.0.11",
+      "--dst", "10.96.0.10", "--dport", "53"),
+     "--node-interface goes with --dump on its own"),
+])
+def test_node_interface_is_for_a_standalone_dump(args: tuple[str, ...], words: str) -> None:
+    res = run("trace", "--node-interface", "ens5", *args)
+    assert res.returncode == 2, res.stdout
+    assert words in res.stderr
+
+
+def test_node_interface_is_checked_and_noted() -> None:
+    """Unnamed, the uplink is a guess and the dump's head says so; a name that cannot be a
+    Linux interface is refused (exit 1, no traceback)."""
+    res = run("trace", "--dump", str(DNS), "--from", "external", "--to", "10.96.0.10:53",
+              "--proto", "udp")
+    assert res.returncode == 0, res.stderr
+    assert "note: the node's uplink name is not known (eth0 stands in for it)" in res.stdout
+    named = run("trace", "--dump", str(DNS), "--node-interface", "ens5", "--from", "external",
+                "--to", "10.96.0.10:53", "--proto", "udp")
+    assert named.returncode == 0, named.stderr
+    assert "uplink name is not known" not in named.stdout
+    bad = run("trace", "--dump", str(DNS), "--node-interface", "a/b", "--from", "external",
+              "--to", "10.96.0.10:53", "--proto", "udp")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "not a Linux interface name" in bad.stderr

@@ -161,6 +161,36 @@ K3S = REAL / "k3s-v1.30.6-flannel-kube-router.iptables-save"
 # set 0x20000), so every branch reaches FORWARD line 56 (`--mark 0x20000/0x20000 -j ACCEPT`).
 K3S_FORWARD_TAIL = [52, 53, 54, 55, 56]
 
+# FORWARD line 51 (`-i wt0 -j ACCEPT`, NetBird) and INPUT line 43 (the same on INPUT): a
+# packet that reaches the node from outside, or one `--node` traces as arriving on the node's
+# uplink, comes in on an interface whose name the dump does not give (eth0 stands in for it;
+# `--node-interface` would name it). wt0 is no CNI device, so the rule is undecidable: the trace
+# forks on it. Matching, FORWARD accepts right there (lines 52-56 are skipped) and the outcome
+# is the same; the branches where it does not match walk the path derived in each test.
+WT0_FORWARD = 51
+
+
+def assumed(o: dict[str, Any]) -> dict[int, bool]:
+    """The undecided rules of an outcome, by dump line: assumed to match or not."""
+    return {int(a["rule"].rsplit(":", 1)[1].rstrip(")")): a["matches"] for a in o["assumptions"]}
+
+
+def split_on_wt0(outcomes: list[dict[str, Any]], line: int = WT0_FORWARD
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(outcomes assuming the wt0 rule at ``line`` does not match, those assuming it does);
+    every outcome names it, and both halves are the same size."""
+    assert all(line in assumed(o) for o in outcomes)
+    miss = [o for o in outcomes if not assumed(o)[line]]
+    hit = [o for o in outcomes if assumed(o)[line]]
+    assert len(miss) == len(hit)
+    return miss, hit
+
+
+def wt0_accepts(o: dict[str, Any], before: list[int | None], post: list[int]) -> None:
+    """A branch where FORWARD line 51 matched: the path up to the FORWARD chain's line 51,
+    accepted there, then nat POSTROUTING ``post``."""
+    assert lines(o) == [*before, WT0_FORWARD, *post]
+
 
 def test_k3s_pod_to_cluster_ip_forks_on_physdev_and_is_delivered_either_way() -> None:
     """ytdl 10.42.0.51 to redis 10.43.111.105:6379. nat PREROUTING line 303 -> KUBE-SERVICES;
@@ -179,20 +209,24 @@ def test_k3s_pod_to_cluster_ip_forks_on_physdev_and_is_delivered_either_way() ->
                      "--dst", "10.43.111.105", "--dport", "6379")
     assert doc["dump"]["files"][0]["description"] == "iptables-save (nf_tables back end)"
     assert doc["dump"]["cni"] == ["flannel", "kubelet", "kube-router", "CNI plugins (portmap/bridge)"]
-    outcomes = doc["outcomes"]
+    every, wt0 = split_on_wt0(doc["outcomes"])
+    outcomes = every
     assert len(outcomes) == 4
-    for o in outcomes:
+    for o in every + wt0:
         assert (o["disposition"], o["endpoint"], o["probability"], o["masquerade"],
                 o["seen_source"], o["certain"]) == \
             ("delivered", "10.42.0.11:6379", 1.0, False, "10.42.0.51", False)
-        assert [d.rsplit(":", 1)[1] for d in o["depends_on"]] == ["177)", "207)"]
-        assert all("--physdev-is-bridged" in d for d in o["depends_on"])
-    paths = {tuple(a["matches"] for a in o["assumptions"]): lines(o) for o in outcomes}
+        assert [d.rsplit(":", 1)[1] for d in o["depends_on"]] == ["177)", "207)", "51)"]
+        assert all("--physdev-is-bridged" in d for d in o["depends_on"][:2])
+    paths = {tuple(a["matches"] for a in o["assumptions"][:2]): lines(o) for o in outcomes}
     redis, ytdl = [77, 72, 80, 81], [121, 72, 125, 126]
     nat, post = [303, 365, 393, 348], [307, 308, 332, 309, 313]
     assert paths[(False, False)] == [*nat, 49, 176, *redis, 206, *ytdl, *K3S_FORWARD_TAIL, *post]
     assert paths[(True, True)] == [*nat, 49, 176, *redis, 177, *redis, 206, *ytdl, 207, *ytdl,
                                    *K3S_FORWARD_TAIL, *post]
+    for o in wt0:
+        if not any(assumed(o)[n] for n in (177, 207)):
+            wt0_accepts(o, [*nat, 49, 176, *redis, 206, *ytdl], post)
 
 
 def test_k3s_netbird_peer_to_traefik_external_ip_sees_the_client() -> None:
@@ -204,13 +238,24 @@ def test_k3s_netbird_peer_to_traefik_external_ip_sees_the_client() -> None:
     node itself. INPUT: KUBE-ROUTER-INPUT (line 42) has nothing for it, line 43 wants wt0,
     lines 44-47 decide nothing, the policy accepts. A locally delivered packet never reaches
     nat POSTROUTING, so the 0x4000 mark masquerades nothing: Traefik sees the peer's address.
-    Certain: no physdev rule is on the INPUT path."""
+    No physdev rule is on the INPUT path, but line 43 is: the peer's packets do arrive on wt0,
+    which the dump cannot say of the interface the trace gives them, so line 43 forks; matching
+    it accepts at once, with the same answer."""
     doc = trace_json(K3S, "192.168.1.105", "--from", "external=100.90.149.44",
                      "--to", "100.90.167.160:443")
-    (o,) = doc["outcomes"]
-    assert (o["disposition"], o["endpoint"], o["masquerade"], o["seen_source"],
-            o["certain"]) == ("delivered", "192.168.1.105:443", False, "100.90.149.44", True)
+    (o,), (o43,) = split_on_wt0(doc["outcomes"], 43)
+    for x in (o, o43):
+        assert (x["disposition"], x["endpoint"], x["masquerade"], x["seen_source"],
+                x["certain"]) == ("delivered", "192.168.1.105:443", False, "100.90.149.44",
+                                  False)
+        (dep,) = x["depends_on"]
+        assert dep == f"-A INPUT -i wt0 -j ACCEPT ({K3S}:43)"
     assert lines(o) == [303, 364, 320, 328, 321, 383, 358, 42, 44, 45, 46, 47]
+    assert lines(o43) == [303, 364, 320, 328, 321, 383, 358, 42, 43]
+    # Named, the uplink decides it: certain again, as derived.
+    (named,) = trace_json(K3S, "192.168.1.105", "--node-interface", "eth0", "--from",
+                          "external=100.90.149.44", "--to", "100.90.167.160:443")["outcomes"]
+    assert named["certain"] is True and lines(named) == lines(o)
 
 
 def test_k3s_node_port_from_outside_is_masqueraded_by_kube_proxy() -> None:
@@ -225,19 +270,24 @@ def test_k3s_node_port_from_outside_is_masqueraded_by_kube_proxy() -> None:
     (209 matching or not), both so."""
     doc = trace_json(K3S, "192.168.1.105", "--from", "external=198.51.100.7",
                      "--to", "192.168.1.105:30500")
-    assert len(doc["outcomes"]) == 2
+    every, wt0 = split_on_wt0(doc["outcomes"])
+    assert len(every) == 2
     registry = [104, 72, 107, 108]
     head, tail = [303, 379, 330, 324, 328, 325, 401, 338, 49, 208, *registry], \
         [52, 53, 67, 307, 308, 333, 334]
-    for o in doc["outcomes"]:
+    for o in every + wt0:
         assert (o["disposition"], o["endpoint"], o["masquerade"], o["certain"]) == \
             ("delivered", "10.42.0.10:5000", True, False)
         assert o["seen_source"] != "198.51.100.7"
         assert any(n.startswith(MASQ_NOTE) for n in o["notes"])
-        (dep,) = o["depends_on"]
-        assert dep.endswith(f"({K3S}:209)")
-        (a,) = o["assumptions"]
-        assert lines(o) == ([*head, 209, *registry, *tail] if a["matches"] else [*head, *tail])
+        dep, dep51 = o["depends_on"]
+        assert dep.endswith(f"({K3S}:209)") and dep51.endswith(f"({K3S}:51)")
+    for o in every:
+        twin = assumed(o)[209]
+        assert lines(o) == ([*head, 209, *registry, *tail] if twin else [*head, *tail])
+    for o in wt0:
+        if not assumed(o)[209]:
+            wt0_accepts(o, head, tail[3:])
 
 
 def test_k3s_pod_to_internet_is_masqueraded_by_flannel() -> None:
@@ -248,16 +298,20 @@ def test_k3s_pod_to_internet_is_masqueraded_by_flannel() -> None:
     (`-s 10.42.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully`) masquerades it."""
     doc = trace_json(K3S, "192.168.1.105", "--node", "n", "--src", "10.42.0.52",
                      "--dst", "1.1.1.1", "--dport", "443")
-    assert len(doc["outcomes"]) == 2
+    every, wt0 = split_on_wt0(doc["outcomes"])
+    assert len(every) == 2
     worker = [85, 72, 89, 90]
-    for o in doc["outcomes"]:
+    for o in every + wt0:
         assert (o["disposition"], o["masquerade"], o["seen_source"], o["certain"]) == \
             ("passed", True, "192.168.1.105", False)
-        (a,) = o["assumptions"]
         assert o["depends_on"][0].endswith(f"({K3S}:199)")
-        twin = [199, *worker] if a["matches"] else []
+    for o in every:
+        twin = [199, *worker] if assumed(o)[199] else []
         assert lines(o) == [303, 49, 198, *worker, *twin, *K3S_FORWARD_TAIL,
                             307, 308, 332, 309, 316]
+    for o in wt0:
+        if not assumed(o)[199]:
+            wt0_accepts(o, [303, 49, 198, *worker], [307, 308, 332, 309, 316])
 
 
 # ----------------------------------------------------------------------------- calico
@@ -278,11 +332,6 @@ def calico_trace(*args: str) -> dict[str, Any]:
     assert res.returncode == 0, res.stderr
     doc: dict[str, Any] = json.loads(res.stdout)
     return doc
-
-
-def assumed(o: dict[str, Any]) -> dict[int, bool]:
-    """The undecided rules of an outcome, by dump line: assumed to match or not."""
-    return {int(a["rule"].rsplit(":", 1)[1].rstrip(")")): a["matches"] for a in o["assumptions"]}
 
 
 def test_calico_ipvs_pod_to_cluster_ip_forks_on_every_set_rule() -> None:

@@ -211,6 +211,62 @@ def test_physdev_is_in_decided_from_bridges(bridges: tuple[str, ...] | None, iif
     assert b.packet.mark == sum(marks)
 
 
+UPLINK_RULES = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -i docker0 -j DROP
+-A FORWARD -i cali+ -j DROP
+-A FORWARD -i wt0 -j ACCEPT
+-A FORWARD ! -o cni0 -m statistic --mode random --probability 0.5 -j ACCEPT
+COMMIT
+"""
+
+
+@pytest.mark.parametrize(("ifaces", "iif", "oif", "want"), [
+    # interfaces known: compared by name, nothing forks
+    (None, "eth0", "eth0", [("accept", Fraction(1, 2), ()), ("drop", Fraction(1, 2), ())]),
+    (None, "wt0", "eth0", [("accept", Fraction(1), ())]),
+    # the uplink's name unknown: docker0 / cali+ are CNI devices (not it), wt0 may be it
+    ("eth0", "eth0", "eth0", [("accept", Fraction(1, 2), (False,)),
+                              ("accept", Fraction(1), (True,)),
+                              ("drop", Fraction(1, 2), (False,))]),
+    # a pod's side (cni0, not a guess) is compared by name even then
+    ("eth0", "cni0", "eth0", [("accept", Fraction(1, 2), ()), ("drop", Fraction(1, 2), ())]),
+])
+def test_iface_on_an_unknown_uplink_forks(ifaces: str | None, iif: str, oif: str,
+                                          want: list[tuple[str, Fraction, tuple[bool, ...]]]
+                                          ) -> None:
+    """A dump traced on its own comes from a node whose uplink name is a guess: `-i wt0` on
+    it cannot be decided (fork, naming the rule), `-i docker0` / `-i cali+` can (a CNI's or
+    runtime's device is not the uplink), and a decided match still runs before a statistic
+    (no extra branch)."""
+    from sourceip.dataplane.devices import unknown_uplink
+
+    rs = parse_iptables_save(UPLINK_RULES)
+    ev = Evaluator(rs, ["10.0.0.11"], ifaces=None if ifaces is None else unknown_uplink({ifaces}))
+    out = ev.run_hook("forward", Packet(tuple=tup("198.51.100.7", "10.244.1.5"), iif=iif,
+                                        oif=oif))
+    assert summary(out) == want
+    for b in out:
+        for a in b.assumptions:
+            assert a.rule.startswith("-A FORWARD -i wt0 -j ACCEPT")
+            assert a.undecided == ("-i wt0",)
+
+
+@pytest.mark.parametrize(("current", "pattern", "answer"), [
+    ("eth0", "eth0", None), ("eth0", "eth+", None), ("eth0", "wt0", None),
+    ("eth0", "+", True), ("eth0", "docker0", False), ("eth0", "cali+", False),
+    ("eth0", "cali1234", False), ("eth0", "flannel.1", False), ("eth0", "veth+", False),
+    ("eth0", "ve+", None), ("eth0", "kube-ipvs0", False), ("eth0", "lo", False),
+    ("cni0", "cni0", True), ("cni0", "cni+", True), ("cni0", "eth0", False),
+])
+def test_unknown_uplink_answers(current: str, pattern: str, answer: bool | None) -> None:
+    from sourceip.dataplane.devices import unknown_uplink
+
+    assert unknown_uplink({"eth0"})(current, pattern) is answer
+
+
 def test_physdev_other_options_stay_undecided() -> None:
     rs = parse_iptables_save(PHYSDEV_IS_IN.replace("! --physdev-is-in",
                                                    "--physdev-is-in --physdev-out veth1"))

@@ -85,6 +85,10 @@ def _ip_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("--node-ip", "node_ips", multiple=True, callback=_ip_list, metavar="IP",
               help="With --dump: an address of the node the dumps come from (repeatable; "
                    "default: inferred from the dump).")
+@click.option("--node-interface", metavar="NAME", help="With --dump on its own: the name of "
+              "the node's uplink (e.g. ens5). Without it the uplink's name is unknown and a "
+              "rule's -i/-o on it makes the outcome uncertain (CNI devices such as cni0, "
+              "docker0, cali+ are told apart).")
 @click.option("--rules-node", metavar="NODE", help="The node the dump was taken on "
               "(default: --node).")
 @click.option("--mode", type=click.Choice(["iptables", "nftables", "ipvs"]), default=None,
@@ -99,7 +103,7 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
           node: str | None,
           src: str | None, dst: str | None, dport: int | None, flows: str | None,
           ipt_save: str | None, nft_json: str | None, dumps: tuple[str, ...],
-          node_ips: tuple[str, ...], rules_node: str | None,
+          node_ips: tuple[str, ...], node_interface: str | None, rules_node: str | None,
           mode: ProxyMode | None, external_ip: str, output: str) -> None:
     """Follow one connection hop by hop: every rule it matches, each rewrite, every
     load-balancing branch with its probability, and whether the reply finds its way back."""
@@ -119,9 +123,12 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
         if dumps and (ipt_save or nft_json):
             raise click.UsageError("give the dumps with --dump only (it reads iptables-save "
                                    "and nft JSON too)")
+        if node_interface is not None and not standalone:
+            raise click.UsageError("--node-interface goes with --dump on its own (with "
+                                   "-f/--example the cluster's NetworkProfile names it)")
         node_dumps, cluster, dump_node = _load_dumps(
             list(dumps) or [p for p in (ipt_save, nft_json) if p], node_ips, filenames,
-            example, rules_node or node)
+            example, rules_node or node, node_interface)
         assert node_dumps.ruleset is not None
         rulesets = {dump_node: node_dumps.ruleset}
         ipsets = {dump_node: node_dumps.ipsets}
@@ -131,8 +138,8 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
             ipvs_tables = {dump_node: IPVSTable(virtual_servers=node_dumps.ipvs)}
         ipt_save = nft_json = None
     else:
-        if node_ips:
-            raise click.UsageError("--node-ip goes with --dump")
+        if node_ips or node_interface:
+            raise click.UsageError("--node-ip and --node-interface go with --dump")
         cluster = load_from_options(filenames, example)
         rulesets = {}
     cfg = cluster.kube_proxy if mode is None else replace(cluster.kube_proxy, mode=mode)
@@ -154,7 +161,9 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
     # A standalone dump's node is a stand-in: its interfaces (bridge ports) are not known.
     tracer = Tracer(cluster, cfg, rulesets=rulesets, external_ip=external_ip,
                     compile_all=flows is not None, ipsets=ipsets, ipvs=ipvs_tables,
-                    interfaces_unknown=tuple(rulesets) if standalone else ())
+                    interfaces_unknown=tuple(rulesets) if standalone else (),
+                    uplink_unknown=tuple(rulesets) if standalone and not node_interface
+                    else ())
 
     if flows:
         stream = click.open_file(flows, "r")
@@ -212,7 +221,8 @@ STAND_IN_NODE_IP = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never a real node's add
 
 
 def _load_dumps(paths: list[str], node_ips: tuple[str, ...], filenames: tuple[str, ...],
-                example: str | None, node_name: str | None) -> tuple[Any, Any, str]:
+                example: str | None, node_name: str | None,
+                node_interface: str | None = None) -> tuple[Any, Any, str]:
     """Read the dumps of one node; the cluster to trace them in: the one given (-f/--example,
     the dumps replace that node's rules) or a one-node cluster made from the dumps."""
     from sourceip.errors import TraceError
@@ -235,7 +245,7 @@ def _load_dumps(paths: list[str], node_ips: tuple[str, ...], filenames: tuple[st
                                    "--rules-node: the node the dumps come from")
         cluster.node(node_name)
         return nd, cluster, node_name
-    from sourceip.cluster import Cluster, KubeProxyConfig, Node
+    from sourceip.cluster import Cluster, KubeProxyConfig, NetworkProfile, Node
     from sourceip.net.addr import parse_ip
 
     if not nd.node_ips:
@@ -245,4 +255,11 @@ def _load_dumps(paths: list[str], node_ips: tuple[str, ...], filenames: tuple[st
     name = node_name or "node"
     kp = KubeProxyConfig(mode="nftables" if nd.mode == "nftables" else
                          "ipvs" if nd.mode == "ipvs" else "iptables")
-    return nd, Cluster(nodes=(Node(name=name, internal_ips=ips),), kube_proxy=kp), name
+    if node_interface is None:
+        nd.notes.append("the node's uplink name is not known (eth0 stands in for it): a rule "
+                        "with -i/-o on it forks the trace; --node-interface NAME names it")
+        profile = NetworkProfile()
+    else:
+        profile = NetworkProfile(node_interface=node_interface)
+    return nd, Cluster(nodes=(Node(name=name, internal_ips=ips),), kube_proxy=kp,
+                       profile=profile), name

@@ -50,6 +50,7 @@ from sourceip.netfilter.evaluate import (
     Assumption,
     Branch,
     Evaluator,
+    IfaceQuestion,
     Step,
     mul_prob,
     new_packet,
@@ -118,12 +119,13 @@ class IPVSEvaluator(Evaluator):
     def __init__(self, ruleset: Ruleset, local: Iterable[IPAddress | IPNetwork | str],
                  table: IPVSTable, bound: Iterable[IPAddress], *,
                  ipsets: Mapping[str, IPSet] | None = None,
-                 bridges: Iterable[str] | None = None) -> None:
+                 bridges: Iterable[str] | None = None,
+                 ifaces: IfaceQuestion | None = None) -> None:
         self.table = table
         self.bound = frozenset(bound)
         self._plans_by_vs: dict[tuple[int, str], _Plan] = {}
         super().__init__(ruleset, PrefixSet([*local, *self.bound]), ipsets=ipsets,
-                         bridges=bridges)
+                         bridges=bridges, ifaces=ifaces)
         self._output_noop = _filter_output_is_noop(ruleset)
 
     def run_hook(self, hook: str, packet: Packet, *, ct_state: Iterable[str] = _CT_NEW,
@@ -324,13 +326,14 @@ def node_evaluator(rules_cluster: Cluster, cluster: Cluster, node: str, config: 
                    local: Iterable[IPAddress | IPNetwork], *, table: IPVSTable | None = None,
                    ruleset: Ruleset | None = None,
                    ipsets: Mapping[str, IPSet] | None = None,
-                   bridges: Iterable[str] | None = None) -> IPVSEvaluator:
+                   bridges: Iterable[str] | None = None,
+                   ifaces: IfaceQuestion | None = None) -> IPVSEvaluator:
     """The evaluator of an ipvs-mode node. Without ``table``: what kube-proxy installs for
     ``rules_cluster`` (virtual servers, kube-ipvs0 addresses, ipsets, iptables rules) plus the
     CNI portmap rules. With ``table`` (a node's ``ipvsadm`` dump): ``ruleset`` (its
     iptables-save; none: no iptables rules at all) and ``ipsets`` (its ``ipset save``; none:
     every ``-m set`` rule is undecided); the virtual servers' addresses that are not the node's
-    own stand for kube-ipvs0's. ``bridges``: the node's bridge devices (``Evaluator``)."""
+    own stand for kube-ipvs0's. ``bridges``, ``ifaces``: as ``Evaluator``'s."""
     if table is None:
         from sourceip.dataplane.portmap import build_portmap_ruleset, merge_portmap
         from sourceip.kubeproxy.ipvs import build_ipvs_node
@@ -341,4 +344,5 @@ def node_evaluator(rules_cluster: Cluster, cluster: Cluster, node: str, config: 
                              ipsets=built.ipsets(), bridges=bridges)
     own = frozenset(cluster.node(node).addresses)
     return IPVSEvaluator(ruleset if ruleset is not None else Ruleset(backend="iptables"),
-                         local, table, table.addresses - own, ipsets=ipsets, bridges=bridges)
+                         local, table, table.addresses - own, ipsets=ipsets, bridges=bridges,
+                         ifaces=ifaces)

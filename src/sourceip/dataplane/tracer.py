@@ -23,6 +23,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
+from sourceip.dataplane.devices import unknown_uplink
 from sourceip.dataplane.ipvs import (
     ipvs_bound,
     ipvs_handled,
@@ -42,6 +43,7 @@ from sourceip.netfilter.evaluate import (
     Assumption,
     Branch,
     Evaluator,
+    IfaceQuestion,
     Step,
     mul_prob,
     new_packet,
@@ -135,6 +137,7 @@ class Tracer:
         ipsets: Mapping[str, Mapping[str, IPSet]] | None = None,
         ipvs: Mapping[str, IPVSTable] | None = None,
         interfaces_unknown: Collection[str] = (),
+        uplink_unknown: Collection[str] = (),
     ) -> None:
         self.cluster = cluster
         self.config = config if config is not None else cluster.kube_proxy
@@ -166,6 +169,9 @@ class Tracer:
         # node): whether a packet entered through a bridge port is unknown there, so
         # ``-m physdev --physdev-is-in`` forks; elsewhere the topology's bridges decide it.
         self._interfaces_unknown = frozenset(interfaces_unknown)
+        # Nodes whose uplink's real name is not known (a standalone dump's stand-in, unless
+        # `--node-interface` named it): `-i`/`-o` on the uplink fork (dataplane/devices.py).
+        self._uplink_unknown = frozenset(uplink_unknown)
         self._evals: dict[tuple[str, int], Evaluator] = {}
         self.external_ip = parse_ip(external_ip)
         # The external client's address per family (``external_ip`` may be of either).
@@ -207,11 +213,13 @@ class Tracer:
                     self.rules_cluster, self.cluster, node, self.config,
                     self.topo.local_addresses(node), table=table,
                     ruleset=self._rulesets.get(node) if table is not None else None,
-                    ipsets=self._ipsets.get(node), bridges=self._bridges(node))
+                    ipsets=self._ipsets.get(node), bridges=self._bridges(node),
+                    ifaces=self._ifaces(node))
             else:
                 ev = self._evals[(node, family)] = Evaluator(
                     self.ruleset(node, family), self.topo.local_set(node),
-                    ipsets=self._ipsets.get(node), bridges=self._bridges(node))
+                    ipsets=self._ipsets.get(node), bridges=self._bridges(node),
+                    ifaces=self._ifaces(node))
             if self._compile_all:
                 ev.compile_all()
         return ev
@@ -244,6 +252,13 @@ class Tracer:
                 ev = self._transit[key] = Evaluator(rs, self.topo.local_set(node),
                                                     bridges=self._bridges(node))
         return ev
+
+    def _ifaces(self, node: str) -> IfaceQuestion | None:
+        """How ``-i``/``-o`` are answered on ``node``: exactly (None), or with its uplink's
+        name unknown."""
+        if node not in self._uplink_unknown:
+            return None
+        return unknown_uplink((self.topo.net(node).iface,))
 
     def _bridges(self, node: str) -> frozenset[str] | None:
         """The node's bridge devices for ``-m physdev --physdev-is-in``; None: unknown."""

@@ -10,7 +10,8 @@ its exact probability.
 Three-valued matching: a rule whose matches the evaluator cannot decide (an ``UnknownMatch``
 such as ``-m physdev --physdev-is-bridged``, ``-m bpf``, ``-m cgroup``, an unknown nft
 expression; ``-m physdev --physdev-is-in`` for a packet received when the node's bridges are not
-known (``Evaluator(bridges=...)``); ``-m set`` for a
+known (``Evaluator(bridges=...)``); ``-i``/``-o`` on an interface whose real name is unknown
+(``Evaluator(ifaces=...)``: a dump's stand-in node, whose uplink name is a guess); ``-m set`` for a
 set whose contents were not given; an nft set lookup it cannot key) *forks* the walk: one
 branch where the rule matches, one where it does not. The fork does not split probability:
 both branches keep the parent's, and each records an ``Assumption`` (the rule as written,
@@ -269,6 +270,24 @@ class _Env:
     # The node's bridge devices (a packet whose ``iif`` is one entered through a bridge
     # port); None: not known, ``-m physdev --physdev-is-in`` forks.
     bridges: frozenset[str] | None = None
+    # ``-i``/``-o`` against the packet's interface: None compares names exactly; else the
+    # answer (None: unknown, the rule forks) of ``IfaceQuestion``.
+    ifaces: IfaceQuestion | None = None
+
+
+IfaceQuestion = Callable[[str, str], "bool | None"]
+"""Whether an interface named (as the packet carries it) ``current`` is matched by a rule's
+``-i``/``-o`` name ``pattern`` (a trailing ``+`` matches a prefix); None when it cannot be told
+(the packet's name stands for an interface whose real name is unknown)."""
+
+
+def iface_matches(current: str, pattern: str) -> bool:
+    """iptables' interface match (``xt_match`` ``ifname_compare``; nft ``iifname``/``oifname``
+    with a ``*`` suffix written ``+`` here): ``pattern`` equals ``current``, or ends with ``+``
+    and ``current`` starts with the rest."""
+    if pattern.endswith("+"):
+        return current.startswith(pattern[:-1])
+    return current == pattern
 
 
 MatchFn = Callable[[Packet, _Env], bool]
@@ -366,17 +385,6 @@ def _compile_match(m: Match) -> MatchFn | None:
             return hit != neg
 
         return port_ok
-    if isinstance(m, Iface):
-        name, neg, is_in = m.name, m.negate, m.direction == "in"
-        prefix = name.endswith("+")
-        stem = name[:-1] if prefix else name
-
-        def iface_ok(p: Packet, e: _Env) -> bool:
-            cur = p.iif if is_in else p.oif
-            hit = cur is not None and (cur.startswith(stem) if prefix else cur == name)
-            return hit != neg
-
-        return iface_ok
     if isinstance(m, AddrType):
         if m.type.upper() != "LOCAL":
             return None
@@ -431,6 +439,7 @@ _OUTCOME = {_RETURN: "return", _ACCEPT: "accept", _DROP: "drop", _REJECT: "rejec
 _S_STAT, _S_NEVER, _S_RECENT_SET, _S_RECENT_MISS, _S_SET, _S_UNKNOWN, _S_IPSET = range(7)
 _S_PHYSDEV_IN = 7
 _S_TCP_SYN = 8  # -m tcp --tcp-flags / --syn: decided for the SYN of a new connection
+_S_IFACE = 9  # -i / -o: decided unless the packet's interface name is unknown (_Env.ifaces)
 
 # (opcode, argument, step recorded when the action runs (None: built at run time; numgen:
 # the share of each target), extra)
@@ -620,6 +629,9 @@ class _CompiledChain:
                 special.append((_S_UNKNOWN, _match_text(self.where, m), None))
             else:
                 fns.append(fn)
+        if len(special) > 1:
+            # Interface matches first: decided ones end the rule before a statistic forks.
+            special.sort(key=lambda sp: sp[0] != _S_IFACE)
         fns_t, special_t = _intern(tuple(fns)), _intern(tuple(special))
         # Nothing in it names this chain: reusable for every rule with these matches (the
         # builders share one matches tuple between alike rules).
@@ -677,7 +689,7 @@ def _intern(t: tuple[Any, ...]) -> tuple[Any, ...]:
     return got
 _NO_RULES: list[Any] = []  # shared, never modified
 _SHARE_MAX_RULES = 8
-_SPECIAL_TYPES = (Statistic, Recent, SetLookup, UnknownMatch)
+_SPECIAL_TYPES = (Statistic, Recent, SetLookup, UnknownMatch, Iface)
 # Small compiled chains shared by every evaluator of the process: (backend, family, table,
 # chain name) -> the variants of that chain seen (kube-proxy's fixed chains recur in every
 # node's ruleset; a Service's chains recur on every node whose rules are built for it).
@@ -697,6 +709,10 @@ def _same_chain(a: Chain, b: Chain) -> bool:
 
 
 def _compile_special(m: Match) -> _Spec:
+    if isinstance(m, Iface):
+        flag = "-i" if m.direction == "in" else "-o"
+        return (_S_IFACE, (m.direction == "in", m.name, m.negate),
+                f"{'! ' if m.negate else ''}{flag} {m.name}")
     if isinstance(m, Statistic):
         spec = _STAT_SPECS.get(m.probability)
         if spec is None:
@@ -851,14 +867,18 @@ class Evaluator:
     """Evaluates one node's ruleset. ``local`` holds the addresses the node owns; ``ipsets``
     the contents of ipsets (by name) that ``-m set`` rules test; ``bridges`` the node's bridge
     devices, all of them (``-m physdev --physdev-is-in`` is decided from the packet's input
-    interface; None: not known, such rules fork for packets received from elsewhere)."""
+    interface; None: not known, such rules fork for packets received from elsewhere);
+    ``ifaces`` answers ``-i``/``-o`` matches (default: the packet's interface names are the
+    node's real ones, compared exactly)."""
 
     def __init__(self, ruleset: Ruleset,
                  local: PrefixSet | Iterable[IPAddress | IPNetwork | str], *,
                  ipsets: Mapping[str, IPSet] | None = None,
-                 bridges: Iterable[str] | None = None) -> None:
+                 bridges: Iterable[str] | None = None,
+                 ifaces: IfaceQuestion | None = None) -> None:
         self.ruleset = ruleset
         self.bridges = None if bridges is None else frozenset(bridges)
+        self.ifaces = ifaces
         # ipset contents by set name (an ``ipset save`` dump): ``-m set`` matches on these
         # sets are decided; on any other set they fork (see the module docstring).
         self.ipsets = ipsets
@@ -949,8 +969,9 @@ class Evaluator:
         envs = self._envs.get(base_state)
         if envs is None:
             upper = frozenset(s.upper() for s in base_state)
-            envs = self._envs[base_state] = (_Env(self.local, upper, self.bridges),
-                                             _Env(self.local, upper | {"DNAT"}, self.bridges))
+            envs = self._envs[base_state] = (
+                _Env(self.local, upper, self.bridges, self.ifaces),
+                _Env(self.local, upper | {"DNAT"}, self.bridges, self.ifaces))
         env, env_dnat = envs
         plan = self._plans.get((hook, table_type))
         if plan is None:
@@ -1133,6 +1154,21 @@ class Evaluator:
                     if undecided is None:
                         undecided = []
                     undecided.append(b)
+            elif kind == _S_IFACE:
+                is_in, pattern, neg = a
+                cur = st.pkt.iif if is_in else st.pkt.oif
+                if cur is None:  # no input (sent by the node) / output interface yet
+                    hit: bool | None = False
+                elif env.ifaces is None:
+                    hit = iface_matches(cur, pattern)
+                else:
+                    hit = env.ifaces(cur, pattern)
+                if hit is None:
+                    if undecided is None:
+                        undecided = []
+                    undecided.append(b)
+                elif hit == neg:
+                    return False
             elif kind == _S_PHYSDEV_IN:
                 entered = _physdev_is_in(st.pkt, env)
                 if entered is None:
