@@ -288,6 +288,14 @@ def test_k3s_node_port_from_outside_is_masqueraded_by_kube_proxy() -> None:
     for o in wt0:
         if not assumed(o)[209]:
             wt0_accepts(o, head, tail[3:])
+    # Every branch ends the same way: the answer is settled despite the two undecided rules.
+    assert doc["settled"] == {"disposition": "delivered", "seen_source": "192.168.1.105",
+                              "masquerade": True, "endpoints": ["10.42.0.10:5000"],
+                              "despite": 2}
+    text = cli("trace", "--dump", str(K3S), "--node-ip", "192.168.1.105", "--from",
+               "external=198.51.100.7", "--to", "192.168.1.105:30500").stdout.splitlines()
+    assert text[6] == ("whichever way the 2 undecided rules go: DELIVERED; the pod sees "
+                       "192.168.1.105 (masqueraded)")
 
 
 def test_k3s_pod_to_internet_is_masqueraded_by_flannel() -> None:
@@ -386,6 +394,7 @@ def test_calico_ipvs_pod_to_internet_depends_on_calico_nat_outgoing() -> None:
                        "--dport", "443")
     outcomes = doc["outcomes"]
     assert len(outcomes) == 6
+    assert doc["settled"] is None  # the undecided rules change what 8.8.8.8 sees
     for o in outcomes:
         a = assumed(o)
         assert (o["disposition"], o["certain"]) == ("passed", False)

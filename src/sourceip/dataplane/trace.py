@@ -145,6 +145,19 @@ class Trace:
         """No outcome depends on a rule the evaluator could not decide."""
         return all(o.certain for o in self.outcomes)
 
+    def settled(self) -> Outcome | None:
+        """When some outcome is uncertain yet every outcome ends the same way — same
+        disposition, same source seen, masqueraded or not — an outcome that says so: what the
+        endpoint sees does not depend on the undecided rules (only the path does). None
+        otherwise (all certain, or the undecided rules change the answer)."""
+        if self.certain or not self.outcomes:
+            return None
+        first = self.outcomes[0]
+        key = (first.disposition, first.seen_source, first.masquerade)
+        if all((o.disposition, o.seen_source, o.masquerade) == key for o in self.outcomes):
+            return first
+        return None
+
     def undecided(self) -> list[dict[str, Any]]:
         """Per undecided rule (in the order first met): the outcomes (0-based indexes into
         ``outcomes``) that assume it matches and those that assume it does not."""
@@ -169,11 +182,40 @@ class Trace:
             },
             "outcomes": [o.to_dict() for o in self.outcomes],
             "undecided": self.undecided(),
+            "settled": self._settled_dict(),
             "notes": list(self.notes),
         }
 
+    def _settled_dict(self) -> dict[str, Any] | None:
+        o = self.settled()
+        if o is None:
+            return None
+        return {"disposition": o.disposition,
+                "seen_source": str(o.seen_source) if o.seen_source is not None else None,
+                "masquerade": o.masquerade,
+                "endpoints": sorted({e.endpoint for e in self.outcomes if e.endpoint}),
+                "despite": len(self.undecided())}
+
+    def settled_text(self) -> str | None:
+        """``whichever way the 2 undecided rules go: DELIVERED; the endpoint sees ...``, or
+        None (see ``settled``)."""
+        o = self.settled()
+        if o is None:
+            return None
+        n = len(self.undecided())
+        head = (f"whichever way the {n} undecided rule{'s' if n != 1 else ''} go"
+                f"{'es' if n == 1 else ''}: {o.disposition.upper()}")
+        if o.disposition in ("delivered", "passed") and o.seen_source is not None:
+            who = "the pod" if o.disposition == "delivered" else "the destination"
+            head += f"; {who} sees {o.seen_source}" + \
+                (" (masqueraded)" if o.masquerade else " (not rewritten)")
+        return head
+
     def __str__(self) -> str:
         lines = [f"{self.source} -> {self.target}: {self.original}"]
+        settled = self.settled_text()
+        if settled is not None:
+            lines.append(settled)
         for n, o in enumerate(self.outcomes, 1):
             head = f"outcome {n} ({fmt_prob(o.probability)}): {o.disposition}"
             if not o.certain:

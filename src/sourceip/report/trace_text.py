@@ -36,6 +36,9 @@ def render_trace(trace: Trace, *, wide: bool = False, term: Term = PLAIN) -> str
 
 def _story(trace: Trace) -> list[str]:
     lines = [f"{trace.source} -> {trace.target}: {trace.original}"]
+    settled = trace.settled_text()
+    if settled is not None:  # the answer holds on every branch: say it before the branches
+        lines.append(settled)
     for n, o in enumerate(trace.outcomes, 1):
         head = f"outcome {n} ({fmt_prob(o.probability)}): {o.disposition.upper()}"
         if not o.certain:  # hangs on rules sourceip cannot decide (dataplane/trace.py)
