@@ -477,3 +477,56 @@ def test_list_set_family_and_undecidable_cases() -> None:
     assert parse_set_match("-m set --match-set S src --packets-gt 5") is None
     assert parse_set_match("-m set --match-set S src ! --update-counters") is not None
     assert parse_set_match("-m physdev --physdev-is-bridged") is None
+
+
+_IFACE_NAMES = ["eth0", "eth+", "wt0", "docker0", "cali+", "+", "cni0", "ens5"]
+
+
+@st.composite
+def _iface_rulesets(draw: st.DrawFn) -> str:
+    """A filter table whose FORWARD (and one user chain) test -i/-o against a small pool of
+    names, some of them the stand-in uplink's."""
+    lines = ["*filter", ":INPUT ACCEPT [0:0]", f":FORWARD {draw(st.sampled_from(['ACCEPT', 'DROP']))} [0:0]",
+             ":OUTPUT ACCEPT [0:0]", ":USER - [0:0]"]
+    for chain in ("FORWARD", "USER"):
+        for _ in range(draw(st.integers(0, 5))):
+            words = [f"-A {chain}"]
+            for flag in draw(st.lists(st.sampled_from(["-i", "-o"]), min_size=1, max_size=2,
+                                      unique=True)):
+                neg = "! " if draw(st.booleans()) else ""
+                words.append(f"{neg}{flag} {draw(st.sampled_from(_IFACE_NAMES))}")
+            target = draw(st.sampled_from(["ACCEPT", "DROP", "RETURN", "MARK --set-xmark 0x1/0x1"]
+                                          + (["USER"] if chain == "FORWARD" else [])))
+            words.append(f"-j {target}")
+            lines.append(" ".join(words))
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_iface_rulesets(), st.sampled_from(["eth0", "cni0"]), st.sampled_from(["eth0", "cni0"]))
+def test_unknown_uplink_holds_the_true_world(text: str, iif: str, oif: str) -> None:
+    """Soundness of the fork: with the uplink's name unknown, the branches whose every
+    assumption agrees with the truth (the uplink really is eth0) end exactly as the exact
+    evaluation does; and a rule is only ever undecided on an interface named eth0."""
+    from sourceip.dataplane.devices import unknown_uplink
+    from sourceip.netfilter.evaluate import iface_matches
+
+    rs = parse_iptables_save(text)
+    pkt = Packet(tuple=tup("198.51.100.7", "10.244.1.5"), iif=iif, oif=oif)
+    exact = Evaluator(rs, ["10.0.0.11"]).run_hook("forward", pkt)
+    forked = Evaluator(rs, ["10.0.0.11"], ifaces=unknown_uplink({"eth0"})).run_hook("forward",
+                                                                                    pkt)
+    chains = {c.name: c for t in rs.tables for c in t.chains}
+
+    def truth(a: object) -> bool:
+        _uid, where, index, _pkt, _ct = a.key  # type: ignore[attr-defined]
+        rule = chains[where[1]].rules[index]
+        return all(iface_matches(iif if m.direction == "in" else oif, m.name) != m.negate
+                   for m in rule.matches)
+
+    true_world = [b for b in forked if all(a.matches == truth(a) for a in b.assumptions)]
+    assert sorted((b.disposition, b.packet.mark) for b in true_world) == \
+        sorted((b.disposition, b.packet.mark) for b in exact)
+    for b in forked:
+        for a in b.assumptions:
+            assert all(u.split()[-1] in ("eth0", "eth+", "wt0", "ens5") for u in a.undecided)
