@@ -48,7 +48,8 @@ DEVICES: tuple[tuple[str, str], ...] = (
     ("antrea-+", "Antrea's gateway and tunnel devices (antrea-gw0, antrea-tun0)"),
     ("ovn-k8s-+", "OVN-Kubernetes' management port (ovn-k8s-mp0)"),
     ("genev_sys_+", "Open vSwitch's Geneve tunnel device (OVN-Kubernetes, Antrea)"),
-    ("kube-router+", "kube-router's devices"),
+    ("eni+", "amazon-vpc-cni's per-pod veth host ends"),
+    ("gke+", "GKE's per-pod veth host ends (kubenet/dataplane v1)"),
     ("virbr+", "libvirt's bridges"),
 )
 
