@@ -157,11 +157,13 @@ def test_node_interface_is_checked_and_noted() -> None:
     res = run("trace", "--dump", str(DNS), "--from", "external", "--to", "10.96.0.10:53",
               "--proto", "udp")
     assert res.returncode == 0, res.stderr
-    assert "note: the node's uplink name is not known (eth0 stands in for it)" in res.stdout
+    assert "note: the node's devices are not known" in res.stdout
+    assert "eth0 stands in for the uplink" in res.stdout
     named = run("trace", "--dump", str(DNS), "--node-interface", "ens5", "--from", "external",
                 "--to", "10.96.0.10:53", "--proto", "udp")
     assert named.returncode == 0, named.stderr
-    assert "uplink name is not known" not in named.stdout
+    assert "eth0 stands in" not in named.stdout
+    assert "packets from outside arrive on ens5" in named.stdout
     bad = run("trace", "--dump", str(DNS), "--node-interface", "a/b", "--from", "external",
               "--to", "10.96.0.10:53", "--proto", "udp")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr

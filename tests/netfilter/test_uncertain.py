@@ -260,6 +260,8 @@ def test_iface_on_an_unknown_uplink_forks(ifaces: str | None, iif: str, oif: str
     ("eth0", "cali1234", False), ("eth0", "flannel.1", False), ("eth0", "veth+", False),
     ("eth0", "ve+", None), ("eth0", "kube-ipvs0", False), ("eth0", "lo", False),
     ("cni0", "cni0", True), ("cni0", "cni+", True), ("cni0", "eth0", False),
+    ("(unknown)", "cni0", None), ("(unknown)", "docker0", None), ("(unknown)", "eth0", None),
+    ("(unknown)", "+", True),
 ])
 def test_unknown_uplink_answers(current: str, pattern: str, answer: bool | None) -> None:
     from sourceip.dataplane.devices import unknown_uplink

@@ -86,9 +86,9 @@ def _ip_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
               help="With --dump: an address of the node the dumps come from (repeatable; "
                    "default: inferred from the dump).")
 @click.option("--node-interface", metavar="NAME", help="With --dump on its own: the name of "
-              "the node's uplink (e.g. ens5). Without it the uplink's name is unknown and a "
-              "rule's -i/-o on it makes the outcome uncertain (CNI devices such as cni0, "
-              "docker0, cali+ are told apart).")
+              "the node's uplink (e.g. ens5), where packets from outside arrive. Without it "
+              "that name is unknown and a rule's -i on it forks the trace (CNI devices such "
+              "as cni0, docker0, cali+ are told apart).")
 @click.option("--rules-node", metavar="NODE", help="The node the dump was taken on "
               "(default: --node).")
 @click.option("--mode", type=click.Choice(["iptables", "nftables", "ipvs"]), default=None,
@@ -255,11 +255,14 @@ def _load_dumps(paths: list[str], node_ips: tuple[str, ...], filenames: tuple[st
     name = node_name or "node"
     kp = KubeProxyConfig(mode="nftables" if nd.mode == "nftables" else
                          "ipvs" if nd.mode == "ipvs" else "iptables")
-    if node_interface is None:
-        nd.notes.append("the node's uplink name is not known (eth0 stands in for it): a rule "
-                        "with -i/-o on it forks the trace; --node-interface NAME names it")
-        profile = NetworkProfile()
-    else:
-        profile = NetworkProfile(node_interface=node_interface)
+    nd.notes.append("the node's devices are not known: '(unknown)' stands for a --node "
+                    "flow's input and every route's output, and a rule with -i/-o on them "
+                    "forks the trace" + (
+                        "; eth0 stands in for the uplink packets from outside arrive on "
+                        "(CNI devices such as docker0, cni0, cali+ are told apart from it; "
+                        "--node-interface NAME names it)" if node_interface is None else
+                        f"; packets from outside arrive on {node_interface}"))
+    profile = NetworkProfile() if node_interface is None else \
+        NetworkProfile(node_interface=node_interface)
     return nd, Cluster(nodes=(Node(name=name, internal_ips=ips),), kube_proxy=kp,
                        profile=profile), name

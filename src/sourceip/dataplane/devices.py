@@ -67,14 +67,23 @@ def _names_a_device(pattern: str) -> bool:
     return False
 
 
+# The name a stand-in node gives an interface it cannot name at all: a packet's input on a
+# `--node` flow (its source may be a local pod behind a CNI device, or anything else) and the
+# output of every route (the stand-in does not know which addresses are its local pods).
+UNKNOWN_DEVICE = "(unknown)"
+
+
 def unknown_uplink(uplinks: Collection[str]) -> IfaceQuestion:
-    """``Evaluator(ifaces=...)`` for a node whose uplink device names (``uplinks``, as the
-    tracer names them) are guesses: a rule's ``-i``/``-o`` on such a device is answered only
-    when it names a CNI/runtime/kube-proxy device (not the uplink) or matches every name
-    (``+``); any other name is unknown. Other devices are compared exactly."""
+    """``Evaluator(ifaces=...)`` for a dump's stand-in node. ``uplinks``: the names it gives
+    its uplink when that device's real name is a guess; a rule's ``-i``/``-o`` on it is
+    answered only when it names a CNI/runtime/kube-proxy device (not the uplink) or matches
+    every name (``+``). On ``UNKNOWN_DEVICE`` only ``+`` is answered. Other devices are
+    compared exactly."""
     guessed = frozenset(uplinks)
 
     def ask(current: str, pattern: str) -> bool | None:
+        if current == UNKNOWN_DEVICE:
+            return True if pattern == "+" else None
         if current not in guessed:
             return iface_matches(current, pattern)
         if pattern == "+":

@@ -18,12 +18,12 @@ Service, node or pod without an address of that family has no path of that famil
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from fractions import Fraction
 from typing import Any, TypeVar
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
-from sourceip.dataplane.devices import unknown_uplink
+from sourceip.dataplane.devices import UNKNOWN_DEVICE, unknown_uplink
 from sourceip.dataplane.ipvs import (
     ipvs_bound,
     ipvs_handled,
@@ -254,11 +254,20 @@ class Tracer:
         return ev
 
     def _ifaces(self, node: str) -> IfaceQuestion | None:
-        """How ``-i``/``-o`` are answered on ``node``: exactly (None), or with its uplink's
-        name unknown."""
-        if node not in self._uplink_unknown:
+        """How ``-i``/``-o`` are answered on ``node``: exactly (None), or on a dump's stand-in
+        node with its unknown devices (and its uplink's name, unless given) unknown."""
+        if node not in self._interfaces_unknown:
             return None
-        return unknown_uplink((self.topo.net(node).iface,))
+        return unknown_uplink((self.topo.net(node).iface,) if node in self._uplink_unknown
+                              else ())
+
+    def _route(self, node: str, dst: IPAddress) -> Route:
+        """``topo.route``; on a dump's stand-in node the output device is unknown (a local pod's
+        device or the uplink: the stand-in does not know its pods)."""
+        route = self.topo.route(node, dst)
+        if node in self._interfaces_unknown and route.kind != "local":
+            return replace(route, oif=UNKNOWN_DEVICE)
+        return route
 
     def _bridges(self, node: str) -> frozenset[str] | None:
         """The node's bridge devices for ``-m physdev --physdev-is-in``; None: unknown."""
@@ -409,6 +418,8 @@ class Tracer:
             owner = self.topo.pod_node(s)
             net = self.topo.net(node)
             iif = net.pod_iface(owner[1]) if owner and owner[0] == node else net.iface
+            if node in self._interfaces_unknown:  # a pod's device, the uplink, a tunnel...
+                iif = UNKNOWN_DEVICE
         pkt = Packet(tuple=t, iif=iif)
         outcomes: list[Outcome] = []
         first = "output" if local_origin else "prerouting"
@@ -416,7 +427,7 @@ class Tracer:
             if b1.disposition != "accept":
                 outcomes.append(self._single(node, t, [b1], b1.disposition, None))
                 continue
-            route = self.topo.route(node, b1.packet.tuple.dst)
+            route = self._route(node, b1.packet.tuple.dst)
             hooks = ["postrouting", "input"] if local_origin else (
                 ["input"] if route.kind == "local" else ["forward", "postrouting"])
             if local_origin and route.kind != "local":
@@ -541,7 +552,7 @@ class Tracer:
                 out.append(self._finish(w1, _disp(b1.disposition), pkt.tuple, None, original,
                                         start))
                 continue
-            route = self.topo.route(node, b1.packet.tuple.dst)
+            route = self._route(node, b1.packet.tuple.dst)
             if local_origin:
                 hooks = ["postrouting", "input"] if route.kind == "local" else ["postrouting"]
             else:
