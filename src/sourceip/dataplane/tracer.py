@@ -483,7 +483,10 @@ class Tracer:
                     nxt.append(path)
                     continue
                 pkt = last.packet
-                if hook == "postrouting":
+                if hook == "forward" or hook == "postrouting":
+                    # The route is chosen before FORWARD: -o matches its device there too
+                    # (Linux ip_forward(): NF_HOOK(NF_INET_FORWARD, ..., skb->dev,
+                    # rt->dst.dev, ...)).
                     pkt = new_packet(pkt.tuple, pkt.iif, route.oif, pkt.mark)
                 ct = _CT_NEW
                 for x in path:

@@ -35,7 +35,7 @@ from fractions import Fraction
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from itertools import count
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sourceip.net.addr import IPAddress, IPNetwork, host_port
 from sourceip.net.packet import FiveTuple, Packet
@@ -807,11 +807,50 @@ def _inert_text(t: str) -> bool:
     return t.startswith('{"log"') or any(t == x or t.startswith(x + " ") for x in _INERT_TARGETS)
 
 
-def _inert(rule: Rule) -> bool:
+def _inert(rule: Rule, chains: Mapping[str, Chain] | None = None,
+           seen: frozenset[str] = frozenset()) -> bool:
     """Whether the rule's actions cannot change the packet or the verdict: none at all,
-    counters, or logging targets only. Such a rule's undecidable match needs no fork."""
-    return all(isinstance(a, Counter) or isinstance(a, UnknownAction) and _inert_text(a.text)
-               for a in rule.actions)
+    counters, logging targets only, or (given the table's ``chains``) a jump to a chain whose
+    every rule is such a rule or a RETURN (Docker's empty filter ``DOCKER`` chain behind
+    ``-o docker0 -j DOCKER``): the walk comes back unchanged. Such a rule's undecidable match
+    needs no fork."""
+    for a in rule.actions:
+        if isinstance(a, Counter) or isinstance(a, UnknownAction) and _inert_text(a.text):
+            continue
+        if chains is not None and isinstance(a, Jump) and a.chain not in seen:
+            target = chains.get(a.chain)
+            inner = seen | {a.chain}
+            if target is not None and all(
+                    all(isinstance(x, Return) for x in r.actions) and r.actions
+                    or _inert(r, chains, inner) for r in target.rules):
+                continue
+        return False
+    return True
+
+
+def _iface_implies(fname: str, fmatches: bool, name: str) -> bool | None:
+    """Whether an interface matches pattern ``name``, knowing whether it matches ``fname``
+    (``fmatches``); None when that does not tell. Patterns as ``iface_matches`` compares
+    them: a trailing ``+`` matches every name with that prefix (``lxc+`` matches ``lxc`` and
+    ``lxc12ab``), else the whole name."""
+    fp, p = fname.endswith("+"), name.endswith("+")
+    fs, s = (fname[:-1] if fp else fname), (name[:-1] if p else name)
+    if fmatches:
+        if not fp:  # the interface is fs
+            return fs.startswith(s) if p else fs == s
+        if p and fs.startswith(s):
+            return True  # every name starting with fs starts with s
+        return None if s.startswith(fs) else False
+    if not fp:  # the interface is not fs
+        return False if (not p and s == fs) else None
+    return False if s.startswith(fs) else None  # it does not start with fs
+
+
+def _packet_lit(text: str, pkt: Packet) -> tuple[object, ...]:
+    """What an undecided set or physdev match's answer depends on: its text and the packet's
+    addresses, ports and interfaces; its mark only when the match reads the mark (a set
+    tested twice around a ``MARK`` rule, as weave-npc does, is the same question)."""
+    return ("m", text, pkt.tuple, pkt.iif, pkt.oif, pkt.mark if "mark" in text else None)
 
 
 def _match_text(where: tuple[str, str, str, str], m: Match) -> str:
@@ -1136,6 +1175,11 @@ class Evaluator:
         """Evaluate the rule's special matches in order; False when one does not match.
         A random match forks: the branch where it does not match walks on from ``i``."""
         undecided: list[str] | None = None
+        # The undecided matches that are functions of the packet alone (-i/-o on a name the
+        # evaluator cannot tell, set membership, physdev): the same one met again on this
+        # branch (weave-npc tests a set in two rules in a row; kube-router's physdev twins)
+        # takes the answer given the first time.
+        lits: tuple[tuple[object, ...], ...] = ()
         for kind, a, b in cr.special:
             if kind == _S_STAT:
                 # Branch: the rule does not match with probability 1 - p.
@@ -1163,22 +1207,21 @@ class Evaluator:
                     hit = iface_matches(cur, pattern)
                 else:
                     hit = env.ifaces(cur, pattern)
+                    if hit is None:
+                        hit = self._iface_known(st, is_in, cur, pattern)
                 if hit is None:
                     if undecided is None:
                         undecided = []
                     undecided.append(b)
+                    lits += (("if", is_in, cur, pattern, neg),)
                 elif hit == neg:
                     return False
-            elif kind == _S_PHYSDEV_IN:
-                entered = _physdev_is_in(st.pkt, env)
-                if entered is None:
-                    if undecided is None:
-                        undecided = []
-                    undecided.append(b)
-                elif entered == a:  # is-in and not entered, or ! is-in and entered
-                    return False
-            elif kind == _S_SET or kind == _S_IPSET:
-                if kind == _S_SET:
+            elif kind == _S_PHYSDEV_IN or kind == _S_SET or kind == _S_IPSET:
+                if kind == _S_PHYSDEV_IN:
+                    entered = _physdev_is_in(st.pkt, env)
+                    # is-in and entered, or ! is-in (a) and not entered
+                    res = None if entered is None else entered != a
+                elif kind == _S_SET:
                     res = self._set_lookup(ctx, a, st.pkt)
                 else:
                     got = self._set_fns.get(id(a))
@@ -1186,20 +1229,86 @@ class Evaluator:
                         got = self._set_fn(a)
                     res = got[1](st.pkt.tuple)
                 if res is None:
-                    if undecided is None:
-                        undecided = []
-                    undecided.append(b)
-                elif not res:
+                    lit = _packet_lit(b, st.pkt)
+                    res = self._lit_known(st, lit)
+                    if res is None:
+                        if undecided is None:
+                            undecided = []
+                        undecided.append(b)
+                        lits += (lit,)
+                        continue
+                if not res:
                     return False
             else:  # unknown match
+                if a.startswith("-m physdev "):  # a function of the packet's bridge ports
+                    lit = _packet_lit(a, st.pkt)
+                    known = self._lit_known(st, lit)
+                    if known is not None:
+                        if not known:
+                            return False
+                        continue
+                    lits += (lit,)
                 if undecided is None:
                     undecided = []
                 undecided.append(a)
         if undecided is not None:
+            if len(lits) == len(undecided) and self._refuted(st, lits):
+                return False
             # Every decidable match holds: whether the rule matches is unknown. Fork.
             return self._undecided(ctx, cc, cr, rules, i, st, env, depth, out,
-                                   tuple(undecided))
+                                   tuple(undecided), lits)
         return True
+
+    def _facts(self, st: _State) -> Iterable[tuple[tuple[object, ...], bool]]:
+        """(literal, whether it holds) for what this branch's earlier answers on this
+        evaluator tell about single matches (``_undecided``'s ``lits``): a rule assumed to
+        match makes each of its undecided matches hold; a rule assumed not to, with one
+        undecided match, makes that one fail."""
+        for asm in st.assumed:
+            k = asm.key
+            if len(k) != 6 or k[0] != self._uid:
+                continue
+            lits = cast("tuple[tuple[object, ...], ...]", k[5])
+            if asm.matches:
+                for lit in lits:
+                    yield lit, True
+            elif len(lits) == 1 and len(asm.undecided) == 1:
+                yield lits[0], False
+
+    def _lit_known(self, st: _State, lit: tuple[object, ...]) -> bool | None:
+        """Whether the undecided match ``lit`` holds on this branch, None: not answered."""
+        for got, holds in self._facts(st):
+            if got == lit:
+                return holds
+        return None
+
+    def _iface_known(self, st: _State, is_in: bool, cur: str, name: str) -> bool | None:
+        """Whether the interface ``cur`` (input when ``is_in``), whose real name the evaluator
+        cannot tell, matches ``name``, as far as this branch's earlier answers about the same
+        interface tell; None when they do not: after ``-i wt0`` was assumed to match, ``-i
+        wt0`` matches and ``-i ens5`` does not; after ``-o eth+`` was assumed not to, ``-o
+        eth1`` does not."""
+        for lit, holds in self._facts(st):
+            if lit[0] != "if" or lit[1] != is_in or lit[2] != cur:
+                continue
+            got = _iface_implies(str(lit[3]), holds != lit[4], name)
+            if got is not None:
+                return got
+        return None
+
+    def _refuted(self, st: _State, lits: tuple[tuple[object, ...], ...]) -> bool:
+        """Whether this branch already assumed that an earlier rule asking only some of
+        ``lits`` did not match: then they do not all hold (the same `-i X ! -o Y` pair in two
+        chains)."""
+        want = set(lits)
+        for asm in st.assumed:
+            k = asm.key
+            if asm.matches or len(k) != 6 or k[0] != self._uid:
+                continue
+            theirs = cast("tuple[tuple[object, ...], ...]", k[5])
+            if len(theirs) == len(asm.undecided) and want.issuperset(theirs):
+                return True
+        return False
 
     def _set_fn(self, m: SetMatch) -> tuple[SetMatch, SetPredicate]:
         """``-m set`` match ``m`` against this evaluator's ipsets, compiled once
@@ -1213,14 +1322,20 @@ class Evaluator:
 
     def _undecided(self, ctx: _TableCtx, cc: _CompiledChain, cr: _CompiledRule,
                    rules: list[_CompiledRule], i: int, st: _State, env: _Env, depth: int,
-                   out: _Out, undecided: tuple[str, ...]) -> bool:
+                   out: _Out, undecided: tuple[str, ...],
+                   lits: tuple[tuple[object, ...], ...] = ()) -> bool:
         """The rule's ``undecided`` matches cannot be decided: the branch where the rule does
         not match walks on from ``i`` (same probability), and this one goes on as matched —
-        unless this branch already answered the same question (same rule, same packet)."""
-        if _inert(cr.rule):
-            # Matching or not, nothing changes (no target, or only logging): no fork.
+        unless this branch already answered the same question (same rule, same packet).
+        ``lits``: those of the undecided matches that depend on the packet alone (``_special``),
+        kept in the assumption's key so that later rules asking the same agree with it."""
+        if _inert(cr.rule, ctx.chains):
+            # Matching or not, nothing changes (no target, only logging, a jump to such a
+            # chain): no fork.
             return False
-        key = (self._uid, cr.where, cr.index, st.pkt, env.ct_state)
+        key: tuple[object, ...] = (self._uid, cr.where, cr.index, st.pkt, env.ct_state)
+        if lits:
+            key += (lits,)
         for asm in st.assumed:
             if asm.key == key:
                 return asm.matches
