@@ -2,11 +2,10 @@
 traced standalone through the CLI (``trace --dump``, no cluster file). Each test's docstring
 derives the expected outcomes by reading the dump; line numbers are the dump's own.
 
-The weave node shows a gap of the standalone stand-in node: it knows no pod network, so a
-packet to or from a pod (10.32.0.0/12, behind the ``weave`` bridge on the real node) is routed
-by the uplink stand-in, and weave-npc's ``-i weave`` / ``-o weave`` rules are decided "no" (weave
-is a CNI device, not the uplink: dataplane/devices.py). Flows that never touch the pod side are
-traced here; the one that does is a strict xfail naming the gap."""
+The weave node is the case of weave-npc: a pod's traffic crosses ``-i weave`` / ``-o weave``
+rules and namespace ipsets that no ``ipset save`` gives. The stand-in node knows neither its
+devices nor its pods, so those rules fork, and each question is asked once per branch (weave-npc
+tests every egress set twice around a MARK: test_one_question_once.py)."""
 
 # ruff: noqa: E501  (dump lines are quoted whole)
 
@@ -43,6 +42,11 @@ def trace(dump: Path, *args: str) -> dict[str, Any]:
 def lines_of(o: dict[str, Any]) -> list[int]:
     """The dump lines an outcome's steps name, in order."""
     return [s["loc"]["line"] for h in o["hops"] for s in h["steps"] if s["loc"]]
+
+
+def assumed(o: dict[str, Any]) -> dict[int, bool]:
+    """Line -> the answer the outcome assumed for that undecided rule."""
+    return {int(a["rule"].rsplit(":", 1)[-1].rstrip(")")): a["matches"] for a in o["assumptions"]}
 
 
 # ----------------------------------------------------------------------------- weave
@@ -98,28 +102,102 @@ def test_weave_outside_client_to_the_kubelet() -> None:
     assert lines_of(o) == [22, 49, 23, 80, 81]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the standalone stand-in node knows no pod network: the DNATed packet to 10.32.0.2/.3 is "
-    "routed by the uplink stand-in, so FORWARD line 84 `-o weave -j WEAVE-NPC` is decided "
-    "'no' (weave is a CNI device, not the uplink) and weave-npc's ingress policy (lines "
-    "107-114, ipsets) is skipped: certain DELIVERED where the real node may drop"))
+def test_weave_pod_to_kube_dns_depends_on_weave_npc() -> None:
+    """A packet from a pod 10.32.0.5 asks kube-dns 10.96.0.10:53/udp:
+
+    - nat PREROUTING line 22 -> KUBE-SERVICES; line 45 (`! -s 10.32.0.0/12 ... -j
+      KUBE-MARK-MASQ`) does not match a pod source; line 46 -> KUBE-SVC-TCOU7JCQXEZGVUNU,
+      line 53 (probability 0.5) -> KUBE-SEP-SZZ7MOWKTWUFXIJT = DNAT 10.32.0.2:53 (line 40),
+      else line 54 -> KUBE-SEP-3DU66DE6VORVEQVD = DNAT 10.32.0.3:53 (line 34);
+    - nat POSTROUTING: no 0x4000 mark for line 32; line 27 is Docker's 172.17.0.0/16; WEAVE
+      lines 56/57 masquerade only when exactly one side is outside 10.32.0.0/12: the DNS pod
+      sees 10.32.0.5;
+    - filter FORWARD is weave-npc's: line 83 `-i weave` and line 84 `-o weave` depend on the
+      devices, which a dump does not name (the first undecided rule of every outcome is line
+      83); behind them physdev (lines 109, 116) and the namespaces' ipsets (lines 112-114,
+      123-128) decide. Where none lets it through, line 86 (`-o weave -j DROP`) or line 121
+      (`-m mark ! --mark 0x40000/0x40000 -j DROP`) drops it. So: delivered to either endpoint
+      at 1/2, or dropped — none of it certain, nothing settled;
+    - weave-npc tests each egress set twice in a row (line 123 marks through
+      WEAVE-NPC-EGRESS-ACCEPT, line 124 returns; same set, same source): one question, so
+      lines 124/126/128 are never an assumption of their own.
+    """
+    doc = trace(WEAVE, "--node-ip", WEAVE_NODE, "--node", "n", "--src", "10.32.0.5",
+                "--dst", "10.96.0.10", "--dport", "53", "--proto", "udp")
+    outs = doc["outcomes"]
+    assert doc["settled"] is None
+    assert {o["disposition"] for o in outs} == {"delivered", "dropped"}
+    delivered = [o for o in outs if o["disposition"] == "delivered"]
+    assert {o["endpoint"] for o in delivered} == {"10.32.0.2:53", "10.32.0.3:53"}
+    assert all(o["probability"] == 0.5 for o in outs)
+    assert all(not o["masquerade"] and o["seen_source"] == "10.32.0.5" for o in delivered)
+    assert all(o["certain"] is False for o in outs)
+    assert all(o["depends_on"][0].endswith(f"({WEAVE}:83)") for o in outs)
+    for o in delivered:
+        dnat = [n for n in lines_of(o) if n in (34, 40)]
+        assert dnat == [40 if o["endpoint"] == "10.32.0.2:53" else 34]
+    assert not any({124, 126, 128} & set(assumed(o)) for o in outs)
+    # one path read off the dump: in by weave (83), not from the bridge's own port (116), the
+    # source in the default namespace's egress set (123: marked by 122, 124 returns, implied),
+    # out by weave (84), not to the bridge port (109), the destination in the default
+    # namespace's ingress set (112): accepted there
+    path = {83: True, 116: False, 123: True, 84: True, 109: False, 112: True}
+    hits = {o["endpoint"]: lines_of(o) for o in delivered if assumed(o) == path}
+    assert hits == {"10.32.0.2:53": [22, 46, 53, 40, 83, 118, 123, 122, 124, 84, 110, 112,
+                                     26, 28],
+                    "10.32.0.3:53": [22, 46, 54, 34, 83, 118, 123, 122, 124, 84, 110, 112,
+                                     26, 28]}
+    # and the egress drop: no egress set holds the source
+    drop = {83: True, 116: False, 123: False, 125: False, 127: False}
+    dropped = [o for o in outs if assumed(o) == drop]
+    assert len(dropped) == 2 and all(o["disposition"] == "dropped" and lines_of(o)[-1] == 121
+                                     for o in dropped)
+
+
+def test_weave_pod_to_internet_is_masqueraded_by_weave() -> None:
+    """The pod to 8.8.8.8:443: no Service matches (line 49 needs a LOCAL destination), so it
+    is forwarded; nat POSTROUTING line 28 -> WEAVE, line 57 `-s 10.32.0.0/12 ! -d
+    10.32.0.0/12 -j MASQUERADE`: every outcome that leaves is masqueraded (the node's
+    address shown, 192.168.1.241). Whether it leaves is weave-npc's egress decision (line 83
+    first), as above; out by a device other than weave, line 87 (`-i weave ! -o weave`)
+    accepts it."""
+    doc = trace(WEAVE, "--node-ip", WEAVE_NODE, "--node", "n", "--src", "10.32.0.5",
+                "--dst", "8.8.8.8", "--dport", "443")
+    outs = doc["outcomes"]
+    assert {o["disposition"] for o in outs} == {"passed", "dropped"}
+    passed = [o for o in outs if o["disposition"] == "passed"]
+    assert all(o["masquerade"] and o["seen_source"] == WEAVE_NODE for o in passed)
+    assert all(lines_of(o)[-3:] == [26, 28, 57] for o in passed)
+    assert all(o["certain"] is False and o["depends_on"][0].endswith(f"({WEAVE}:83)")
+               for o in outs)
+    assert lines_of(next(o for o in passed if assumed(o) == {83: True, 116: True, 84: False})) \
+        == [22, 83, 116, 87, 26, 28, 57]
+
+
 def test_weave_outside_client_to_cluster_ip_meets_weave_npc() -> None:
     """An off-cluster client to kube-dns's ClusterIP 10.96.0.10:53/tcp through this node: line
     47 `! -s 10.32.0.0/12` marks it (line 31), line 48 -> KUBE-SVC-ERIFXISQEP7F7OF4: line 50
-    (1/2) -> DNAT 10.32.0.2:53 (line 42), else line 51 -> DNAT 10.32.0.3:53 (line 38). The
-    pods are behind the weave bridge: FORWARD line 84 `-o weave -j WEAVE-NPC` holds, and
-    WEAVE-NPC lets a NEW connection through only by physdev (line 109) or by the
-    destination's namespace set (lines 112-114, no `ipset save` published), else line 86
-    drops it. So every outcome depends on line 84's chain: uncertain, some dropped; the
-    delivered ones masqueraded by KUBE-POSTROUTING (line 32): the DNS pod sees the node."""
+    (1/2) -> DNAT 10.32.0.2:53 (line 42), else line 51 -> DNAT 10.32.0.3:53 (line 38). It came
+    in by the uplink, so line 83 (`-i weave`) does not match; out by weave, line 84 sends it
+    to WEAVE-NPC, which lets a NEW connection through by physdev (line 109) or the
+    destination's namespace set (lines 112-114), else line 86 drops it. Delivered ones are
+    masqueraded by KUBE-POSTROUTING (line 32): the DNS pod sees the node. Every outcome
+    depends on line 84 first."""
     doc = trace(WEAVE, "--node-ip", WEAVE_NODE, "--from", "external=198.51.100.7",
                 "--to", "10.96.0.10:53", "--proto", "tcp")
     outs = doc["outcomes"]
     assert {o["disposition"] for o in outs} == {"delivered", "dropped"}
     assert not any(o["certain"] for o in outs)
+    assert all(o["depends_on"][0].endswith(f"({WEAVE}:84)") for o in outs)
     delivered = [o for o in outs if o["disposition"] == "delivered"]
     assert {o["endpoint"] for o in delivered} == {"10.32.0.2:53", "10.32.0.3:53"}
-    assert all(o["masquerade"] and o["seen_source"] == WEAVE_NODE for o in delivered)
+    for o in delivered:
+        assert o["masquerade"] and o["seen_source"] == WEAVE_NODE
+        n = lines_of(o)
+        assert n[:4] == [22, 47, 31, 48] and n[-2:] == [26, 32]
+        assert (42 if o["endpoint"] == "10.32.0.2:53" else 38) in n
+    dropped = [o for o in outs if o["disposition"] == "dropped"]
+    assert all(lines_of(o)[-1] == 86 for o in dropped)
 
 
 @pytest.mark.tools

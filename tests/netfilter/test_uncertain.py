@@ -521,7 +521,7 @@ def test_unknown_uplink_holds_the_true_world(text: str, iif: str, oif: str) -> N
     chains = {c.name: c for t in rs.tables for c in t.chains}
 
     def truth(a: object) -> bool:
-        _uid, where, index, _pkt, _ct = a.key  # type: ignore[attr-defined]
+        _uid, where, index = a.key[:3]  # type: ignore[attr-defined]
         rule = chains[where[1]].rules[index]
         return all(iface_matches(iif if m.direction == "in" else oif, m.name) != m.negate
                    for m in rule.matches)
