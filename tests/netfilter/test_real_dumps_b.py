@@ -25,6 +25,8 @@ import pytest
 
 REAL = Path(__file__).parent / "data" / "real"
 WEAVE = REAL / "kubeadm-v1.11-weave.iptables-save"
+K3S_NFT = REAL / "k3s-pi-kube-proxy-nftables.nft"
+PI_NODE = "10.34.4.246"  # k8s-slave-1-raspberrypi-4: the nodeport-ips set's one element
 WEAVE_NODE = "192.168.1.241"  # the apiserver endpoint (line 36): the master this dump is from
 
 
@@ -219,3 +221,90 @@ def test_weave_dump_loads_whole_with_its_sets(tmp_path: Path) -> None:
     bad = subprocess.run(["unshare", "--net", restore, "--test", str(WEAVE)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
+
+
+# ----------------------------------------------------------------------------- kube-proxy nftables
+# k3s-pi-kube-proxy-nftables.nft: `table ip kube-proxy` of a k3s node (a Raspberry Pi 4 of a
+# five-node lab cluster, pods 10.42.0.0/16, Services 10.43.0.0/16) with kube-proxy in nftables
+# mode (mirzahilmi/latency-aware-kubernetes proberv2/docs/SAMPLE.md at 7b5b7cbc, 2025-11). Only
+# kube-proxy's table: flannel's rules are not in it. Every flow is decided: no set without its
+# elements, no interface match.
+
+
+def test_nft_pod_to_kube_dns_keeps_its_address() -> None:
+    """A pod 10.42.2.7 to kube-dns 10.43.0.10:53/udp: nat-prerouting line 6 -> services, line
+    10 looks up @service-ips: `10.43.0.10 . udp . 53 : goto service-FY5PMXPG-...` (line 18);
+    that chain's line 237 (`ip saddr != 10.42.0.0/16`) does not mark a pod, line 238 (`numgen
+    random mod 1`) -> endpoint-S4FSIJI2, whose line 232 needs the endpoint's own source, line
+    233 DNATs to 10.42.0.171:53. filter-prerouting line 78 (firewall-check: @firewall-ips is
+    empty), filter-forward lines 89/90 (no-endpoint and cluster-ips checks: the destination is
+    now a pod), nat-postrouting line 111 -> masquerading, line 127 returns (no 0x4000 mark):
+    the DNS pod sees 10.42.2.7. Certain."""
+    doc = trace(K3S_NFT, "--node", "n", "--src", "10.42.2.7", "--dst", "10.43.0.10",
+                "--dport", "53", "--proto", "udp")
+    assert doc["dump"]["kube_proxy"].startswith("kube-proxy nftables, 1.31-1.33 rule shape")
+    assert doc["dump"]["node_ips"] == [PI_NODE]  # inferred from @nodeport-ips (line 37)
+    (o,) = doc["outcomes"]
+    assert (o["disposition"], o["endpoint"], o["masquerade"], o["seen_source"], o["certain"]) \
+        == ("delivered", "10.42.0.171:53", False, "10.42.2.7", True)
+    assert lines_of(o) == [78, 6, 10, 10, 238, 233, 89, 90, 111, 127]
+
+
+def test_nft_node_port_spreads_over_nine_endpoints_and_masquerades() -> None:
+    """An outside client to the node's NodePort 10.34.4.246:30000: line 10 finds no ClusterIP,
+    line 11 (daddr in @nodeport-ips) looks up @service-nodeports: `tcp . 30000 : goto
+    external-P6J77WGM-...` (line 31); line 41 marks for masquerade (line 138), line 42 ->
+    service-P6J77WGM, whose line 47 (`numgen random mod 9 vmap`) picks one of nine endpoints,
+    1/9 each, each DNAT (e.g. line 148: 10.42.4.201:8080). nat-postrouting: line 127 sees the
+    0x4000 mark, 128 clears it, 129 masquerades (`fully-random`): the pod sees the node."""
+    doc = trace(K3S_NFT, "--from", "external=198.51.100.7", "--to", f"{PI_NODE}:30000")
+    outs = doc["outcomes"]
+    want = {"10.42.2.218:8080": 253, "10.42.4.201:8080": 148, "10.42.4.202:8080": 153,
+            "10.42.4.203:8080": 158, "10.42.4.204:8080": 163, "10.42.4.205:8080": 168,
+            "10.42.4.206:8080": 173, "10.42.4.207:8080": 178, "10.42.5.164:8080": 258}
+    assert {o["endpoint"]: lines_of(o) for o in outs} == {
+        ep: [78, 6, 11, 11, 41, 138, 42, 47, dnat, 89, 90, 111, 128, 129]
+        for ep, dnat in want.items()}
+    assert all((o["probability"], o["masquerade"], o["seen_source"], o["certain"]) ==
+               (pytest.approx(1 / 9), True, PI_NODE, True) for o in outs)
+
+
+def test_nft_endpoint_to_its_own_service_is_masqueraded() -> None:
+    """kube-dns's own pod 10.42.0.171 to 10.43.0.10:53/udp: line 238 picks its own endpoint,
+    whose line 232 (`ip saddr 10.42.0.171 jump mark-for-masquerade`, the hairpin rule) marks it
+    (line 138) before line 233 DNATs; masquerading lines 128/129 then hide its address from
+    itself."""
+    doc = trace(K3S_NFT, "--node", "n", "--src", "10.42.0.171", "--dst", "10.43.0.10",
+                "--dport", "53", "--proto", "udp")
+    (o,) = doc["outcomes"]
+    assert (o["endpoint"], o["masquerade"], o["seen_source"], o["certain"]) == \
+        ("10.42.0.171:53", True, PI_NODE, True)
+    assert lines_of(o) == [78, 6, 10, 10, 238, 232, 138, 233, 89, 90, 111, 128, 129]
+
+
+@pytest.mark.parametrize(("dst", "dport", "disposition", "last"), [
+    # a Service without endpoints: @no-endpoint-services (line 119) -> reject-chain, line 143
+    ("10.43.21.102", 4317, "rejected", 143),
+    # a ClusterIP on a port it does not serve: cluster-ips-check line 133 rejects
+    ("10.43.0.10", 80, "rejected", 133),
+    # an address in the Service range that no Service has: line 134 drops
+    ("10.43.99.99", 80, "dropped", 134),
+])
+def test_nft_service_range_misses(dst: str, dport: int, disposition: str, last: int) -> None:
+    """kube-proxy's filter checks for what no service-ips element takes: filter-forward line
+    89 (service-endpoints-check) and line 90 (cluster-ips-check), each certain."""
+    doc = trace(K3S_NFT, "--node", "n", "--src", "10.42.2.7", "--dst", dst,
+                "--dport", str(dport))
+    (o,) = doc["outcomes"]
+    assert (o["disposition"], o["certain"], lines_of(o)[-1]) == (disposition, True, last)
+
+
+@pytest.mark.tools
+def test_nft_listing_loads_in_nft_check() -> None:
+    """The listing as published is accepted by the real `nft -c -f` (in a network namespace of
+    its own; `-c` changes nothing anyway)."""
+    if shutil.which("nft") is None or shutil.which("unshare") is None:
+        pytest.skip("nft or unshare is not installed")
+    res = subprocess.run(["unshare", "--net", "nft", "-c", "-f", str(K3S_NFT)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
