@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sourceip.clientip import headers_from_pairs
@@ -180,6 +180,19 @@ def _attacks(s: Any) -> list[tuple[Connection, list[tuple[str, str]], str]]:
     return out
 
 
+def _envoy_catch_all(skip_append: bool) -> Any:
+    from sourceip.ingress.envoy import EnvoySettings
+
+    return EnvoySettings(controller="envoy-gateway", use_remote_address=False,
+                         extension="xff", ext_cidrs=("0.0.0.0/0", "::/0"),
+                         ext_skip_append=skip_append)
+
+
+# Found by hypothesis: trustedCIDRs 0.0.0.0/0 + ::/0 without skip_xff_append is not forgeable
+# for the app's walk (Envoy trusts every peer, detects, and appends the peer it saw); with
+# skip_xff_append it is (nothing Envoy saw is appended).
+@example(_envoy_catch_all(False))
+@example(_envoy_catch_all(True))
 @given(st.sampled_from(CONTROLLERS).flatmap(settings_for))
 def test_forgeable_means_an_attack_works(s: Any) -> None:
     rec = recommend(s, trusted_cidrs=TRUSTED)

@@ -446,12 +446,17 @@ def recommend(s: EnvoySettings, *, trusted_cidrs: Sequence[str]) -> Recommendati
         code = (f"RightmostTrustedRange(header='x-forwarded-for', "
                 f"trusted_proxies={app_trust!r})")
         header = "X-Forwarded-For"
-        forgeable = True
-        notes.append("when the peer is not in the trusted CIDRs the xff extension detects "
-                     "nothing: Envoy uses the peer but does not append it "
-                     "(conn_manager_utility.cc appends only with use_remote_address or for a "
-                     "detected address), so a direct client's own X-Forwarded-For reaches the "
-                     "app unmarked; only let the trusted proxies reach the listener")
+        # Every peer is trusted (catch-alls of both families): the extension always detects,
+        # and unless skip_xff_append Envoy appends the peer it saw -- the rightmost entry the
+        # app's walk stops at. Otherwise a peer outside the CIDRs gets nothing appended.
+        every_peer_trusted = {n.version for n in catch_all(s.cidrs)} >= {4, 6}
+        forgeable = s.ext_skip_append or not every_peer_trusted
+        if not every_peer_trusted:
+            notes.append("when the peer is not in the trusted CIDRs the xff extension detects "
+                         "nothing: Envoy uses the peer but does not append it "
+                         "(conn_manager_utility.cc appends only with use_remote_address or for "
+                         "a detected address), so a direct client's own X-Forwarded-For reaches "
+                         "the app unmarked; only let the trusted proxies reach the listener")
         if s.ext_skip_append:
             changes.append(SettingChange(
                 setting=("spec.clientIPDetection.xForwardedFor.disableXForwardedForAppend"
