@@ -547,7 +547,13 @@ class _CompiledRule:
         return got
 
 
-def _rule_key(rule: Rule) -> tuple[IPAddress, str, int] | None:
+_Key = tuple["IPAddress | None", str, int]
+
+
+def _rule_key(rule: Rule) -> _Key | None:
+    """(destination, protocol, port) a rule needs, the destination None when it names none
+    (``KUBE-NODEPORTS``' and ``KUBE-EXTERNAL-SERVICES``' per-port rules); None when the rule
+    does not pin protocol and port."""
     dst: IPAddress | None = None
     proto: str | None = None
     dport: int | None = None
@@ -561,14 +567,15 @@ def _rule_key(rule: Rule) -> tuple[IPAddress, str, int] | None:
         elif (isinstance(m, Port) and m.field == "dport" and not m.negate and len(m.ports) == 1
               and isinstance(m.ports[0], int)):
             dport = m.ports[0]
-    if dst is None or proto is None or dport is None:
+    if proto is None or dport is None:
         return None
     return (dst, proto, dport)
 
 
 class _CompiledChain:
     """A chain ready to walk. Chains of ``_INDEX_THRESHOLD`` rules or more are indexed by
-    (destination, protocol, port), and their rules are compiled when first a candidate."""
+    (destination, protocol, port) -- rules that name no destination by (None, protocol,
+    port) -- and their rules are compiled when first a candidate."""
 
     __slots__ = ("chain", "where", "rules", "by_key", "generic", "generic_rules", "merged")
 
@@ -576,17 +583,17 @@ class _CompiledChain:
         self.chain = chain
         self.where = (table.name, chain.name, backend, table.family)
         n = len(chain.rules)
-        self.by_key: dict[tuple[IPAddress, str, int], list[int]] | None = None
+        self.by_key: dict[_Key, list[int]] | None = None
         self.generic: list[int] = _NO_RULES
         self.generic_rules: list[_CompiledRule] = _NO_RULES
-        self.merged: dict[tuple[IPAddress, str, int], list[_CompiledRule]] | None = None
+        self.merged: dict[_Key, list[_CompiledRule]] | None = None
         if n < _INDEX_THRESHOLD:
             self.rules: list[_CompiledRule | None] = [self._compile(i) for i in range(n)]
             return
         self.generic = []
         self.merged = {}
         self.rules = [None] * n
-        by_key: dict[tuple[IPAddress, str, int], list[int]] = {}
+        by_key: dict[_Key, list[int]] = {}
         for i, rule in enumerate(chain.rules):
             key = _rule_key(rule)
             if key is None:
@@ -656,10 +663,12 @@ class _CompiledChain:
         if got is not None:
             return got
         keyed = self.by_key.get(key)
-        if not keyed:
+        any_dst = self.by_key.get((None, t.proto, t.dport))
+        if not keyed and not any_dst:
             return self.generic_rules
         rule = self.rule
-        got = [rule(i) for i in sorted(keyed + self.generic)]  # indices: chain order
+        indices = (keyed or _NO_RULES) + (any_dst or _NO_RULES) + self.generic
+        got = [rule(i) for i in sorted(indices)]  # indices: chain order
         if len(self.merged) < 65536:  # type: ignore[arg-type]
             self.merged[key] = got  # type: ignore[index]
         return got
