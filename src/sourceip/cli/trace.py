@@ -209,11 +209,12 @@ def trace(filenames: tuple[str, ...], example: str | None, source: str | None,
             doc["dump"] = node_dumps.to_dict()
         emit(doc, output)
     else:
-        from sourceip.report.term import detect
+        from sourceip.report.term import detect, wrap_lines
 
-        text = render_trace(result, wide=output == "wide", term=detect())
-        if node_dumps is not None:
-            text = "\n".join(node_dumps.lines()) + "\n" + text
+        term = detect()
+        text = render_trace(result, wide=output == "wide", term=term)
+        if node_dumps is not None:  # what the dumps are, wrapped to the terminal as the trace
+            text = "\n".join(wrap_lines(node_dumps.lines(), term.width, hang=4)) + "\n" + text
         emit(text, "text")
 
 
