@@ -47,9 +47,10 @@ def _story(trace: Trace) -> list[str]:
         if o.disposition == "delivered":
             head += f" to {o.endpoint_name or o.endpoint} ({o.endpoint}); the pod sees " \
                     f"{o.seen_source}"
-            head += " (masqueraded" + (f" by {o.snat_node} on {o.snat_iface})"
-                                       if o.snat_node else ")") if o.masquerade else \
-                " (not rewritten)"
+            on = f" on {o.snat_iface}" if o.snat_iface and not o.snat_iface.startswith("(") \
+                else ""  # "(unknown)": a dump's stand-in node does not know the device
+            head += " (masqueraded" + (f" by {o.snat_node}{on})" if o.snat_node else ")") \
+                if o.masquerade else " (not rewritten)"
         elif o.disposition == "passed":
             head += f" (no service rule rewrote it; source {o.seen_source})"
         lines.append(head)
