@@ -121,7 +121,7 @@ def test_signal_to_lab_up_tears_down(clean_host: None, sig: signal.Signals) -> N
     assert pids
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, f"rc {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}"
     assert f"lab {runid} torn down" in out
     assert lab_namespaces(runid) == []
     assert _wait_gone(pids, 0.5) == []
@@ -221,7 +221,7 @@ def test_dry_run_script_builds_and_tears_down(clean_host: None, tmp_path: Path) 
         proc.stdin.write("\n")
         proc.stdin.flush()
         out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
+        assert proc.returncode == 0, f"rc {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}"
         assert f"lab {plan.runid} torn down" in out
     finally:
         if proc.poll() is None:
