@@ -12,7 +12,7 @@ output interface (only POSTROUTING had one)."""
 
 from __future__ import annotations
 
-from sourceip.dataplane.devices import unknown_uplink
+from sourceip.dataplane.devices import stand_in_ifaces
 from sourceip.net.addr import parse_ip
 from sourceip.net.packet import FiveTuple, Packet
 from sourceip.netfilter.evaluate import Branch, Evaluator
@@ -31,7 +31,7 @@ def forward(rules: str, *, uplink_unknown: bool = True) -> list[Branch]:
     rs = parse_iptables_save(FWD.format(rules=rules), source="r")
     pkt = Packet(tuple=FiveTuple(proto="tcp", src=parse_ip("10.0.0.1"), sport=1,
                                  dst=parse_ip("10.0.0.2"), dport=80), iif="eth0", oif="eth0")
-    ifaces = unknown_uplink(("eth0",)) if uplink_unknown else None
+    ifaces = stand_in_ifaces(("eth0",)) if uplink_unknown else None
     return Evaluator(rs, ["192.0.2.1"], ifaces=ifaces).run_hook("forward", pkt)
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 from real_dump_helpers import cli
 
+from sourceip.netfilter.evaluate import iface_matches
+
 REAL = Path(__file__).parent / "data" / "real"
 FLANNEL = REAL / "kubeadm-v1.29.4-flannel.iptables-save"
 MASQ_NOTE = "masqueraded to the address of the interface it leaves by"
@@ -48,9 +50,7 @@ def _iface_holds(undecided: str, iif: str, oif: str) -> bool:
     neg = words[0] == "!"
     flag, name = words[-2], words[-1]
     assert flag in ("-i", "-o"), undecided
-    cur = iif if flag == "-i" else oif
-    hit = cur.startswith(name[:-1]) if name.endswith("+") else cur == name
-    return hit != neg
+    return iface_matches(iif if flag == "-i" else oif, name) != neg
 
 
 def in_world(o: dict[str, Any], iif: str, oif: str) -> bool:

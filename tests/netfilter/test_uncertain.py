@@ -241,10 +241,10 @@ def test_iface_on_an_unknown_uplink_forks(ifaces: str | None, iif: str, oif: str
     it cannot be decided (fork, naming the rule), `-i docker0` / `-i cali+` can (a CNI's or
     runtime's device is not the uplink), and a decided match still runs before a statistic
     (no extra branch)."""
-    from sourceip.dataplane.devices import unknown_uplink
+    from sourceip.dataplane.devices import stand_in_ifaces
 
     rs = parse_iptables_save(UPLINK_RULES)
-    ev = Evaluator(rs, ["10.0.0.11"], ifaces=None if ifaces is None else unknown_uplink({ifaces}))
+    ev = Evaluator(rs, ["10.0.0.11"], ifaces=None if ifaces is None else stand_in_ifaces({ifaces}))
     out = ev.run_hook("forward", Packet(tuple=tup("198.51.100.7", "10.244.1.5"), iif=iif,
                                         oif=oif))
     assert summary(out) == want
@@ -264,9 +264,9 @@ def test_iface_on_an_unknown_uplink_forks(ifaces: str | None, iif: str, oif: str
     ("(unknown)", "+", True),
 ])
 def test_unknown_uplink_answers(current: str, pattern: str, answer: bool | None) -> None:
-    from sourceip.dataplane.devices import unknown_uplink
+    from sourceip.dataplane.devices import stand_in_ifaces
 
-    assert unknown_uplink({"eth0"})(current, pattern) is answer
+    assert stand_in_ifaces({"eth0"})(current, pattern) is answer
 
 
 def test_physdev_other_options_stay_undecided() -> None:
@@ -510,13 +510,13 @@ def test_unknown_uplink_holds_the_true_world(text: str, iif: str, oif: str) -> N
     """Soundness of the fork: with the uplink's name unknown, the branches whose every
     assumption agrees with the truth (the uplink really is eth0) end exactly as the exact
     evaluation does; and a rule is only ever undecided on an interface named eth0."""
-    from sourceip.dataplane.devices import unknown_uplink
+    from sourceip.dataplane.devices import stand_in_ifaces
     from sourceip.netfilter.evaluate import iface_matches
 
     rs = parse_iptables_save(text)
     pkt = Packet(tuple=tup("198.51.100.7", "10.244.1.5"), iif=iif, oif=oif)
     exact = Evaluator(rs, ["10.0.0.11"]).run_hook("forward", pkt)
-    forked = Evaluator(rs, ["10.0.0.11"], ifaces=unknown_uplink({"eth0"})).run_hook("forward",
+    forked = Evaluator(rs, ["10.0.0.11"], ifaces=stand_in_ifaces({"eth0"})).run_hook("forward",
                                                                                     pkt)
     chains = {c.name: c for t in rs.tables for c in t.chains}
 

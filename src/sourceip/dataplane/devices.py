@@ -73,7 +73,7 @@ def _names_a_device(pattern: str) -> bool:
 UNKNOWN_DEVICE = "(unknown)"
 
 
-def unknown_uplink(uplinks: Collection[str]) -> IfaceQuestion:
+def stand_in_ifaces(uplinks: Collection[str]) -> IfaceQuestion:
     """``Evaluator(ifaces=...)`` for a dump's stand-in node. ``uplinks``: the names it gives
     its uplink when that device's real name is a guess; a rule's ``-i``/``-o`` on it is
     answered only when it names a CNI/runtime/kube-proxy device (not the uplink) or matches

@@ -23,7 +23,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 from sourceip.cluster import Cluster, KubeProxyConfig, Pod, Service
-from sourceip.dataplane.devices import UNKNOWN_DEVICE, unknown_uplink
+from sourceip.dataplane.devices import UNKNOWN_DEVICE, stand_in_ifaces
 from sourceip.dataplane.ipvs import (
     ipvs_bound,
     ipvs_handled,
@@ -258,7 +258,7 @@ class Tracer:
         node with its unknown devices (and its uplink's name, unless given) unknown."""
         if node not in self._interfaces_unknown:
             return None
-        return unknown_uplink((self.topo.net(node).iface,) if node in self._uplink_unknown
+        return stand_in_ifaces((self.topo.net(node).iface,) if node in self._uplink_unknown
                               else ())
 
     def _route(self, node: str, dst: IPAddress) -> Route:

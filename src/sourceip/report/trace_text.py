@@ -3,6 +3,7 @@ wrap at the terminal's width (``report.term``), continuation lines indented."""
 
 from __future__ import annotations
 
+from sourceip.dataplane.devices import UNKNOWN_DEVICE
 from sourceip.dataplane.trace import Trace, fmt_prob
 from sourceip.netfilter.evaluate import Step
 from sourceip.report.term import PLAIN, Term, wrap_lines
@@ -47,8 +48,8 @@ def _story(trace: Trace) -> list[str]:
         if o.disposition == "delivered":
             head += f" to {o.endpoint_name or o.endpoint} ({o.endpoint}); the pod sees " \
                     f"{o.seen_source}"
-            on = f" on {o.snat_iface}" if o.snat_iface and not o.snat_iface.startswith("(") \
-                else ""  # "(unknown)": a dump's stand-in node does not know the device
+            on = f" on {o.snat_iface}" if o.snat_iface and o.snat_iface != UNKNOWN_DEVICE \
+                else ""  # a dump's stand-in node does not know the device
             head += " (masqueraded" + (f" by {o.snat_node}{on})" if o.snat_node else ")") \
                 if o.masquerade else " (not rewritten)"
         elif o.disposition == "passed":
